@@ -1,0 +1,1 @@
+"""svdablate.metalayers"""
