@@ -1,0 +1,44 @@
+# svdablate: `make demo` and `make test` are the two commands of a fresh set-up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch/torchvision are installed first and pinned so pip takes the wheels on this machine's disk;
+# on a GPU machine override them, e.g. `make TORCH_SPEC="torch torchvision" demo`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+RESULTS ?= results
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint format bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/svdablate run --preset demo --results-dir $(RESULTS)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check svdablate tests benchmarks
+	$(BIN)/ruff format --check svdablate tests benchmarks
+
+format: install
+	$(BIN)/ruff format svdablate tests benchmarks
+	$(BIN)/ruff check --fix svdablate tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/metalayer_speed.py
+	$(BIN)/python benchmarks/orchestration_overhead.py
+
+clean:
+	rm -rf $(RESULTS) .pytest_cache .ruff_cache

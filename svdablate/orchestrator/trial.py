@@ -1,0 +1,285 @@
+"""One trial: train a model with a meta-layer and treatments, report telemetry (DESIGN §6).
+
+`train_trial(config, report_fn, checkpoint_dir)` is a plain function: it runs without Ray (tests,
+debugging, the orchestration benchmark) and Ray Tune wraps it in `tune_runner`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from svdablate.metalayers import MetaLayerFailure
+from svdablate.models import build_datasets, build_model
+from svdablate.treatments import attach_treatments
+
+ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
+STATE_FILE = "state.pt"
+
+
+def resolve_device(requested: str | None = "auto") -> torch.device:
+    """`auto` picks the GPU when one is visible to this process, else the CPU."""
+    if requested in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def topk_errors(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
+    """Number of samples whose label is not among the k highest logits, for each k."""
+    top = logits.topk(max(ks), dim=1).indices
+    hit = top.eq(target.unsqueeze(1))
+    return [int((~hit[:, :k].any(dim=1)).sum()) for k in ks]
+
+
+def _metalayer_method(config: dict[str, Any], epoch: int) -> str:
+    """Hybrid protocol (ICCV'21 §3.4): Newton–Schulz before `switch_epoch`, the row's after."""
+    switch = config.get("switch_epoch")
+    if switch is not None and epoch < switch:
+        return "ns"
+    return config["method"]
+
+
+def _inject_test_faults(config: dict[str, Any], epoch: int) -> None:
+    """Fault hooks for the orchestrator's tests: crash once at an epoch, or sleep per epoch."""
+    hooks = config.get("_test") or {}
+    if hooks.get("sleep_per_epoch"):
+        time.sleep(float(hooks["sleep_per_epoch"]))
+    crash = hooks.get("raise_once_at_epoch")
+    if crash is not None and epoch == int(crash[0]):
+        marker = Path(crash[1])
+        if not marker.exists():
+            marker.write_text("crashed once")
+            raise RuntimeError(f"injected fault at epoch {epoch}")
+
+
+class _Telemetry:
+    """Per-epoch accumulators of the quantities of DESIGN §6."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.kappas: list[float] = []
+        self.ratios: list[float] = []
+        self.grad_norms: list[float] = []
+        self.lrs: list[float] = []
+        self.failures = 0
+
+    def summary(self) -> dict[str, float]:
+        def agg(values: list[float], fn: Callable[[list[float]], float]) -> float:
+            return float(fn(values)) if values else float("nan")
+
+        return {
+            "train_loss": agg(self.losses, statistics.fmean),
+            "kappa_mean": agg(self.kappas, statistics.fmean),
+            "kappa_median": agg(self.kappas, statistics.median),
+            "kappa_max": agg(self.kappas, max),
+            "lambda_ratio": agg(self.ratios, statistics.median),
+            "pre_svd_grad_norm": agg(self.grad_norms, statistics.fmean),
+            "pre_svd_lr": agg(self.lrs, statistics.fmean),
+            "failures": float(self.failures),
+        }
+
+
+def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, topk: tuple):
+    """Top-k validation errors in percent; a batch the meta-layer fails on counts as wrong."""
+    model.eval()
+    wrong = [0] * len(topk)
+    total = 0
+    failures = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            total += labels.numel()
+            try:
+                logits = model(images)
+            except MetaLayerFailure:
+                failures += 1
+                wrong = [w + labels.numel() for w in wrong]
+                continue
+            wrong = [w + e for w, e in zip(wrong, topk_errors(logits, labels, topk), strict=True)]
+    return [100.0 * w / max(total, 1) for w in wrong], failures
+
+
+def train_trial(
+    config: dict[str, Any], report_fn: ReportFn, checkpoint_dir: str | None = None
+) -> dict[str, Any]:
+    """Train one trial config, calling `report_fn(metrics, state)` after every epoch.
+
+    `state` is everything needed to continue (model, optimizer, schedule, counters); a later call
+    with `checkpoint_dir` holding it (`state.pt`) resumes after the last reported epoch. A solver
+    failure skips that step's update and is counted; a non-finite loss stops the trial, which
+    reports `diverged = 1` and returns normally (it is a result, not a crash).
+    """
+    seed_everything(int(config["seed"]))
+    device = resolve_device(config.get("device"))
+    if device.type == "cuda" and config.get("gpu_fraction"):
+        torch.cuda.set_per_process_memory_fraction(float(config["gpu_fraction"]), device)
+
+    train_set, val_set, info = build_datasets(
+        config["dataset"],
+        data_dir=config.get("data_dir"),
+        download=bool(config.get("download")),
+        smoke=bool(config.get("smoke")),
+        seed=0,
+        like=config.get("fake_like"),
+    )
+    generator = torch.Generator().manual_seed(int(config["seed"]))
+    workers = int(config.get("num_workers") or 0)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=int(config["batch_size"]),
+        shuffle=True,
+        drop_last=True,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    val_loader = DataLoader(val_set, batch_size=int(config["batch_size"]), num_workers=workers)
+    topk = (1, 5) if info.num_classes >= 5 else (1,)
+
+    model = build_model(
+        config["model"],
+        application=config["application"],
+        num_classes=info.num_classes,
+        in_channels=info.in_channels,
+        image_size=info.image_size,
+        method=_metalayer_method(config, 0),
+        precision=config.get("precision", "float64"),
+        **(config.get("model_options") or {}),
+    )
+    treatments = attach_treatments(
+        model.pre_svd_layer, config.get("treatments") or (), ol_weight=config.get("ol_weight", 1e-2)
+    )
+    model.to(device)
+    pre_svd = treatments.parameters()
+    pre_ids = {id(p) for p in pre_svd}
+    others = [p for p in model.parameters() if id(p) not in pre_ids]
+    base_lr = float(config["lr"])
+    optimizer = torch.optim.SGD(
+        [{"params": others}, {"params": pre_svd}],
+        lr=base_lr,
+        momentum=float(config.get("momentum", 0.9)),
+        weight_decay=float(config.get("weight_decay", 0.0)),
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(config.get("milestones") or []), gamma=config.get("gamma", 0.1)
+    )
+
+    start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
+    failures_total = 0
+    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+    if state_path is not None and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, failures_total = state["epoch"], state["best"], state["failures_total"]
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["loader_rng"])
+
+    max_steps = config.get("max_steps_per_epoch")
+    kappa_every = max(int(config.get("kappa_every") or 1), 1)
+    nan_epoch = (config.get("_test") or {}).get("nan_at_epoch")
+    last: dict[str, Any] = {}
+    for epoch in range(start_epoch, int(config["epochs"])):
+        _inject_test_faults(config, epoch)
+        began = time.perf_counter()
+        model.metalayer.method = _metalayer_method(config, epoch)
+        model.train()
+        tele = _Telemetry()
+        diverged = False
+        for step, (images, labels) in enumerate(train_loader):
+            if max_steps is not None and step >= int(max_steps):
+                break
+            images, labels = images.to(device), labels.to(device)
+            model.metalayer.record_stats = step % kappa_every == 0
+            optimizer.zero_grad(set_to_none=True)
+            try:
+                loss = F.cross_entropy(model(images), labels) + treatments.regularizer()
+                if nan_epoch is not None and epoch == int(nan_epoch):
+                    loss = loss * float("nan")
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    diverged = True
+                    break
+                loss.backward()
+            except MetaLayerFailure:
+                tele.failures += 1
+                continue
+            if model.metalayer.record_stats and getattr(model.metalayer, "last_stats", None):
+                tele.kappas.append(model.metalayer.last_stats["kappa"])
+                tele.ratios.append(model.metalayer.last_stats["lambda_ratio"])
+            treatments.after_backward()
+            grads = [p.grad for p in pre_svd if p.grad is not None]
+            if grads:
+                tele.grad_norms.append(
+                    float(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads])))
+                )
+            tele.lrs.append(
+                treatments.set_learning_rate(optimizer, optimizer.param_groups[0]["lr"])
+            )
+            optimizer.step()
+            tele.losses.append(loss_value)
+        model.metalayer.record_stats = False
+        scheduler.step()
+        failures_total += tele.failures
+
+        metrics: dict[str, Any] = {"epoch": epoch, **tele.summary()}
+        metrics["method_used"] = model.metalayer.method
+        if diverged:
+            metrics.update(diverged=1.0, failures_total=float(failures_total))
+            metrics["epoch_seconds"] = time.perf_counter() - began
+            report_fn(metrics, None)
+            return {**metrics, "status": "diverged"}
+        errors, eval_failures = _evaluate(model, val_loader, device, topk)
+        failures_total += eval_failures
+        metrics["val_err"] = errors[0]
+        best["val_err"] = min(best["val_err"], errors[0])
+        metrics["best_val_err"] = best["val_err"]
+        if len(errors) > 1:
+            metrics["val_err5"] = errors[1]
+            best["val_err5"] = min(best["val_err5"], errors[1])
+            metrics["best_val_err5"] = best["val_err5"]
+        metrics.update(
+            failures=float(tele.failures + eval_failures),
+            failures_total=float(failures_total),
+            diverged=0.0,
+            epoch_seconds=time.perf_counter() - began,
+        )
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch + 1,
+            "best": dict(best),
+            "failures_total": failures_total,
+            "rng": torch.get_rng_state(),
+            "loader_rng": generator.get_state(),
+        }
+        report_fn(metrics, state)
+        last = metrics
+    return {**last, "status": "finished"}
+
+
+def save_state(state: dict[str, Any], directory: str | os.PathLike) -> Path:
+    """Write a trial state where `train_trial(checkpoint_dir=directory)` will find it."""
+    path = Path(directory) / STATE_FILE
+    torch.save(state, path)
+    return path

@@ -1,0 +1,115 @@
+"""The plain trial loop (no Ray): telemetry, checkpoint/resume, divergence, solver failures."""
+
+import math
+
+import pytest
+import torch
+
+from svdablate.metalayers import MetaLayerFailure
+from svdablate.orchestrator import trial as trial_module
+from svdablate.orchestrator.grid import GridSpec, expand
+from svdablate.orchestrator.trial import save_state, train_trial
+
+
+def _config(row="SVD+NOG+OW+OLR", epochs=2, **extra):
+    config = next(c for c in expand(GridSpec(preset="demo", seeds=1)) if c["row"] == row)
+    config.update(epochs=epochs, max_steps_per_epoch=4, kappa_every=2, **extra)
+    return config
+
+
+class Recorder:
+    def __init__(self):
+        self.metrics, self.states = [], []
+
+    def __call__(self, metrics, state):
+        self.metrics.append(metrics)
+        self.states.append(state)
+
+
+def test_trial_reports_every_epoch_with_the_telemetry_of_design_6():
+    rec = Recorder()
+    result = train_trial(_config(), rec)
+    assert result["status"] == "finished"
+    assert [m["epoch"] for m in rec.metrics] == [0, 1]
+    for m in rec.metrics:
+        for key in (
+            "train_loss",
+            "val_err",
+            "val_err5",
+            "best_val_err",
+            "kappa_median",
+            "kappa_max",
+            "lambda_ratio",
+            "failures",
+            "failures_total",
+            "pre_svd_grad_norm",
+            "pre_svd_lr",
+            "epoch_seconds",
+            "diverged",
+        ):
+            assert key in m, key
+        assert 0 <= m["val_err"] <= 100 and m["kappa_median"] >= 1 and m["diverged"] == 0
+    assert rec.metrics[1]["best_val_err"] == min(m["val_err"] for m in rec.metrics)
+
+
+def test_olr_row_sets_a_pre_svd_lr_at_most_the_base_lr():
+    rec = Recorder()
+    train_trial(_config(), rec)
+    assert all(0 < m["pre_svd_lr"] <= 0.05 + 1e-12 for m in rec.metrics)
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    straight = Recorder()
+    train_trial(_config("SVD+NOG"), straight)
+    first = Recorder()
+    train_trial(_config("SVD+NOG", epochs=1), first)
+    save_state(first.states[-1], tmp_path)
+    resumed = Recorder()
+    train_trial(_config("SVD+NOG"), resumed, str(tmp_path))
+    assert [m["epoch"] for m in resumed.metrics] == [1]
+    assert resumed.metrics[0]["val_err"] == pytest.approx(straight.metrics[1]["val_err"])
+    assert resumed.metrics[0]["train_loss"] == pytest.approx(straight.metrics[1]["train_loss"])
+
+
+def test_non_finite_loss_stops_the_trial_as_diverged_without_raising():
+    rec = Recorder()
+    result = train_trial(_config("SVD", _test={"nan_at_epoch": 1}), rec)
+    assert result["status"] == "diverged"
+    assert rec.metrics[-1]["diverged"] == 1 and rec.states[-1] is None
+    assert len(rec.metrics) == 2
+
+
+def test_solver_failures_are_counted_and_skip_the_update(monkeypatch):
+    real_build = trial_module.build_model
+    calls = {"n": 0}
+
+    def flaky_build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        inner = model.metalayer.forward
+
+        def forward(x):
+            calls["n"] += 1
+            if model.training and calls["n"] % 2 == 0:
+                raise MetaLayerFailure("injected")
+            return inner(x)
+
+        model.metalayer.forward = forward
+        return model
+
+    monkeypatch.setattr(trial_module, "build_model", flaky_build)
+    rec = Recorder()
+    result = train_trial(_config("SVD", epochs=1), rec)
+    assert result["status"] == "finished"
+    assert rec.metrics[0]["failures"] == 2 and rec.metrics[0]["failures_total"] == 2
+    assert math.isfinite(rec.metrics[0]["train_loss"])
+
+
+def test_hybrid_protocol_trains_ns_before_the_switch():
+    rec = Recorder()
+    train_trial(_config("SVD", epochs=2, switch_epoch=1), rec)
+    assert [m["method_used"] for m in rec.metrics] == ["ns", "svd"]
+
+
+def test_device_auto_is_cpu_without_cuda():
+    if not torch.cuda.is_available():
+        assert trial_module.resolve_device("auto").type == "cpu"
