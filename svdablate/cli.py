@@ -88,7 +88,9 @@ def plan(
 
 @app.command()
 def run(
-    preset: Annotated[str, typer.Option("--preset", help="A preset name (see README).")] = "demo",
+    preset: Annotated[
+        str, typer.Option("--preset", help="Preset name(s), comma-separated (see README).")
+    ] = "demo",
     seeds: Annotated[
         int | None, typer.Option(help="Seeds per row (default: the preset's).")
     ] = None,
@@ -134,64 +136,72 @@ def run(
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
-    """Run a preset's grid through Ray Tune, record it in MLflow and print its table."""
+    """Run presets' grids through Ray Tune, record them in MLflow and print their tables.
+
+    `--preset a,b` runs several studies (one MLflow parent each) in one Ray session.
+    """
     from svdablate.orchestrator import tune_runner as tr
     from svdablate.orchestrator.grid import GridSpec, expand, resolve_preset, warnings_for
     from svdablate.orchestrator.study import check_data
 
-    spec = GridSpec(
-        preset=preset,
-        seeds=seeds,
-        rows=_rows(rows),
-        epochs=epochs,
-        smoke=smoke,
-        data_dir=data_dir,
-        download=download,
-        overrides=_parse_sets(set_),
-    )
-    configs = expand(spec)
-    chosen = resolve_preset(spec)
-    for line in warnings_for(spec):
-        err_console.print(f"[yellow]warning[/]: {line}")
-    check_data(configs)
-    uri = tr.resolve_tracking_uri(tracking_uri, results_dir)
-    resources = tr.Resources(
-        cpus_per_trial=cpus_per_trial if cpus_per_trial is not None else chosen.cpus_per_trial,
-        gpus_per_trial=gpus_per_trial if gpus_per_trial is not None else chosen.gpus_per_trial,
-        max_concurrent=max_concurrent,
-        max_failures=max_failures,
-    )
-    tr.connect_ray(address)
-    tr.check_resources(resources)
-    if extend:
-        study = tr.Study.load(results_dir, extend)
-        added = tr.extend_study(study, configs)
-        console.print(f"extending study {study.parent_run_id}: {len(added)} new trials")
-        configs = added
-    else:
-        study = tr.new_study(
-            chosen.name,
-            configs,
-            results_dir=str(results_dir),
-            tracking_uri=uri,
-            storage_path=storage_path,
-            resources=resources,
-            parent_tags={
-                "preset": chosen.name,
-                "rows": _json([parse for parse in _row_labels(configs)]),
-                "application": chosen.application,
-                "dataset": ",".join(chosen.datasets),
-                "model": chosen.model,
-                "protocol": ",".join(chosen.protocols),
-                "smoke": str(smoke).lower(),
-            },
-            address=address,
+    names = [n.strip() for n in preset.split(",") if n.strip()]
+    if extend and len(names) != 1:
+        raise UserError("--extend takes one study: name one --preset")
+    planned = []
+    for name in names:  # every grid is checked before Ray starts
+        spec = GridSpec(
+            preset=name,
+            seeds=seeds,
+            rows=_rows(rows),
+            epochs=epochs,
+            smoke=smoke,
+            data_dir=data_dir,
+            download=download,
+            overrides=_parse_sets(set_),
         )
-    console.print(
-        f"study [bold]{study.name}[/]: {len(configs)} trials, parent run {study.parent_run_id}, "
-        f"tracking {study.tracking_uri}"
-    )
-    _run_and_report(study, configs, resources, restore=False, report=report, progress=progress)
+        configs = expand(spec)
+        for line in warnings_for(spec):
+            err_console.print(f"[yellow]warning[/]: {line}")
+        check_data(configs)
+        planned.append((resolve_preset(spec), configs))
+    uri = tr.resolve_tracking_uri(tracking_uri, results_dir)
+    tr.connect_ray(address)
+    for chosen, configs in planned:
+        resources = tr.Resources(
+            cpus_per_trial=cpus_per_trial if cpus_per_trial is not None else chosen.cpus_per_trial,
+            gpus_per_trial=gpus_per_trial if gpus_per_trial is not None else chosen.gpus_per_trial,
+            max_concurrent=max_concurrent,
+            max_failures=max_failures,
+        )
+        tr.check_resources(resources)
+        if extend:
+            study = tr.Study.load(results_dir, extend)
+            configs = tr.extend_study(study, configs)
+            console.print(f"extending study {study.parent_run_id}: {len(configs)} new trials")
+        else:
+            study = tr.new_study(
+                chosen.name,
+                configs,
+                results_dir=str(results_dir),
+                tracking_uri=uri,
+                storage_path=storage_path,
+                resources=resources,
+                parent_tags={
+                    "preset": chosen.name,
+                    "rows": _json(_row_labels(configs)),
+                    "application": chosen.application,
+                    "dataset": ",".join(chosen.datasets),
+                    "model": chosen.model,
+                    "protocol": ",".join(chosen.protocols),
+                    "smoke": str(smoke).lower(),
+                },
+                address=address,
+            )
+        console.print(
+            f"study [bold]{study.name}[/]: {len(configs)} trials, parent run "
+            f"{study.parent_run_id}, tracking {study.tracking_uri}"
+        )
+        _run_and_report(study, configs, resources, restore=False, report=report, progress=progress)
 
 
 def _json(value: Any) -> str:

@@ -57,17 +57,35 @@ def _metalayer_method(config: dict[str, Any], epoch: int) -> str:
     return config["method"]
 
 
-def _inject_test_faults(config: dict[str, Any], epoch: int) -> None:
-    """Fault hooks for the orchestrator's tests: crash once at an epoch, or sleep per epoch."""
-    hooks = config.get("_test") or {}
+def _test_hooks(config: dict[str, Any]) -> dict[str, Any]:
+    """Fault hooks for the orchestrator's tests: `_test` is a dict (or a list of them), each
+    applying to the rows it names in `rows` (all rows without it)."""
+    spec = config.get("_test") or {}
+    merged: dict[str, Any] = {}
+    for hooks in spec if isinstance(spec, list) else [spec]:
+        rows = hooks.get("rows")
+        if rows is None or config["row"] in rows:
+            merged.update({k: v for k, v in hooks.items() if k != "rows"})
+    return merged
+
+
+def _inject_test_faults(hooks: dict[str, Any], epoch: int, trial_id: str) -> None:
+    """Sleep per epoch, or crash each trial once (a marker file remembers) at an epoch."""
     if hooks.get("sleep_per_epoch"):
         time.sleep(float(hooks["sleep_per_epoch"]))
     crash = hooks.get("raise_once_at_epoch")
     if crash is not None and epoch == int(crash[0]):
-        marker = Path(crash[1])
+        marker = Path(crash[1]) / f"crashed-{trial_id}"
         if not marker.exists():
             marker.write_text("crashed once")
             raise RuntimeError(f"injected fault at epoch {epoch}")
+
+
+def _log_completion(hooks: dict[str, Any], config: dict[str, Any], status: str) -> None:
+    """Append `trial_id status` to the hooks' completion log: tests count trainings with it."""
+    if hooks.get("completion_log"):
+        with open(hooks["completion_log"], "a") as log:
+            log.write(f"{config['trial_id']} {status}\n")
 
 
 class _Telemetry:
@@ -165,7 +183,10 @@ def train_trial(
         **(config.get("model_options") or {}),
     )
     treatments = attach_treatments(
-        model.pre_svd_layer, config.get("treatments") or (), ol_weight=config.get("ol_weight", 1e-2)
+        model.pre_svd_layer,
+        config.get("treatments") or (),
+        ol_weight=config.get("ol_weight", 1e-2),
+        ow_map=config.get("ow_map", "matrix_exp"),
     )
     model.to(device)
     pre_svd = treatments.parameters()
@@ -196,10 +217,11 @@ def train_trial(
 
     max_steps = config.get("max_steps_per_epoch")
     kappa_every = max(int(config.get("kappa_every") or 1), 1)
-    nan_epoch = (config.get("_test") or {}).get("nan_at_epoch")
+    hooks = _test_hooks(config)
+    nan_epoch = hooks.get("nan_at_epoch")
     last: dict[str, Any] = {}
     for epoch in range(start_epoch, int(config["epochs"])):
-        _inject_test_faults(config, epoch)
+        _inject_test_faults(hooks, epoch, config["trial_id"])
         began = time.perf_counter()
         model.metalayer.method = _metalayer_method(config, epoch)
         model.train()
@@ -227,11 +249,8 @@ def train_trial(
                 tele.kappas.append(model.metalayer.last_stats["kappa"])
                 tele.ratios.append(model.metalayer.last_stats["lambda_ratio"])
             treatments.after_backward()
-            grads = [p.grad for p in pre_svd if p.grad is not None]
-            if grads:
-                tele.grad_norms.append(
-                    float(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads])))
-                )
+            if treatments.last_grad_norm is not None:  # before NOG: the layer's own gradient
+                tele.grad_norms.append(treatments.last_grad_norm)
             tele.lrs.append(
                 treatments.set_learning_rate(optimizer, optimizer.param_groups[0]["lr"])
             )
@@ -247,6 +266,7 @@ def train_trial(
             metrics.update(diverged=1.0, failures_total=float(failures_total))
             metrics["epoch_seconds"] = time.perf_counter() - began
             report_fn(metrics, None)
+            _log_completion(hooks, config, "diverged")
             return {**metrics, "status": "diverged"}
         errors, eval_failures = _evaluate(model, val_loader, device, topk)
         failures_total += eval_failures
@@ -275,6 +295,7 @@ def train_trial(
         }
         report_fn(metrics, state)
         last = metrics
+    _log_completion(hooks, config, "finished")
     return {**last, "status": "finished"}
 
 

@@ -136,8 +136,14 @@ def connect_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    local = address in (None, "local")
+    loopback = local or (urlparse(f"//{address.split('://')[-1]}").hostname or "").startswith(
+        "127."
+    )
     ray.init(
-        address=None if address == "local" else address,
+        address=None if local else address,
+        # A Ray started here listens on loopback only; a loopback cluster is joined on loopback.
+        _node_ip_address="127.0.0.1" if loopback else None,
         include_dashboard=False,
         log_to_driver=False,
         logging_level="ERROR",
