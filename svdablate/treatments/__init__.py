@@ -1,1 +1,31 @@
-"""svdablate.treatments"""
+"""svdablate.treatments: ECCV'22 treatments (SN, OL, OW, NOG, OLR) of the Pre-SVD layer.
+
+See ``docs/internals.md`` (treatments) for the contract and :mod:`.handle` for the per-step calls.
+"""
+
+from .functional import nearest_orthogonal, olr_switch, optimal_lr
+from .handle import PreSVDTreatments, attach_treatments
+from .registry import (
+    CANONICAL_ORDER,
+    OW_MAPS,
+    TREATMENTS,
+    Treatment,
+    TreatmentOptions,
+    combination_warning,
+    parse_treatments,
+)
+
+__all__ = [
+    "CANONICAL_ORDER",
+    "OW_MAPS",
+    "TREATMENTS",
+    "PreSVDTreatments",
+    "Treatment",
+    "TreatmentOptions",
+    "attach_treatments",
+    "combination_warning",
+    "nearest_orthogonal",
+    "olr_switch",
+    "optimal_lr",
+    "parse_treatments",
+]
