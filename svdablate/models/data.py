@@ -1,0 +1,307 @@
+"""Datasets: digits (offline), CIFAR-10/100, ImageFolder trees (ImageNet, CUB, Dogs, Cars), fake.
+
+``build_datasets(name, ...) -> (train, val, DataInfo)``. Each builder checks its data directory
+before loading anything and raises ``DataError`` (one line naming the expected layout) when it is
+missing or malformed. The splits never depend on ``seed``: every trial of a grid sees the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+from torchvision import datasets as tvd
+from torchvision import transforms as T
+
+SMOKE_IMAGE = 32  # image size in smoke mode
+SMOKE_TRAIN, SMOKE_VAL = 256, 128  # dataset sizes in smoke mode
+DIGITS_IMAGE = 16  # digits are 8×8; upsampled to this
+DIGITS_SPLIT_STATE = 0  # fixed random_state of the stratified 80/20 digits split
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DataError(ValueError):
+    """Missing or malformed data: the message is one line naming the expected layout."""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about a dataset."""
+
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+
+def _subset(ds: Dataset, n: int) -> Dataset:
+    """The first-n-evenly-spaced subset (deterministic), or ds itself when it is not larger."""
+    size = len(ds)  # type: ignore[arg-type]
+    if size <= n:
+        return ds
+    return Subset(ds, np.linspace(0, size - 1, n).round().astype(int).tolist())
+
+
+# --------------------------------------------------------------------------------------- digits
+class DigitsSplit(TensorDataset):
+    """A digits split: (image, label) tensors plus the indices into ``load_digits()`` it holds."""
+
+    def __init__(self, indices: np.ndarray, images: torch.Tensor, labels: torch.Tensor) -> None:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        super().__init__(images[idx], labels[idx])
+        self.source_indices = idx
+
+
+def _digits(data_dir: str | None, download: bool, smoke: bool) -> tuple[Dataset, Dataset, DataInfo]:
+    """scikit-learn's 8×8 digits, fixed stratified 80/20 split, upsampled, standardised."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    images = d.images.astype(np.float32) / 16.0
+    idx = np.arange(len(d.target))
+    tr, va = train_test_split(
+        idx, test_size=0.2, stratify=d.target, random_state=DIGITS_SPLIT_STATE
+    )
+    x = torch.from_numpy(images).unsqueeze(1)
+    x = torch.nn.functional.interpolate(
+        x, size=(DIGITS_IMAGE, DIGITS_IMAGE), mode="bilinear", align_corners=False
+    )
+    y = torch.from_numpy(d.target.astype(np.int64))
+    mean, std = x[tr].mean(), x[tr].std()
+    x = (x - mean) / std
+    train: Dataset = DigitsSplit(tr, x, y)
+    val: Dataset = DigitsSplit(va, x, y)
+    if smoke:
+        train, val = _subset(train, SMOKE_TRAIN), _subset(val, SMOKE_VAL)
+    return train, val, DataInfo(num_classes=10, in_channels=1, image_size=DIGITS_IMAGE)
+
+
+# ---------------------------------------------------------------------------------------- CIFAR
+class _CIFAR10(tvd.CIFAR10):
+    """torchvision's CIFAR10 with existence checks instead of md5 (archives are md5-checked)."""
+
+    train_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR10.train_list]
+    test_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR10.test_list]
+    meta: ClassVar[dict] = {**tvd.CIFAR10.meta, "md5": None}
+
+
+class _CIFAR100(tvd.CIFAR100):
+    """torchvision's CIFAR100 with existence checks instead of md5 (archives are md5-checked)."""
+
+    train_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR100.train_list]
+    test_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR100.test_list]
+    meta: ClassVar[dict] = {**tvd.CIFAR100.meta, "md5": None}
+
+
+def _cifar_transforms(mean: tuple, std: tuple) -> tuple[Callable, Callable]:
+    """CIFAR recipe (both papers): random crop 32 pad 4 + horizontal flip; normalised."""
+    norm = T.Normalize(mean, std)
+    train = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    val = T.Compose([T.ToTensor(), norm])
+    return train, val
+
+
+def _cifar(
+    name: str, cls: type[tvd.CIFAR10], label: str, classes: int, mean: tuple, std: tuple
+) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
+    def build(
+        data_dir: str | None, download: bool, smoke: bool
+    ) -> tuple[Dataset, Dataset, DataInfo]:
+        """torchvision CIFAR from ``data_dir`` (downloaded there when ``download``)."""
+        files = [n for n, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        listed = ",".join(files).replace(
+            ",".join(f"data_batch_{i}" for i in range(1, 6)), "data_batch_1..5"
+        )
+
+        def layout(d: object) -> str:
+            return f"{d}/{cls.base_folder}/{{{listed}}}"
+
+        if data_dir is None:
+            raise DataError(
+                f"{name}: no data directory given (expected {layout('DIR')}); "
+                "pass --data-dir (and --download to fetch it)"
+            )
+        root = Path(data_dir).expanduser()
+        if download:
+            try:
+                cls(str(root), train=True, download=True)
+            except Exception as e:  # network or archive failure: one line, before training
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise DataError(f"{name}: download into {root} failed: {msg}") from e
+        missing = [f for f in files if not (root / cls.base_folder / f).is_file()]
+        if missing:
+            what = "" if len(missing) == len(files) else f"; missing {', '.join(missing)}"
+            raise DataError(
+                f"{name}: no {label} python files under {root} (expected "
+                f"{layout(root)}{what}); "
+                "pass --data-dir or --download"
+            )
+        train_tf, val_tf = _cifar_transforms(mean, std)
+        try:
+            train: Dataset = cls(str(root), train=True, transform=train_tf)
+            val: Dataset = cls(str(root), train=False, transform=val_tf)
+        except Exception as e:
+            raise DataError(
+                f"{name}: malformed {label} files under {root / cls.base_folder} "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                f"expected pickles with 'data' (uint8 N×3072) and labels"
+            ) from e
+        n_labels = len(set(train.targets))  # type: ignore[attr-defined]
+        if n_labels > classes or max(train.targets) >= classes:  # type: ignore[attr-defined]
+            raise DataError(f"{name}: labels under {root} exceed {classes} classes")
+        if smoke:
+            train, val = _subset(train, SMOKE_TRAIN), _subset(val, SMOKE_VAL)
+        return train, val, DataInfo(num_classes=classes, in_channels=3, image_size=32)
+
+    return build
+
+
+# ---------------------------------------------------------------------------------- ImageFolder
+def _imagenet_transforms(size: int) -> tuple[Callable, Callable]:
+    """ImageNet recipe: RandomResizedCrop + flip / Resize(size·8/7) + CenterCrop."""
+    norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    val = T.Compose([T.Resize(size * 256 // 224), T.CenterCrop(size), T.ToTensor(), norm])
+    return train, val
+
+
+def _fgvc_transforms(name: str, size: int) -> tuple[Callable, Callable]:
+    """The ICCV'21 official FGVC recipe (448 crops; per-dataset resize) scaled to ``size``."""
+    norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    if name == "cub200":  # Resize(448) + CenterCrop(448)
+        pre: list[Any] = [T.Resize(size), T.CenterCrop(size)]
+    elif name == "dogs":  # Resize((512, 512)) + CenterCrop(448)
+        big = size * 512 // 448
+        pre = [T.Resize((big, big)), T.CenterCrop(size)]
+    else:  # cars: Resize((448, 448))
+        pre = [T.Resize((size, size))]
+    train = T.Compose([*pre, T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    val = T.Compose([*pre, T.ToTensor(), norm])
+    return train, val
+
+
+def _has_images(d: Path) -> bool:
+    return any(
+        p.suffix.lower() in IMAGE_EXTENSIONS for c in d.iterdir() if c.is_dir() for p in c.iterdir()
+    )
+
+
+def _image_folder(
+    name: str, size: int, transforms: Callable[[int], tuple[Callable, Callable]]
+) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
+    def build(
+        data_dir: str | None, download: bool, smoke: bool
+    ) -> tuple[Dataset, Dataset, DataInfo]:
+        """ImageFolder tree: ``data_dir/{train,val}/<class>/<image>`` (or ``data_dir/<name>/…``)."""
+        layout = "{d}/train/<class>/*.jpg and {d}/val/<class>/*.jpg"
+        if data_dir is None:
+            raise DataError(
+                f"{name}: no data directory given (expected {layout.format(d='DIR')}); "
+                "pass --data-dir"
+            )
+        base = Path(data_dir).expanduser()
+        root = next(
+            (r for r in (base, base / name) if (r / "train").is_dir() and (r / "val").is_dir()),
+            base,
+        )
+        expected = f"expected {layout.format(d=root)}"
+        for split in ("train", "val"):
+            if not (root / split).is_dir() or not _has_images(root / split):
+                raise DataError(
+                    f"{name}: no ImageFolder tree under {root} ({expected}); pass --data-dir"
+                    + ("" if not download else f" ({name} cannot be downloaded)")
+                )
+        s = SMOKE_IMAGE if smoke else size
+        train_tf, val_tf = transforms(s)
+        try:
+            train = tvd.ImageFolder(str(root / "train"), transform=train_tf)
+            val = tvd.ImageFolder(str(root / "val"), transform=val_tf)
+        except (FileNotFoundError, OSError) as e:
+            raise DataError(f"{name}: malformed ImageFolder tree under {root} ({expected})") from e
+        if train.classes != val.classes:
+            raise DataError(
+                f"{name}: train/ and val/ under {root} have different class folders "
+                f"({len(train.classes)} vs {len(val.classes)}; {expected})"
+            )
+        n = len(train.classes)
+        tr: Dataset = train
+        va: Dataset = val
+        if smoke:
+            tr, va = _subset(train, SMOKE_TRAIN), _subset(val, SMOKE_VAL)
+        return tr, va, DataInfo(num_classes=n, in_channels=3, image_size=s)
+
+    return build
+
+
+# ----------------------------------------------------------------------------------------- fake
+FAKE_SHAPES: dict[str, tuple[int, int, int, tuple, tuple]] = {
+    # name: (num_classes, in_channels, image_size, mean, std)
+    "cifar10": (10, 3, 32, CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": (100, 3, 32, CIFAR100_MEAN, CIFAR100_STD),
+    "imagenet": (1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
+    "cub200": (200, 3, 448, IMAGENET_MEAN, IMAGENET_STD),
+    "dogs": (120, 3, 448, IMAGENET_MEAN, IMAGENET_STD),
+    "cars": (196, 3, 448, IMAGENET_MEAN, IMAGENET_STD),
+}
+FAKE_SIZES = (2048, 512)  # (train, val) images when not in smoke mode
+FAKE_VAL_OFFSET = 1_000_003  # FakeData random_offset of the val split (disjoint from train)
+
+
+def _fake(mimic: str) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
+    def build(
+        data_dir: str | None, download: bool, smoke: bool
+    ) -> tuple[Dataset, Dataset, DataInfo]:
+        """torchvision FakeData with ``mimic``'s class count, channels and image size."""
+        classes, channels, size, mean, std = FAKE_SHAPES[mimic]
+        s = min(size, SMOKE_IMAGE) if smoke else size
+        n_train, n_val = (SMOKE_TRAIN, SMOKE_VAL) if smoke else FAKE_SIZES
+        tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+        train = tvd.FakeData(n_train, (channels, s, s), classes, transform=tf, random_offset=0)
+        val = tvd.FakeData(
+            n_val, (channels, s, s), classes, transform=tf, random_offset=FAKE_VAL_OFFSET
+        )
+        return train, val, DataInfo(num_classes=classes, in_channels=channels, image_size=s)
+
+    return build
+
+
+DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset, DataInfo]]] = {
+    "digits": _digits,
+    "cifar10": _cifar("cifar10", _CIFAR10, "CIFAR-10", 10, CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": _cifar("cifar100", _CIFAR100, "CIFAR-100", 100, CIFAR100_MEAN, CIFAR100_STD),
+    "imagenet": _image_folder("imagenet", 224, _imagenet_transforms),
+    "cub200": _image_folder("cub200", 448, lambda s: _fgvc_transforms("cub200", s)),
+    "dogs": _image_folder("dogs", 448, lambda s: _fgvc_transforms("dogs", s)),
+    "cars": _image_folder("cars", 448, lambda s: _fgvc_transforms("cars", s)),
+    "fake": _fake("cifar100"),
+    **{f"fake-{m}": _fake(m) for m in FAKE_SHAPES},
+}
+
+
+def build_datasets(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    smoke: bool = False,
+    seed: int = 0,
+    like: str | None = None,
+) -> tuple[Dataset, Dataset, DataInfo]:
+    """(train, val, DataInfo) of ``name``; ``like`` picks what ``fake`` mimics; ``seed`` never
+    changes the data (every trial of a grid sees the same split, so rows stay paired)."""
+    key = name.lower().replace(":", "-")
+    if key == "fake" and like:
+        key = f"fake-{like.lower()}"
+    if key not in DATASETS:
+        valid = ", ".join(DATASETS)
+        raise ValueError(f"unknown dataset {name!r} (like={like!r}); valid: {valid}")
+    return DATASETS[key](None if data_dir is None else str(data_dir), download, smoke)

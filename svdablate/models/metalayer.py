@@ -1,0 +1,194 @@
+"""The two SVD meta-layer modules: ZCA whitening (decorrelated BN) and global covariance pooling.
+
+Both call `svdablate.metalayers` at forward time (``inv_sqrtm`` / ``sqrtm`` / ``covariance`` /
+``spectrum_stats``), compute in the meta-layer's precision and cast back to the input's dtype.
+Solver failures surface as ``metalayers.MetaLayerFailure`` and are not caught here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from svdablate import metalayers as ml
+
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+class _MetaLayerBase(nn.Module):
+    """Shared state of the meta-layers: settable method/precision, optional spectrum telemetry."""
+
+    def __init__(self, method: str, precision: str, opts: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.method = method
+        self.precision = precision
+        self.opts: dict[str, Any] = dict(opts or {})
+        self.record_stats: bool = False
+        self.last_stats: dict[str, float] | None = None
+
+    @property
+    def method(self) -> str:
+        """Canonical name of the matrix-function method (switchable mid-training)."""
+        return self._method
+
+    @method.setter
+    def method(self, name: str) -> None:
+        self._method = ml.resolve_method(name)
+
+    @property
+    def precision(self) -> str:
+        """Dtype name ("float32"/"float64") the covariance and the matrix function run in."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, name: str) -> None:
+        if name not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {name!r}")
+        self._precision = name
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The torch dtype of ``precision``."""
+        return PRECISIONS[self._precision]
+
+    def _solve(self, fn: Any, P: torch.Tensor) -> torch.Tensor:
+        """Apply ``fn`` (sqrtm/inv_sqrtm) to P with the current method, precision and options."""
+        return fn(P, self._method, **{**self.opts, "precision": self._precision})
+
+    def _maybe_record(self, P: torch.Tensor) -> None:
+        """Store median κ and λ1/λ2 of the batch of matrices P when ``record_stats`` is on."""
+        if not (self.record_stats and self.training):
+            return
+        self.last_stats = None
+        with torch.no_grad():
+            P64 = P.detach().to(torch.float64)
+            if not bool(torch.isfinite(P64).all()):
+                return  # the solver reports the failure; telemetry must not crash the step
+            try:
+                stats = ml.spectrum_stats(P64)
+            except (RuntimeError, torch.linalg.LinAlgError):
+                return
+            self.last_stats = {
+                "kappa": float(stats["kappa"].reshape(-1).median().item()),
+                "lambda_ratio": float(stats["lambda_ratio"].reshape(-1).median().item()),
+            }
+
+    def extra_repr(self) -> str:
+        return f"method={self._method!r}, precision={self._precision!r}"
+
+
+class ZCAWhitening(_MetaLayerBase):
+    """Decorrelated BN (ECCV'22 §6.1): y = S(x − μ), S = (P + εI)^{-1/2} (eq. 3), then affine."""
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        method: str = "svd",
+        precision: str = "float64",
+        groups: int = 1,
+        eps: float = 1e-2,
+        momentum: float = 0.1,
+        affine: bool = True,
+        opts: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(method, precision, opts)
+        if groups < 1 or num_features % groups:
+            raise ValueError(f"groups={groups} must divide num_features={num_features}")
+        self.num_features = num_features
+        self.groups = groups
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = affine
+        d = num_features // groups
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(groups, d, 1))
+        self.register_buffer("running_S", torch.eye(d).expand(groups, d, d).clone())
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+
+    def _grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (G, d, B·H·W)."""
+        return x.transpose(0, 1).reshape(self.groups, self.num_features // self.groups, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Whiten per group with batch statistics (training) or running statistics (eval)."""
+        if x.dim() != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"expected (B, {self.num_features}, H, W) input, got {tuple(x.shape)}")
+        B, C, H, W = x.shape
+        X = self._grouped(x)
+        if self.training:
+            Xc = X.to(self.compute_dtype)
+            mu = Xc.mean(dim=-1, keepdim=True)
+            Xc = Xc - mu
+            d = Xc.shape[1]
+            eye = torch.eye(d, dtype=Xc.dtype, device=Xc.device)
+            P = Xc @ Xc.transpose(1, 2) / Xc.shape[-1] + self.eps * eye
+            self._maybe_record(P)
+            S = self._solve(ml.inv_sqrtm, P)
+            y = (S @ Xc).to(x.dtype)
+            with torch.no_grad():
+                m = self.momentum
+                self.running_mean.mul_(1 - m).add_(mu.to(self.running_mean.dtype), alpha=m)
+                self.running_S.mul_(1 - m).add_(S.detach().to(self.running_S.dtype), alpha=m)
+                self.num_batches_tracked.add_(1)
+        else:
+            S = self.running_S.to(x.dtype)
+            y = S @ (X - self.running_mean.to(x.dtype))
+        y = y.reshape(C, B, H, W).transpose(0, 1)
+        if self.affine:
+            y = y * self.weight.view(1, C, 1, 1) + self.bias.view(1, C, 1, 1)
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, groups={self.groups}, eps={self.eps}, "
+            f"momentum={self.momentum}, affine={self.affine}, {super().extra_repr()}"
+        )
+
+
+class CovariancePooling(_MetaLayerBase):
+    """GCP head (ICCV'21 §3): 1×1 conv+BN+ReLU, P = cov (eq. 2), Q = P^{1/2} (eq. 4), triu(Q)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        reduction_dim: int = 256,
+        method: str = "svd",
+        precision: str = "float64",
+        opts: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(method, precision, opts)
+        self.in_channels = in_channels
+        self.reduction_dim = reduction_dim
+        self.conv = nn.Conv2d(in_channels, reduction_dim, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(reduction_dim)
+        self.relu = nn.ReLU(inplace=True)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+        rows, cols = torch.triu_indices(reduction_dim, reduction_dim)
+        self.register_buffer("triu_rows", rows, persistent=False)
+        self.register_buffer("triu_cols", cols, persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        """Length of the vectorised upper triangle, d(d+1)/2."""
+        return self.reduction_dim * (self.reduction_dim + 1) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, d(d+1)/2): upper triangle of the covariance's square root."""
+        z = self.relu(self.bn(self.conv(x)))
+        X = z.flatten(2).to(self.compute_dtype)
+        P = ml.covariance(X)
+        self._maybe_record(P)
+        Q = self._solve(ml.sqrtm, P)
+        return Q[:, self.triu_rows, self.triu_cols].to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}->{self.reduction_dim}, {super().extra_repr()}"
