@@ -1,0 +1,554 @@
+"""Golden tests of svdablate.report against a small MLflow store built in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+from io import StringIO
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from rich.console import Console
+from scipy import stats
+
+from svdablate.report import (
+    compare,
+    deduplicate,
+    latest_parent,
+    layout_table,
+    load_published,
+    load_runs,
+    load_speed_runs,
+    make_report,
+    paper_row_name,
+    plot_study,
+    render,
+    render_rich,
+    speed_table,
+    summary_table,
+)
+
+T0 = 1_700_000_000_000
+ROWS = ["SVD", "SVD+NOG", "SVD+OW", "NS", "SVD+NOG+SN"]
+# Final top-1 errors of the finished runs that survive de-duplication.
+KEPT = {
+    "SVD": [20.0, 20.3, 19.9],
+    "SVD+NOG": [19.4, 19.6, 19.3],
+    "SVD+OW": [20.1],
+    "NS": [19.5, 19.7, 19.4],
+    "SVD+NOG+SN": [19.8],
+}
+KAPPA_HISTORY = {  # per (row, seed): kappa_median at epochs 0, 1, 2
+    ("SVD", 0): [1e12, 2e12, 4e12],
+    ("SVD", 1): [3e12, 1e12, 5e12],
+    ("SVD", 2): [2e12, 6e12, 1e12],
+    ("SVD+NOG", 0): [1e6, 2e6, 3e6],
+}
+PARENT_TAGS = {
+    "svdablate.role": "parent",
+    "svdablate.preset": "eccv22-dbn-cifar100",
+    "svdablate.grid_id": "grid-a",
+    "svdablate.application": "dbn",
+    "svdablate.dataset": "cifar100",
+    "svdablate.model": "resnet50",
+    "svdablate.protocol": "standalone",
+}
+
+
+def _child(client, exp, parent, row, seed, status, start, final=None, **extra):
+    """One trial run in the internals.md layout; final: dict of final metrics."""
+    tags = {
+        "mlflow.parentRunId": parent,
+        "svdablate.role": "trial",
+        "svdablate.row": row,
+        "svdablate.seed": str(seed),
+        "svdablate.config_hash": f"hash-{row}",
+        "svdablate.trial_id": f"{row}_s{seed}",
+        "svdablate.status": status,
+        "svdablate.method": "ns" if row == "NS" else "svd",
+        "svdablate.protocol": "standalone",
+    }
+    run = client.create_run(exp, start_time=T0 + start, tags=tags)
+    metrics = [Metric(k, v, T0, 0) for k, v in (final or {}).items()]
+    for key, values in extra.items():
+        metrics += [Metric(key, v, T0 + e, e) for e, v in enumerate(values)]
+    params = [Param("dataset", "cifar100"), Param("model", "resnet50"), Param("seed", str(seed))]
+    client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    if status != "running":
+        client.set_terminated(run.info.run_id, "FINISHED" if status != "failed" else "FAILED")
+    return run.info.run_id
+
+
+def _final(err, kappa=1e10, failures=0.0):
+    return {"final_val_err": err, "final_kappa": kappa, "failures_total": failures}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("eccv22-dbn-cifar100", artifact_location=str(root / "art"))
+    tags = {**PARENT_TAGS, "svdablate.rows": json.dumps(ROWS)}
+    parent = client.create_run(exp, start_time=T0, tags=tags).info.run_id
+    ids = {}
+    start = 10
+    # Duplicates of (row, seed, config hash): an older finished SVD seed 1, an older failed
+    # SVD seed 0 and a newer failed SVD seed 2; the newest finished run of each must win.
+    _child(client, exp, parent, "SVD", 1, "finished", 1, _final(25.0, 9e12, 7), kappa_median=[1e20])
+    _child(client, exp, parent, "SVD", 0, "failed", 2)
+    for row, values in KEPT.items():
+        for seed, err in enumerate(values):
+            kappa = {0: 1e12, 1: 3e12, 2: 2e12}[seed] if row == "SVD" else 1e10
+            failures = {"SVD": [2, 1, 0], "SVD+OW": [1]}.get(row, [0] * 3)[seed]
+            history = KAPPA_HISTORY.get((row, seed), [5e8, 4e8, 3e8])
+            ids[(row, seed)] = _child(
+                client,
+                exp,
+                parent,
+                row,
+                seed,
+                "finished",
+                start,
+                _final(err, kappa, failures),
+                kappa_median=history,
+                val_err=[60.0 - seed, 40.0 - seed, err],
+            )
+            start += 1
+    _child(client, exp, parent, "SVD", 2, "failed", 500)
+    # SVD+OW: a diverged trial (its final error must not enter the mean) and a running one.
+    _child(client, exp, parent, "SVD+OW", 1, "diverged", 40, _final(95.0, np.inf, 4))
+    _child(client, exp, parent, "SVD+OW", 2, "running", 41)
+    # A second invocation (--extend): one more NS seed and a rerun of SVD+NOG seed 0.
+    tags_b = {**tags, "svdablate.grid_id": "grid-b"}
+    parent_b = client.create_run(exp, start_time=T0 + 1000, tags=tags_b).info.run_id
+    _child(client, exp, parent_b, "NS", 3, "finished", 1001, _final(19.6))
+    _child(client, exp, parent_b, "SVD+NOG", 0, "finished", 1002, _final(19.45))
+    return {"uri": uri, "parent": parent, "parent_b": parent_b, "ids": ids, "root": root}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_runs_one_row_per_child_and_latest_parent(store):
+    runs = load_runs(store["uri"], store["parent"])
+    assert len(runs) == 16  # 11 kept finished, 3 duplicates, 1 diverged, 1 running
+    assert runs.attrs["rows"] == ROWS
+    assert set(runs["status"]) == {"finished", "failed", "diverged", "running"}
+    svd = runs[(runs["row"] == "SVD") & (runs["status"] == "finished")]
+    assert sorted(svd["final_val_err"]) == [19.9, 20.0, 20.3, 25.0]
+    assert (runs["dataset"] == "cifar100").all() and (runs["model"] == "resnet50").all()
+    assert latest_parent(store["uri"]) == store["parent_b"]
+    assert latest_parent(store["uri"], "eccv22-dbn-cifar100") == store["parent_b"]
+    with pytest.raises(LookupError):
+        latest_parent(store["uri"], "no-such-experiment")
+
+
+def test_deduplicate_keeps_newest_finished(store):
+    runs = load_runs(store["uri"], store["parent"])
+    kept, dropped = deduplicate(runs)
+    assert dropped == 3
+    svd = kept[kept["row"] == "SVD"].sort_values("seed")
+    assert list(svd["status"]) == ["finished"] * 3
+    assert list(svd["final_val_err"]) == KEPT["SVD"]
+    both = load_runs(store["uri"], [store["parent"], store["parent_b"]])
+    kept_b, dropped_b = deduplicate(both)
+    assert dropped_b == 4  # and the older SVD+NOG seed 0 of the first invocation
+    nog0 = kept_b[(kept_b["row"] == "SVD+NOG") & (kept_b["seed"] == 0)]
+    assert list(nog0["final_val_err"]) == [19.45]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def test_summary_table_statistics(store):
+    runs = load_runs(store["uri"], store["parent"])
+    summary = summary_table(runs, runs.attrs["rows"])
+    assert list(summary.index) == ROWS
+    assert summary.attrs["dropped"] == 3 and summary.attrs["baseline"] == "SVD"
+    svd, ow = summary.loc["SVD"], summary.loc["SVD+OW"]
+    assert svd["val_err_mean"] == pytest.approx(np.mean(KEPT["SVD"]))
+    assert svd["val_err_std"] == pytest.approx(np.std(KEPT["SVD"], ddof=1))
+    assert svd["val_err_min"] == 19.9
+    assert svd["kappa"] == pytest.approx(2e12)  # median of 1e12, 3e12, 2e12
+    assert svd["failures"] == 3  # the dropped duplicate's 7 failures do not count
+    assert (svd["seeds"], svd["n"], svd["stat_note"]) == (3, 3, "baseline")
+    assert (ow["seeds"], ow["n"], ow["diverged"], ow["running"]) == (3, 1, 1, 1)
+    assert ow["val_err_mean"] == 20.1  # the diverged run's 95.0 is excluded
+    assert ow["failures"] == 5 and ow["stat_note"] == "n<2" and np.isnan(ow["p_value"])
+    expected_p = stats.ttest_ind(KEPT["NS"], KEPT["SVD"], equal_var=False).pvalue
+    assert summary.loc["NS", "p_value"] == pytest.approx(expected_p, rel=1e-12)
+    diff = np.mean(KEPT["NS"]) - np.mean(KEPT["SVD"])
+    assert summary.loc["NS", "ci_low"] <= diff <= summary.loc["NS", "ci_high"]
+
+
+def test_render_rich_shows_every_row(store):
+    runs = load_runs(store["uri"], store["parent"])
+    console = Console(file=StringIO(), width=100, color_system=None)
+    render_rich(summary_table(runs, runs.attrs["rows"]), console)
+    out = console.file.getvalue()
+    for row in ROWS:
+        assert re.search(rf"^\s*{re.escape(row)}\s", out, re.M)
+    assert "20.07 ± 0.21" in out and "2.0e+12" in out and "n<2" in out
+    assert "3 duplicate(s)" in out and "1 diverged, 1 running" in out
+
+
+# --------------------------------------------------------------------------- golden table
+
+
+def _p(a, b):
+    p = stats.ttest_ind(KEPT[a], KEPT[b], equal_var=False).pvalue
+    return f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _ci(a, b):
+    res = stats.bootstrap(
+        (np.array(KEPT[a]), np.array(KEPT[b])),
+        lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis),
+        n_resamples=9999,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    return res.low, res.high
+
+
+def test_golden_eccv22_table4_markdown(store):
+    runs = load_runs(store["uri"], store["parent"])
+    table = layout_table(runs, runs.attrs["rows"], "eccv22-t4")
+    ci_nog, ci_ns = _ci("SVD+NOG", "SVD"), _ci("NS", "SVD")
+    g = "CIFAR100"
+    header = (
+        f"| row | {g} mean ± std | {g} paper | {g} Δ | {g} min | {g} paper | {g} Δ | {g} n "
+        f"| {g} p (Welch) | {g} 95% CI Δ |"
+    )
+    expected = [
+        "**ECCV'22 Table 4: decorrelated BN, all methods - validation error (%)**",
+        "",
+        header,
+        "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| SVD | 20.07 ± 0.21⁴ | 19.99 ± 0.16 | +0.08 | 19.90⁴ | 19.80 | +0.10 | 3/3 "
+        "| baseline |  |",
+        "| SVD+OW | 20.10 | 20.06 ± 0.17 | +0.04 | 20.10 | 19.94 | +0.16 | 1/3 | n<2 |  |",
+        f"| SVD+NOG | 19.43 ± 0.15¹ | 19.43 ± 0.24 | +0.00 | 19.30¹ | 19.15 | +0.15 | 3/3 "
+        f"| {_p('SVD+NOG', 'SVD')} | [{ci_nog[0]:+.2f}, {ci_nog[1]:+.2f}] |",
+        f"| NS | 19.53 ± 0.15² | 19.45 ± 0.33 | +0.08 | 19.40² | 19.01 | +0.39 | 3/3 "
+        f"| {_p('NS', 'SVD')} | [{ci_ns[0]:+.2f}, {ci_ns[1]:+.2f}] |",
+        "| SVD+NOG+SN | 19.80³ |  |  | 19.80³ |  |  | 1/1 | n<2 |  |",
+        "",
+        "- 16 runs loaded; 3 duplicate(s) of (row, seed, config hash) dropped, keeping the "
+        "newest finished run.",
+        "- SVD+OW (CIFAR100): 1 diverged, 1 running (excluded from the statistics).",
+    ]
+    lines = render(table, "markdown").splitlines()
+    assert lines[: len(expected)] == expected
+
+
+def test_golden_eccv22_table4_csv(store):
+    runs = load_runs(store["uri"], store["parent"])
+    csv = render(layout_table(runs, runs.attrs["rows"], "eccv22-t4"), "csv")
+    frame = pd.read_csv(StringIO(csv))
+    c = "cifar100"
+    assert list(frame.columns) == [
+        "row",
+        f"{c}.val_err_mean",
+        f"{c}.val_err_mean.std",
+        f"{c}.val_err_mean.paper",
+        f"{c}.val_err_mean.paper_std",
+        f"{c}.val_err_mean.diff",
+        f"{c}.val_err_min",
+        f"{c}.val_err_min.paper",
+        f"{c}.val_err_min.diff",
+        f"{c}.n",
+        f"{c}.total",
+        f"{c}.p_value",
+        f"{c}.stat_note",
+        f"{c}.ci_low",
+        f"{c}.ci_high",
+        f"{c}.val_err_mean.rank",
+        f"{c}.val_err_min.rank",
+    ]
+    lines = csv.splitlines()
+    svd = KEPT["SVD"]
+    expected_svd = [
+        "SVD",
+        f"{np.mean(svd):.6g}",
+        f"{np.std(svd, ddof=1):.6g}",
+        "19.99",
+        "0.16",
+        f"{np.mean(svd) - 19.99:.6g}",
+        "19.9",
+        "19.8",
+        f"{19.9 - 19.8:.6g}",
+        "3",
+        "3",
+        "",
+        "baseline",
+        "",
+        "",
+        "4",
+        "4",
+    ]
+    assert lines[1] == ",".join(expected_svd)
+    ns_p = stats.ttest_ind(KEPT["NS"], KEPT["SVD"], equal_var=False).pvalue
+    ns = frame.set_index("row").loc["NS"]
+    assert ns[f"{c}.p_value"] == pytest.approx(ns_p, rel=1e-5)
+    assert (ns[f"{c}.val_err_mean.rank"], ns[f"{c}.val_err_min.rank"]) == (2, 2)
+    blank = frame.set_index("row").loc["SVD+NOG+SN"]
+    assert np.isnan(blank[f"{c}.val_err_mean.paper"]) and np.isnan(blank[f"{c}.val_err_mean.diff"])
+    assert frame.set_index("row").loc["SVD+OW", f"{c}.val_err_mean.rank"] == 5
+
+
+def test_table1_keeps_only_its_rows_and_matches_published(store):
+    runs = load_runs(store["uri"], store["parent"])
+    table = layout_table(runs, runs.attrs["rows"], "eccv22-t1")
+    assert table.rows == ["SVD", "SVD+OW", "NS"]
+    values = table.values.set_index("row")
+    assert values.loc["SVD+OW", "cifar100.val_err_mean.paper"] == 20.06  # printed in Table 1
+    assert values.loc["NS", "cifar100.val_err_min.paper"] == 19.01
+
+
+def test_latex_and_html_mark_ranks(store):
+    runs = load_runs(store["uri"], store["parent"])
+    table = layout_table(runs, runs.attrs["rows"], "eccv22-t4")
+    latex = render(table, "latex")
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert latex.count(rule) == 1
+    assert r"\textcolor{red}{19.43 $\pm$ 0.15}" in latex
+    assert r"\textcolor{cyan}{20.07 $\pm$ 0.21}" in latex
+    assert r"\multicolumn{9}{c}{CIFAR100}" in latex
+    page = render(table, "html")
+    assert '<span style="color:blue;font-weight:bold">19.53 ± 0.15</span>' in page
+    assert '<th colspan="9">CIFAR100</th>' in page
+
+
+def test_make_report_writes_and_logs_artifacts(store, tmp_path):
+    out = tmp_path / "table.md"
+    text = make_report(store["uri"], store["parent"], fmt="markdown", out=out)
+    assert out.read_text() == text and text.startswith("**ECCV'22 Table 4")
+    assert f"parent run(s) {store['parent']}" in text
+    logged = {a.path for a in MlflowClient(store["uri"]).list_artifacts(store["parent"], "report")}
+    assert {"report/eccv22-t4.md", "report/eccv22-t4.csv"} <= logged
+    both = make_report(
+        store["uri"], [store["parent"], store["parent_b"]], fmt="csv", log_artifacts=False
+    )
+    ns = pd.read_csv(StringIO(both)).set_index("row").loc["NS"]
+    assert ns["cifar100.n"] == 4 and ns["cifar100.val_err_mean"] == pytest.approx(19.55)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_plot_study_data_match_histories(store, tmp_path):
+    result = plot_study(store["uri"], store["parent"], tmp_path / "figs", log_artifacts=True)
+    for path in result["paths"]:
+        assert path.exists() and path.stat().st_size > 1000
+    png = tmp_path / "figs" / "kappa.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svd = result["kappa"]["SVD"]
+    histories = np.array([KAPPA_HISTORY[("SVD", s)] for s in range(3)])
+    assert svd["epochs"] == [0, 1, 2]
+    assert svd["median"] == pytest.approx(list(np.median(histories, axis=0)))
+    assert svd["min"] == pytest.approx(list(histories.min(axis=0)))
+    assert svd["max"] == pytest.approx(list(histories.max(axis=0)))  # not the dropped 1e20
+    for seed in range(3):
+        run = svd["runs"][store["ids"][("SVD", seed)]]
+        assert list(run.values()) == KAPPA_HISTORY[("SVD", seed)]
+    client = MlflowClient(store["uri"])
+    for row in ROWS:
+        rid = store["ids"][(row, 0)]
+        logged = [m.value for m in client.get_metric_history(rid, "val_err")]
+        assert result["val_err"][row]["runs"][rid] == dict(enumerate(logged))
+    logged = {a.path for a in client.list_artifacts(store["parent"], "report")}
+    assert {"report/kappa.png", "report/kappa.pdf", "report/val_err.png"} <= logged
+
+
+# --------------------------------------------------------------------------- names, papers
+
+
+def test_paper_row_names_and_shipped_csv():
+    assert paper_row_name("NS", "eccv22") == "NS"
+    assert paper_row_name("ns", "iccv21") == "iSQRT-COV"
+    assert paper_row_name("svd", "iccv21") == "MPN-COV"
+    assert paper_row_name("MPN-COV", "eccv22") == "SVD"
+    assert paper_row_name("SVD-Padé", "iccv21") == "SVD-Pade"
+    assert paper_row_name("svd-pade", "iccv21") == "SVD-Pade"
+    assert paper_row_name("svd+ow+nog", "eccv22") == "SVD+NOG+OW"
+    assert paper_row_name("Newton-Schulz", "eccv22") == "NS"
+    pub = load_published()
+    assert len(pub) == 217 and set(pub["paper"]) == {"eccv22", "iccv21"}
+
+
+def _hash(record):
+    return "-".join(str(record[k]) for k in ("row", "protocol", "model", "dataset"))
+
+
+def _frame(records):
+    base = {
+        "run_id": "",
+        "parent_run_id": "p",
+        "status": "finished",
+        "method": "",
+        "application": "gcp",
+        "precision": "float64",
+        "preset": "",
+        "start_time": 0,
+        "end_time": 0,
+        "best_val_err": np.nan,
+        "best_val_err5": np.nan,
+        "final_kappa": np.nan,
+        "failures_total": np.nan,
+        "epochs_completed": np.nan,
+    }
+    rows = [
+        {**base, "trial_id": str(i), "run_id": f"r{i}", "config_hash": _hash(r), **r}
+        for i, r in enumerate(records)
+    ]
+    return pd.DataFrame.from_records(rows)
+
+
+def test_iccv21_table2_protocols_and_hybrid_ns():
+    common = {"dataset": "imagenet", "model": "alexnet", "seed": 0}
+    runs = _frame(
+        [
+            {**common, "row": "iSQRT-COV", "protocol": "standalone", "final_val_err": 48.0,
+             "final_val_err5": 23.7, "best_val_err": 47.9, "best_val_err5": 23.6},
+            {**common, "row": "SVD-Pade", "protocol": "standalone", "final_val_err": 48.5,
+             "final_val_err5": 24.0},
+            {**common, "row": "SVD-Pade", "protocol": "hybrid", "final_val_err": 47.7,
+             "final_val_err5": 23.5, "best_val_err": 47.6, "best_val_err5": 23.2},
+            {**common, "row": "MPN-COV", "protocol": "hybrid", "final_val_err": 47.9,
+             "final_val_err5": 23.9, "best_val_err": 47.8, "best_val_err5": 23.3},
+        ]
+    )  # fmt: skip
+    table = layout_table(runs, ["iSQRT-COV", "SVD-Pade", "MPN-COV"], "iccv21-t2")
+    v = table.values.set_index("row")
+    assert table.top_k == 3 and table.rows == ["iSQRT-COV", "SVD-Pade", "MPN-COV"]
+    assert v.loc["SVD-Pade", "standalone_final.top1_err_final.paper"] == 48.41
+    assert v.loc["iSQRT-COV", "hybrid_final.top1_err_final"] == 48.0  # its standalone run
+    assert v.loc["iSQRT-COV", "hybrid_final.top1_err_final.paper"] == 47.95
+    assert np.isnan(v.loc["MPN-COV", "hybrid_final.top5_err_final.paper"])  # not printed
+    assert np.isnan(v.loc["MPN-COV", "standalone_final.top1_err_final"])  # not run
+    assert v.loc["SVD-Pade", "hybrid_final.stat_note"] == "n<2"
+    marks = table.marked().set_index(table.values["row"])
+    assert marks.loc["SVD-Pade", "hybrid_best.top1_err_best"] == 1
+    assert "hybrid training starts with NS" in " ".join(table.notes)
+
+
+def test_eccv22_table5_accuracy_and_failures():
+    common = {"dataset": "imagenet", "model": "resnet18", "protocol": "standalone", "seed": 0}
+    runs = _frame(
+        [
+            {**common, "row": "SVD", "final_val_err": 26.9, "final_val_err5": 9.0,
+             "failures_total": 5},
+            {**common, "row": "SVD+NOG", "final_val_err": 26.5, "final_val_err5": 8.6,
+             "failures_total": 1},
+        ]
+    )  # fmt: skip
+    table = layout_table(runs, ["SVD", "SVD+NOG"], "eccv22-t5")
+    md = render(table, "markdown")
+    assert "| SVD | 5² | 5 | +0.00 | 73.10² | 73.13 | -0.03 | 91.00² | 91.02 | -0.02 |" in md
+    assert "| SVD+NOG | 1¹ | 1 | +0.00 | 73.50¹ | 73.51 | -0.01 | 91.40¹ |  |  |" in md
+
+
+def test_speed_table_from_benchmark_experiment(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("metalayer-speed", artifact_location=str(tmp_path / "art"))
+    timings = [("svd", 0.9, 0.3, 1), ("ns", 0.2, 0.5, 2), ("svd-pade", 1.0, 0.25, 3)]
+    timings.append(("ns", 0.25, 0.55, 4))  # a newer measurement of ns replaces the older
+    for method, fp, bp, start in timings:
+        run = client.create_run(exp, start_time=T0 + start)
+        params = [Param(k, v) for k, v in (("method", method), ("batch", "128"), ("dim", "256"))]
+        params.append(Param("dtype", "float32"))
+        metrics = [Metric("fp_s", fp, T0, 0), Metric("bp_s", bp, T0, 0)]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    speed = load_speed_runs(uri)
+    assert len(speed) == 3
+    md = render(speed_table(speed), "markdown")
+    assert "| **batch 128, d 256, float32** |" in md
+    body = [line for line in md.splitlines() if line.startswith("| ") and "**" not in line]
+    assert [line.split(" | ")[0][2:] for line in body[1:]] == ["ns", "svd-pade", "svd"]
+    assert "| ns | 0.25¹ | 0.23 | +0.02 | 0.55³ | 0.53 | +0.02 | 0.8¹ | 0.76 | +0.04 |" in md
+
+
+def test_smoke_runs_are_not_compared_with_the_paper():
+    common = {"dataset": "cifar100", "model": "resnet50", "application": "dbn", "smoke": True}
+    runs = _frame(
+        [
+            {**common, "row": row, "protocol": "standalone", "seed": s, "final_val_err": 50.0 + s}
+            for s in range(2)
+            for row in ("SVD", "NS")
+        ]
+    )
+    table = layout_table(runs, ["SVD", "NS"], "eccv22-t4")
+    assert not any(c.kind in ("paper", "diff") for c in table.columns)
+    assert any("Smoke runs" in note for note in table.notes)
+    real = layout_table(runs.assign(smoke=False), ["SVD", "NS"], "eccv22-t4")
+    assert real.values.set_index("row").loc["NS", "cifar100.val_err_mean.paper"] == 19.45
+
+
+def test_iccv21_table3_sections_per_model():
+    records = [
+        {"dataset": "imagenet", "model": model, "seed": 0, "row": row, "protocol": "standalone",
+         "final_val_err": err + (model == "resnet50"), "final_val_err5": 6.0}
+        for model in ("resnet101", "resnet50")
+        for row, err in (("SVD-Pade", 21.5), ("MPN-COV", 21.8))
+    ]  # fmt: skip
+    records.append({**records[0], "model": "resnet50", "row": "SVD-Taylor", "final_val_err": 23.0})
+    table = layout_table(_frame(records), ["MPN-COV", "SVD-Pade", "SVD-Taylor"], "iccv21-t3")
+    assert list(table.values["section"]) == ["ResNet-50"] * 3 + ["ResNet-101"] * 2
+    assert table.rows == ["SVD-Pade", "SVD-Taylor", "MPN-COV", "SVD-Pade", "MPN-COV"]
+    v = table.values
+    assert list(v["standalone.top1_err.paper"]) == [22.67, 22.91, 22.93, 21.48, 21.79]
+    ranks = table.marked()["standalone.top1_err"].tolist()
+    assert ranks == [1, 3, 2, 1, 2]  # ranked within each backbone's block
+    assert "| **ResNet-101** |" in render(table, "markdown")
+
+
+def test_compare_edge_cases():
+    assert compare(np.array([1.0]), np.array([1.0, 2.0])).note == "n<2"
+    flat = compare(np.array([1.0, 1.0]), np.array([2.0, 2.0]))
+    assert flat.note == "sd=0" and np.isnan(flat.p_value)
+    assert (flat.ci_low, flat.ci_high) == (-1.0, -1.0)
+    a, b = np.array([1.0, 1.2, 0.9, 1.1]), np.array([2.0, 2.1, 1.8])
+    result = compare(a, b)
+    assert result.note == "" and result.p_value == pytest.approx(
+        stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12
+    )
+    assert result.ci_low < a.mean() - b.mean() < result.ci_high
+    big_a, big_b = np.random.default_rng(5).normal(0.0, 1.0, (2, 30))
+    expected = stats.bootstrap(
+        (big_a, big_b),
+        lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis),
+        n_resamples=9999,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    first, second = compare(big_a, big_b), compare(big_a, big_b)
+    assert (first.ci_low, first.ci_high) == pytest.approx((expected.low, expected.high), rel=1e-12)
+    assert first == second  # fixed bootstrap seed: the report is reproducible
+
+
+def test_summary_splits_rows_whose_runs_differ_in_precision():
+    records = [
+        {"dataset": "imagenet", "model": "alexnet", "protocol": "standalone", "seed": s,
+         "row": row, "precision": precision, "final_val_err": err + s}
+        for s in range(2)
+        for row, err in (("iSQRT-COV", 48.0), ("MPN-COV", 49.0))
+        for precision in ("float32", "float64")
+    ]  # fmt: skip
+    runs = _frame(records)
+    runs["config_hash"] += runs["precision"]
+    summary = summary_table(runs, ["MPN-COV", "iSQRT-COV"])
+    assert list(summary.index) == [
+        "MPN-COV (float32)",
+        "MPN-COV (float64)",
+        "iSQRT-COV (float32)",
+        "iSQRT-COV (float64)",
+    ]
+    assert summary.attrs["baseline"] == "MPN-COV (float32)"
+    assert (summary["n"] == 2).all()
+    assert summary.loc["iSQRT-COV (float64)", "val_err_mean"] == 48.5
