@@ -70,6 +70,32 @@ def test_report_numbers_equal_pandas_over_the_child_runs(tmp_path):
         assert float(line["val_err_std"]) == pytest.approx(want["std"], abs=5e-3)
         assert float(line["val_err_min"]) == pytest.approx(want["min"], abs=5e-3)
 
+    status = cli("status", "--results-dir", str(tmp_path))
+    assert status.returncode == 0 and "finished" in status.stdout, status.stderr[-2000:]
+
+    parent = runs.run_id.iloc[0]
+    parent = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(parent)
+    parent_id = parent.data.tags["mlflow.parentRunId"]
+    extend = cli(
+        "run", "--preset", "demo", "--rows", "SVD,SVD+NOG", "--seeds", "3", "--epochs", "1",
+        "--results-dir", str(tmp_path), "--no-progress", "--no-report", "--extend", parent_id,
+    )  # fmt: skip
+    assert extend.returncode == 0, extend.stderr[-3000:]
+    assert "2 new trials" in " ".join(extend.stdout.split())
+    extended = children(tmp_path)
+    assert len(extended) == 6 and set(extended.seed) == {0, 1, 2}
+    assert {r["mlflow.parentRunId"] for r in _tags(tmp_path)} == {parent_id}
+    again = cli("report", parent_id, "--format", "csv", "--results-dir", str(tmp_path))
+    rows = {r["row"]: r for r in csv.DictReader(io.StringIO(again.stdout))}
+    assert rows["SVD"]["n"].startswith("3")
+
+
+def _tags(results: Path) -> list[dict]:
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, "tags.`svdablate.role` = 'trial'", max_results=1000)
+    return [r.data.tags for r in runs]
+
 
 def _wait_for(predicate, timeout, interval=1.0):
     end = time.time() + timeout

@@ -113,3 +113,20 @@ def test_hybrid_protocol_trains_ns_before_the_switch():
 def test_device_auto_is_cpu_without_cuda():
     if not torch.cuda.is_available():
         assert trial_module.resolve_device("auto").type == "cpu"
+
+
+def test_init_checkpoint_loads_the_backbone_and_skips_a_mismatched_head(tmp_path):
+    first = Recorder()
+    train_trial(_config("SVD", epochs=1), first)
+    save_state(first.states[-1], tmp_path)
+    from svdablate.models import build_model
+
+    model = build_model(
+        "convnet", application="dbn", num_classes=7, in_channels=1, image_size=8, method="svd"
+    )
+    skipped = trial_module.load_pretrained(model, str(tmp_path / "state.pt"))
+    assert skipped and all("weight" in k or "bias" in k for k in skipped)
+    assert "body.conv1.weight" not in skipped
+    assert torch.equal(
+        model.state_dict()["body.conv1.weight"], first.states[-1]["model"]["body.conv1.weight"]
+    )

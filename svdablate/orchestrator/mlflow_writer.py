@@ -48,20 +48,26 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def get_or_create_experiment(client: MlflowClient, name: str) -> str:
-    """Experiment id of `name`, created if missing."""
+def get_or_create_experiment(
+    client: MlflowClient, name: str, artifact_location: str | None = None
+) -> str:
+    """Experiment id of `name`, created if missing (artifacts where given, else the store's)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name)
+    return client.create_experiment(name, artifact_location=artifact_location)
 
 
 def create_parent_run(
-    tracking_uri: str, experiment: str, tags: dict[str, str], params: dict[str, Any]
+    tracking_uri: str,
+    experiment: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+    artifact_location: str | None = None,
 ) -> str:
     """Create the study's parent run and return its id."""
     client = MlflowClient(tracking_uri)
-    experiment_id = get_or_create_experiment(client, experiment)
+    experiment_id = get_or_create_experiment(client, experiment, artifact_location)
     run = client.create_run(experiment_id, tags={**tags, TAG + "role": "parent"})
     flat = flatten(params)
     client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in flat.items()])

@@ -81,11 +81,22 @@ def _inject_test_faults(hooks: dict[str, Any], epoch: int, trial_id: str) -> Non
             raise RuntimeError(f"injected fault at epoch {epoch}")
 
 
-def _log_completion(hooks: dict[str, Any], config: dict[str, Any], status: str) -> None:
-    """Append `trial_id status` to the hooks' completion log: tests count trainings with it."""
-    if hooks.get("completion_log"):
-        with open(hooks["completion_log"], "a") as log:
-            log.write(f"{config['trial_id']} {status}\n")
+def _log_event(hooks: dict[str, Any], log: str, config: dict[str, Any], event: str) -> None:
+    """Append `trial_id event` to one of the hooks' logs: tests count starts and completions."""
+    if hooks.get(log):
+        with open(hooks[log], "a") as handle:
+            handle.write(f"{config['trial_id']} {event}\n")
+
+
+def load_pretrained(model: torch.nn.Module, path: str) -> list[str]:
+    """Initialise from a trial's `state.pt` or a plain state dict, skipping tensors whose shape
+    differs (the classifier of another dataset); returns the names skipped (ICCV'21 FGVC)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    weights = state.get("model", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
 
 
 class _Telemetry:
@@ -146,6 +157,7 @@ def train_trial(
     reports `diverged = 1` and returns normally (it is a result, not a crash).
     """
     seed_everything(int(config["seed"]))
+    hooks = _test_hooks(config)
     device = resolve_device(config.get("device"))
     if device.type == "cuda" and config.get("gpu_fraction"):
         torch.cuda.set_per_process_memory_fraction(float(config["gpu_fraction"]), device)
@@ -182,6 +194,8 @@ def train_trial(
         precision=config.get("precision", "float64"),
         **(config.get("model_options") or {}),
     )
+    if config.get("init_checkpoint"):
+        load_pretrained(model, config["init_checkpoint"])
     treatments = attach_treatments(
         model.pre_svd_layer,
         config.get("treatments") or (),
@@ -215,9 +229,9 @@ def train_trial(
         torch.set_rng_state(state["rng"])
         generator.set_state(state["loader_rng"])
 
+    _log_event(hooks, "start_log", config, f"start-epoch-{start_epoch}")
     max_steps = config.get("max_steps_per_epoch")
     kappa_every = max(int(config.get("kappa_every") or 1), 1)
-    hooks = _test_hooks(config)
     nan_epoch = hooks.get("nan_at_epoch")
     last: dict[str, Any] = {}
     for epoch in range(start_epoch, int(config["epochs"])):
@@ -266,7 +280,7 @@ def train_trial(
             metrics.update(diverged=1.0, failures_total=float(failures_total))
             metrics["epoch_seconds"] = time.perf_counter() - began
             report_fn(metrics, None)
-            _log_completion(hooks, config, "diverged")
+            _log_event(hooks, "completion_log", config, "diverged")
             return {**metrics, "status": "diverged"}
         errors, eval_failures = _evaluate(model, val_loader, device, topk)
         failures_total += eval_failures
@@ -295,7 +309,7 @@ def train_trial(
         }
         report_fn(metrics, state)
         last = metrics
-    _log_completion(hooks, config, "finished")
+    _log_event(hooks, "completion_log", config, "finished")
     return {**last, "status": "finished"}
 
 

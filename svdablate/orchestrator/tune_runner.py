@@ -137,9 +137,12 @@ def connect_ray(address: str | None) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     local = address in (None, "local")
-    loopback = local or (urlparse(f"//{address.split('://')[-1]}").hostname or "").startswith(
-        "127."
-    )
+    host = "" if local else urlparse(f"//{address.split('://')[-1]}").hostname or ""
+    loopback = local or host.startswith("127.") or host == "localhost"
+    if loopback:
+        # Ray resolves "this node" to the first non-loopback interface unless told otherwise;
+        # a local (or loopback) cluster then talks over loopback only.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray.init(
         address=None if local else address,
         # A Ray started here listens on loopback only; a loopback cluster is joined on loopback.
@@ -307,6 +310,7 @@ def run_configs(
                 param_space={"trial": tune.grid_search(todo)},
                 tune_config=tune.TuneConfig(
                     max_concurrent_trials=resources.max_concurrent,
+                    reuse_actors=True,  # a process per slot imports torch once, not per trial
                     trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                     trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
                 ),
@@ -365,11 +369,18 @@ def new_study(
     tags = {f"svdablate.{k}": v for k, v in parent_tags.items()}
     tags["svdablate.grid_id"] = grid_id
     tags["svdablate.results_dir"] = str(Path(results_dir).resolve())
+    # A local store keeps its artifacts (tables, figures) beside it, not in the caller's cwd.
+    artifacts = (
+        (Path(results_dir) / "mlartifacts").resolve().as_uri()
+        if tracking_uri.startswith("sqlite:")
+        else None
+    )
     parent = create_parent_run(
         tracking_uri,
         name,
         tags,
         {"trials": len(configs), "resources": asdict(resources), "grid_id": grid_id},
+        artifact_location=artifacts,
     )
     study = Study(
         parent_run_id=parent,
