@@ -73,8 +73,11 @@ def mlflow_server(tmp_path):
 
 
 @pytest.fixture
-def two_node_cluster():
+def two_node_cluster(monkeypatch):
     from ray.cluster_utils import Cluster
+
+    # Every Ray process of the test (nodes, driver, workers) resolves this node to loopback.
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
     cluster = Cluster(
         initialize_head=True,
@@ -93,7 +96,10 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
 ):
     cluster, worker = two_node_cluster
     log = tmp_path / "completions.log"
-    hooks = json.dumps({"sleep_per_epoch": 3.0, "completion_log": str(log)})
+    starts = tmp_path / "starts.log"
+    hooks = json.dumps(
+        {"sleep_per_epoch": 3.0, "completion_log": str(log), "start_log": str(starts)}
+    )
     results = tmp_path / "results"
     driver = subprocess.Popen(
         [
@@ -108,7 +114,7 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
             "--seeds",
             "2",
             "--epochs",
-            "2",
+            "3",
             "--results-dir",
             str(results),
             "--address",
@@ -128,16 +134,18 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
     )
     client = MlflowClient(mlflow_server)
 
-    def running_trials() -> int:
+    def trials_mid_training() -> int:
         experiment = client.get_experiment_by_name("demo")
         if experiment is None:
             return 0
-        runs = client.search_runs([experiment.experiment_id], "tags.`svdablate.status` = 'running'")
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            "tags.`svdablate.status` = 'running' and metrics.epochs_completed >= 1",
+        )
         return len(runs)
 
     try:
-        assert wait_for(lambda: running_trials() >= 2, 240), "trials never ran on both nodes"
-        time.sleep(2)
+        assert wait_for(lambda: trials_mid_training() >= 2, 300), "trials never ran on both nodes"
         cluster.remove_node(worker, allow_graceful=False)
         output, _ = driver.communicate(timeout=480)
     finally:
@@ -150,6 +158,9 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
     assert {r.data.tags["svdablate.status"] for r in runs} == {"finished"}
     for run in runs:
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_err"))
-        assert steps == [0, 1]
+        assert steps == [0, 1, 2]
     finished = Path(log).read_text().split()[0::2]
     assert sorted(finished) == sorted({r.data.tags["svdablate.trial_id"] for r in runs})
+    events = Path(starts).read_text().split()
+    resumed = [t for t, e in zip(events[0::2], events[1::2], strict=True) if e != "start-epoch-0"]
+    assert resumed, "no trial was interrupted by the node's death and resumed from a checkpoint"
