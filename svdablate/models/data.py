@@ -245,6 +245,7 @@ def _image_folder(
 # ----------------------------------------------------------------------------------------- fake
 FAKE_SHAPES: dict[str, tuple[int, int, int, tuple, tuple]] = {
     # name: (num_classes, in_channels, image_size, mean, std)
+    "digits": (10, 1, DIGITS_IMAGE, (0.5,), (0.25,)),
     "cifar10": (10, 3, 32, CIFAR10_MEAN, CIFAR10_STD),
     "cifar100": (100, 3, 32, CIFAR100_MEAN, CIFAR100_STD),
     "imagenet": (1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
