@@ -82,7 +82,7 @@ def plan(
     spec = GridSpec(preset=preset, seeds=seeds, rows=_rows(rows), epochs=epochs, smoke=smoke)
     configs = expand(spec)
     for line in warnings_for(spec):
-        err_console.print(f"[yellow]warning[/]: {line}")
+        err_console.print(f"[yellow]warning[/]: {line}", soft_wrap=True)
     console.print(plan_table(resolve_preset(spec), configs, gpus_per_trial))
 
 
@@ -161,7 +161,7 @@ def run(
         )
         configs = expand(spec)
         for line in warnings_for(spec):
-            err_console.print(f"[yellow]warning[/]: {line}")
+            err_console.print(f"[yellow]warning[/]: {line}", soft_wrap=True)
         check_data(configs)
         planned.append((resolve_preset(spec), configs))
     uri = tr.resolve_tracking_uri(tracking_uri, results_dir)
@@ -444,7 +444,7 @@ def main() -> None:
         app()
     except (UserError, ValueError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err_console.print(f"[bold red]error[/]: {message}", highlight=False)
+        err_console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -146,5 +146,5 @@ def warnings_for(spec: GridSpec) -> list[str]:
         row = parse_row(text)
         warning = combination_warning(row.treatments)
         if warning:
-            out.append(f"{row.label}: {warning}")
+            out.append(warning if warning.startswith(row.label) else f"{row.label}: {warning}")
     return out
