@@ -1,0 +1,168 @@
+"""Iterative meta-layers: Newton-Schulz (iSQRT-COV) and MPA-Lya; registered as methods here.
+
+``ns`` (iSQRT-COV, ICCV'21 eqs. 7-10): coupled Newton-Schulz on A = P/tr(P), 5 iterations,
+post-compensated by √tr(P) (inverse: Z_N/√tr(P)); backward by autograd through the iteration.
+Forward accuracy (tested): with the spectrum of A in [0.1, 1] the relative error of 5 iterations
+is below 1e-3; NS converges slowly for small eigenvalues of A (an eigenvalue a grows by ≤ 1.5× per
+iteration until it is near 1), which is the intended smoothing, not a bug.
+
+``mpa-lya`` (Song et al., "Fast differentiable matrix square root", ICLR'22): forward is the [5/5]
+matrix Padé approximant of √(1−x) on X = I − P/‖P‖_F, √P ≈ √‖P‖_F · Q₅(X)⁻¹ P₅(X) (inverse:
+P₅(X)⁻¹ Q₅(X)/√‖P‖_F, the inverse of the same Padé form, as the official ZCA code); backward solves
+the Lyapunov equation B X + X B = C by 8 coupled Newton-Schulz sign iterations
+B ← ½B(3I − B²), C ← ½(C(3I − B²) − B²C + BCB), ∂l/∂P = ½C (official recipe). For the inverse,
+as the official code, B = S/‖S‖_F and C = −S²GS²/‖S‖_F with S = P^{-1/2}; the official code
+normalises by one norm over the whole batch, here each matrix uses its own norm. Forward accuracy
+(tested): relative error below 1e-4 when all eigenvalues of P/‖P‖_F exceed 0.05.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ._registry import MetaLayerFailure, register_method
+from .backward import _positive_int, check_finite, compute_dtype, newton_schulz
+
+__all__ = ["mpa_coefficients"]
+
+
+class _GradGuard(torch.autograd.Function):
+    """Identity whose backward checks the incoming gradient once (one device sync)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        check_finite(grad, "backward")
+        return grad
+
+
+def _run(p: Tensor, opts: dict[str, Any], body: Any) -> Tensor:
+    cdt = compute_dtype(opts["precision"], p.dtype)
+    x = _GradGuard.apply(p) if p.requires_grad else p
+    try:
+        out = body(x.to(cdt)).to(p.dtype)
+    except torch.linalg.LinAlgError as exc:
+        raise MetaLayerFailure(f"linear solve failed: {exc}") from exc
+    check_finite(out, "forward")
+    return out
+
+
+def ns(p: Tensor, power: float, *, iters: int = 5) -> Tensor:
+    """Coupled Newton-Schulz with trace normalisation (iSQRT-COV, ICCV'21 eqs. 7-9)."""
+    return newton_schulz(p, power, iters)
+
+
+def _ns_impl(p: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
+    _positive_int("iters", opts["iters"], 1)
+    return _run(p, opts, lambda a: ns(a, power, iters=opts["iters"]))
+
+
+register_method(
+    "ns",
+    family="iterative",
+    impl=_ns_impl,
+    option_sources=(ns,),
+    aliases=("iSQRT-COV", "iSQRT", "NS", "Newton-Schulz", "newton-schulz-iteration"),
+    doc=ns.__doc__ or "",
+)
+
+
+@functools.cache
+def _mpa_mp(m: int, n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from mpmath import mp, mpf, pade, sqrt, taylor
+
+    with mp.workdps(32):  # the official recipe (FastDifferentiableMatSqrt/torch_utils.py)
+        one = mpf(1)
+        p, q = pade(taylor(lambda x: sqrt(one - x), 0, m + n), m, n)
+    return tuple(float(c) for c in p), tuple(float(c) for c in q)
+
+
+def mpa_coefficients(m: int = 5, n: int = 5) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Ascending coefficients of the [m/n] Padé approximant of √(1−x), cached (ICLR'22 eq. 9)."""
+    return _mpa_mp(m, n)
+
+
+def _mpa_parts(a: Tensor, degree: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(P_m(X), Q_n(X), ‖A‖_F) with X = I − A/‖A‖_F."""
+    pc, qc = _mpa_mp(degree, degree)
+    norm = torch.linalg.matrix_norm(a).unsqueeze(-1).unsqueeze(-1)
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    x = eye - a / norm
+    pm = pc[0] * eye + pc[1] * x
+    qn = qc[0] * eye + qc[1] * x
+    xk = x
+    for k in range(2, degree + 1):
+        xk = torch.matmul(xk, x)
+        pm = pm + pc[k] * xk
+        qn = qn + qc[k] * xk
+    return pm, qn, norm
+
+
+def _lyapunov_sign(b: Tensor, c: Tensor, iters: int) -> Tensor:
+    """Solve B X + X B = C by ``iters`` coupled NS sign iterations; returns X (ICLR'22 eq. 16)."""
+    eye3 = 3.0 * torch.eye(b.shape[-1], dtype=b.dtype, device=b.device)
+    for _ in range(iters):
+        b2 = torch.matmul(b, b)
+        t = eye3 - b2
+        c = 0.5 * (torch.matmul(c, t) - torch.matmul(b2, c) + torch.matmul(torch.matmul(b, c), b))
+        b = 0.5 * torch.matmul(b, t)
+    return 0.5 * c
+
+
+class _MPALya(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, power: float, degree: int, lya_iters: int) -> Tensor:
+        pm, qn, norm = _mpa_parts(a, degree)
+        if power > 0:
+            out = torch.linalg.solve(qn, pm) * norm.sqrt()
+        else:
+            out = torch.linalg.solve(pm, qn) / norm.sqrt()
+        out = 0.5 * (out + out.mT)
+        ctx.power, ctx.lya_iters = power, lya_iters
+        ctx.save_for_backward(out, norm)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        out, norm = ctx.saved_tensors
+        g = 0.5 * (grad + grad.mT)
+        if ctx.power > 0:
+            s = norm.sqrt()
+            b, c = out / s, g / s
+        else:
+            m_inv = torch.matmul(out, out)
+            c = -torch.matmul(torch.matmul(m_inv, g), m_inv)
+            s = torch.linalg.matrix_norm(out).unsqueeze(-1).unsqueeze(-1)
+            b, c = out / s, c / s
+        gx = _lyapunov_sign(b, c, ctx.lya_iters)
+        return 0.5 * (gx + gx.mT), None, None, None
+
+
+def mpa_lya(p: Tensor, power: float, *, degree: int = 5, iters: int = 8) -> Tensor:
+    """MPA forward ([degree/degree] Padé of √(1−x)); Lyapunov backward, ``iters`` sign steps."""
+    return _MPALya.apply(p, power, degree, iters)
+
+
+def _mpa_impl(p: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
+    _positive_int("degree", opts["degree"], 1)
+    _positive_int("iters", opts["iters"], 0)
+    return _run(p, opts, lambda a: mpa_lya(a, power, degree=opts["degree"], iters=opts["iters"]))
+
+
+register_method(
+    "mpa-lya",
+    family="iterative",
+    impl=_mpa_impl,
+    option_sources=(mpa_lya,),
+    aliases=("MPA-Lya", "MPA", "MPA_Lya"),
+    doc=mpa_lya.__doc__ or "",
+)
