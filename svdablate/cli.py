@@ -135,6 +135,12 @@ def run(
     ] = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    keep_checkpoints: Annotated[
+        bool | None,
+        typer.Option(
+            help="Keep finished trials' last checkpoints (default: yes, except with --smoke)."
+        ),
+    ] = None,
 ) -> None:
     """Run presets' grids through Ray Tune, record them in MLflow and print their tables.
 
@@ -201,7 +207,15 @@ def run(
             f"study [bold]{study.name}[/]: {len(configs)} trials, parent run "
             f"{study.parent_run_id}, tracking {study.tracking_uri}"
         )
-        _run_and_report(study, configs, resources, restore=False, report=report, progress=progress)
+        _run_and_report(
+            study,
+            configs,
+            resources,
+            restore=False,
+            report=report,
+            progress=progress,
+            keep_checkpoints=not smoke if keep_checkpoints is None else keep_checkpoints,
+        )
 
 
 def _json(value: Any) -> str:
@@ -214,11 +228,20 @@ def _row_labels(configs: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(c["row"] for c in configs))
 
 
-def _run_and_report(study, configs, resources, *, restore: bool, report: bool, progress: bool):
+def _run_and_report(
+    study, configs, resources, *, restore: bool, report: bool, progress: bool, keep_checkpoints=True
+):
     from svdablate.orchestrator import tune_runner as tr
 
     try:
-        counts = tr.run_configs(study, configs, resources, restore=restore, show_progress=progress)
+        counts = tr.run_configs(
+            study,
+            configs,
+            resources,
+            restore=restore,
+            show_progress=progress,
+            keep_checkpoints=keep_checkpoints,
+        )
     except KeyboardInterrupt:
         err_console.print(
             f"interrupted: finished trials are recorded; continue with "

@@ -35,6 +35,8 @@ def test_every_preset_runs_as_a_smoke_test(tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    leftover = list((tmp_path / "ray").rglob("checkpoint_*"))
+    assert not leftover, "smoke runs drop their checkpoints once trials finish"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     for name in names:
         experiment = client.get_experiment_by_name(name)

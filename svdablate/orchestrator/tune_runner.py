@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -271,6 +272,7 @@ def run_configs(
     *,
     restore: bool = False,
     show_progress: bool = True,
+    keep_checkpoints: bool = True,
 ) -> dict[str, int]:
     """Run (or restore) one Tune experiment of `configs` under the study's MLflow parent run."""
     from .mlflow_writer import MLflowRecorder, set_parent_status
@@ -328,10 +330,26 @@ def run_configs(
             tuner._local_tuner.get_run_config().callbacks = callbacks
         results = tuner.fit()
     errors = sum(1 for r in results if r.error is not None)
+    if not keep_checkpoints:
+        counts["checkpoints_removed"] = prune_checkpoints(
+            r.path for r in results if r.error is None
+        )
     counts.update(errored=errors, seconds=round(time.perf_counter() - began, 1))
     counts["mlflow_write_seconds"] = round(recorder.write_seconds, 3)
     counts["epochs_logged"] = recorder.epochs_logged
     return counts
+
+
+def prune_checkpoints(trial_paths) -> int:
+    """Delete the checkpoints of finished trials (local storage); returns how many went."""
+    removed = 0
+    for path in trial_paths:
+        if not path or "://" in str(path):
+            continue  # remote storage: its own lifecycle rules apply
+        for checkpoint in Path(path).glob("checkpoint_*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _maybe_live(progress: RichProgress, show: bool):
