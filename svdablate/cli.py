@@ -37,6 +37,12 @@ TrackingUri = Annotated[
     ),
 ]
 
+Seeds = Annotated[int | None, typer.Option(help="Seeds per row (default: the preset's).")]
+Rows = Annotated[str | None, typer.Option(help="Comma-separated rows, e.g. 'SVD,SVD+NOG'.")]
+Epochs = Annotated[int | None, typer.Option(help="Epochs per trial (default: the preset's).")]
+Smoke = Annotated[bool, typer.Option(help="Every trial on fake data, 2 steps, on CPU.")]
+GpusPerTrial = Annotated[float | None, typer.Option(help="GPUs per trial; 0.25 packs four.")]
+
 
 def _parse_sets(values: list[str] | None) -> dict[str, Any]:
     """`--set key=value` overrides of trial config entries (value parsed as JSON when it can be)."""
@@ -61,19 +67,11 @@ def _rows(text: str | None) -> tuple[str, ...] | None:
 @app.command()
 def plan(
     preset: Annotated[str, typer.Option("--preset", help="A preset name (see README).")] = "demo",
-    seeds: Annotated[
-        int | None, typer.Option(help="Seeds per row (default: the preset's).")
-    ] = None,
-    rows: Annotated[
-        str | None, typer.Option(help="Comma-separated rows, e.g. 'SVD,SVD+NOG'.")
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Epochs per trial (default: the preset's).")
-    ] = None,
-    smoke: Annotated[bool, typer.Option(help="The CPU smoke variant on fake data.")] = False,
-    gpus_per_trial: Annotated[
-        float | None, typer.Option(help="GPUs per trial (fractions pack).")
-    ] = None,
+    seeds: Seeds = None,
+    rows: Rows = None,
+    epochs: Epochs = None,
+    smoke: Smoke = False,
+    gpus_per_trial: GpusPerTrial = None,
 ) -> None:
     """Print the trial list, resources per trial and the estimated GPU-hours; nothing runs."""
     from svdablate.orchestrator.cost import plan_table
@@ -91,16 +89,10 @@ def run(
     preset: Annotated[
         str, typer.Option("--preset", help="Preset name(s), comma-separated (see README).")
     ] = "demo",
-    seeds: Annotated[
-        int | None, typer.Option(help="Seeds per row (default: the preset's).")
-    ] = None,
-    rows: Annotated[
-        str | None, typer.Option(help="Comma-separated rows, e.g. 'SVD,SVD+NOG'.")
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Epochs per trial (default: the preset's).")
-    ] = None,
-    smoke: Annotated[bool, typer.Option(help="Every trial on fake data, 2 steps, on CPU.")] = False,
+    seeds: Seeds = None,
+    rows: Rows = None,
+    epochs: Epochs = None,
+    smoke: Smoke = False,
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
     address: Annotated[
@@ -117,9 +109,7 @@ def run(
     download: Annotated[
         bool, typer.Option(help="Download CIFAR where the network allows.")
     ] = False,
-    gpus_per_trial: Annotated[
-        float | None, typer.Option(help="GPUs per trial; 0.25 packs four.")
-    ] = None,
+    gpus_per_trial: GpusPerTrial = None,
     cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial.")] = None,
     max_concurrent: Annotated[
         int | None, typer.Option(help="At most this many trials at once.")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -97,15 +98,6 @@ def _tags(results: Path) -> list[dict]:
     return [r.data.tags for r in runs]
 
 
-def _wait_for(predicate, timeout, interval=1.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
 def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     log = tmp_path / "completions.log"
     hooks = json.dumps({"sleep_per_epoch": 2.0, "completion_log": str(log)})
@@ -118,7 +110,7 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
         args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        finished_one = _wait_for(lambda: log.exists() and log.read_text().count("\n") >= 1, 300)
+        finished_one = wait_for(lambda: log.exists() and log.read_text().count("\n") >= 1, 300)
         assert finished_one, "no trial finished before the kill"
         time.sleep(3)  # let the next trial start and log an epoch
         os.killpg(driver.pid, signal.SIGKILL)
