@@ -10,7 +10,6 @@ import json
 import time
 from typing import Any
 
-import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -260,6 +259,5 @@ __all__ = [
     "create_parent_run",
     "flatten",
     "get_or_create_experiment",
-    "mlflow",
     "set_parent_status",
 ]
