@@ -1,0 +1,61 @@
+"""The driver-side MLflow writer: one child run per trial, no epoch twice, resume reuses runs."""
+
+from types import SimpleNamespace
+
+from mlflow.tracking import MlflowClient
+
+from svdablate.orchestrator.grid import GridSpec, expand
+from svdablate.orchestrator.mlflow_writer import MLflowRecorder, child_runs, create_parent_run
+
+
+def _trial(config):
+    return SimpleNamespace(config={"trial": config}, trial_id=config["trial_id"])
+
+
+def _result(epoch, val_err):
+    return {"epoch": epoch, "val_err": val_err, "kappa_median": 10.0 + epoch, "diverged": 0.0}
+
+
+def _setup(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = create_parent_run(uri, "writer-test", {"svdablate.grid_id": "g"}, {"trials": 1})
+    config = expand(GridSpec(preset="demo", rows=("SVD",), seeds=1, epochs=3))[0]
+    return uri, parent, config
+
+
+def _history(uri, run_id, key="val_err"):
+    return sorted((m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+def test_replayed_epochs_are_not_logged_twice(tmp_path):
+    uri, parent, config = _setup(tmp_path)
+    recorder = MLflowRecorder(uri, parent)
+    trial = _trial(config)
+    recorder.on_trial_start(0, [], trial)
+    for epoch, err in [(0, 50.0), (1, 40.0), (1, 39.0), (2, 30.0)]:
+        recorder.on_trial_result(0, [], trial, _result(epoch, err))
+    recorder.on_trial_complete(0, [], trial)
+    (run,) = child_runs(MlflowClient(uri), parent).values()
+    assert _history(uri, run.info.run_id) == [(0, 50.0), (1, 40.0), (2, 30.0)]
+    assert run.data.tags["svdablate.status"] == "finished"
+    assert run.data.metrics["final_val_err"] == 30.0 and run.data.metrics["final_kappa"] == 12.0
+
+
+def test_a_restarted_driver_reuses_the_child_run_and_skips_logged_epochs(tmp_path):
+    uri, parent, config = _setup(tmp_path)
+    trial = _trial(config)
+    first = MLflowRecorder(uri, parent)
+    first.on_trial_start(0, [], trial)
+    first.on_trial_result(0, [], trial, _result(0, 50.0))
+    first.on_trial_result(0, [], trial, _result(1, 40.0))
+    second = MLflowRecorder(uri, parent)  # the driver died; Tune's state was one epoch older
+    second.on_trial_start(0, [], trial)
+    for epoch, err in [(1, 41.0), (2, 30.0)]:
+        second.on_trial_result(0, [], trial, _result(epoch, err))
+    second.on_trial_complete(0, [], trial)
+    runs = child_runs(MlflowClient(uri), parent)
+    assert len(runs) == 1
+    (run,) = runs.values()
+    assert _history(uri, run.info.run_id) == [(0, 50.0), (1, 40.0), (2, 30.0)]
+    third = MLflowRecorder(uri, parent)
+    assert third.finished_trials() == {config["trial_id"]}
