@@ -128,84 +128,82 @@ for _data in ("cifar10", "cifar100"):
             cpus_per_trial=2.0,
         )
     )
-register_preset(
-    Preset(
-        name="eccv22-gcp-imagenet",
-        reproduces="ECCV'22 Table 5 (failures, top-1/top-5), Fig. 5",
+
+
+def _gcp_study(
+    name: str, reproduces: str, model: str, rows: tuple[str, ...], recipe: Recipe, **fields: Any
+) -> Preset:
+    """A global-covariance-pooling study: one seed, a whole GPU and 8 CPUs a trial, ImageNet."""
+    fields.setdefault("datasets", ("imagenet",))
+    return Preset(
+        name=name,
+        reproduces=reproduces,
         application="gcp",
-        model="resnet18",
-        datasets=("imagenet",),
-        rows=ECCV22_ROWS,
+        model=model,
+        rows=rows,
         seeds=1,
-        recipe=_RESNET_IMAGENET_RECIPE,
+        recipe=recipe,
         gpus_per_trial=1.0,
         cpus_per_trial=8.0,
+        **fields,
+    )
+
+
+register_preset(
+    _gcp_study(
+        "eccv22-gcp-imagenet",
+        "ECCV'22 Table 5 (failures, top-1/top-5), Fig. 5",
+        "resnet18",
+        ECCV22_ROWS,
+        _RESNET_IMAGENET_RECIPE,
         notes="recipe of the ICCV'21 ResNet GCP runs (the ECCV'22 text gives none)",
     )
 )
 register_preset(
-    Preset(
-        name="iccv21-gcp-alexnet",
-        reproduces="ICCV'21 Table 2 (AlexNet, standalone and hybrid)",
-        application="gcp",
-        model="alexnet",
-        datasets=("imagenet",),
-        rows=ICCV21_ROWS,
-        seeds=1,
-        recipe=_ALEXNET_RECIPE,
+    _gcp_study(
+        "iccv21-gcp-alexnet",
+        "ICCV'21 Table 2 (AlexNet, standalone and hybrid)",
+        "alexnet",
+        ICCV21_ROWS,
+        _ALEXNET_RECIPE,
         protocols=("standalone", "hybrid"),
         switch_epoch=_hybrid_switch(_ALEXNET_RECIPE),
-        gpus_per_trial=1.0,
-        cpus_per_trial=8.0,
     )
 )
 register_preset(
-    Preset(
-        name="iccv21-gcp-resnet50",
-        reproduces="ICCV'21 Table 3 (ResNet-50, standalone and hybrid)",
-        application="gcp",
-        model="resnet50",
-        datasets=("imagenet",),
-        rows=ICCV21_ROWS,
-        seeds=1,
-        recipe=_RESNET_IMAGENET_RECIPE,
+    _gcp_study(
+        "iccv21-gcp-resnet50",
+        "ICCV'21 Table 3 (ResNet-50, standalone and hybrid)",
+        "resnet50",
+        ICCV21_ROWS,
+        _RESNET_IMAGENET_RECIPE,
         protocols=("standalone", "hybrid"),
         switch_epoch=_hybrid_switch(_RESNET_IMAGENET_RECIPE),
-        gpus_per_trial=1.0,
-        cpus_per_trial=8.0,
         model_options={"layer4_stride1": True},
     )
 )
 register_preset(
-    Preset(
-        name="iccv21-fgvc",
-        reproduces="ICCV'21 Table 4 (fine-grained: birds, dogs, cars)",
-        application="gcp",
-        model="resnet50",
+    _gcp_study(
+        "iccv21-fgvc",
+        "ICCV'21 Table 4 (fine-grained: birds, dogs, cars)",
+        "resnet50",
+        ICCV21_ROWS,
+        _FGVC_RECIPE,
         datasets=("cub200", "dogs", "cars"),
-        rows=ICCV21_ROWS,
-        seeds=1,
-        recipe=_FGVC_RECIPE,
-        gpus_per_trial=1.0,
-        cpus_per_trial=8.0,
         model_options={"layer4_stride1": True},
-        notes="fine-tunes from --init-checkpoint (an iccv21-gcp-resnet50 hybrid checkpoint); "
-        "recipe follows iSQRT-COV's FGVC setting (the ICCV'21 appendix is not in the spec)",
+        notes="fine-tunes from --set init_checkpoint=PATH (an iccv21-gcp-resnet50 hybrid "
+        "checkpoint); recipe follows iSQRT-COV's FGVC setting (the ICCV'21 appendix is not in "
+        "the spec)",
     )
 )
 register_preset(
-    Preset(
-        name="iccv21-precision",
-        reproduces="ICCV'21 Fig. 2 (float32 vs float64)",
-        application="gcp",
-        model="alexnet",
-        datasets=("imagenet",),
-        rows=("MPN-COV", "iSQRT-COV"),
-        seeds=1,
-        recipe=_ALEXNET_RECIPE,
+    _gcp_study(
+        "iccv21-precision",
+        "ICCV'21 Fig. 2 (float32 vs float64)",
+        "alexnet",
+        ("MPN-COV", "iSQRT-COV"),
+        _ALEXNET_RECIPE,
         precisions=("float32", "float64"),
-        gpus_per_trial=1.0,
-        cpus_per_trial=8.0,
     )
 )
 
