@@ -8,7 +8,8 @@ Public API (contract in docs/internals.md)::
 
 Methods: ``svd svd-topn svd-trunc svd-pi svd-newton svd-taylor svd-pade ns mpa-lya`` (ICCV'21
 Tables 2-7 and Song et al. ICLR'22); the papers' names are aliases (``resolve_method``). Backward
-rules are registered with :func:`k_rule` / :func:`iteration_rule` (``backward.py``). SVD-Padé with
+rules are registered with :func:`k_rule` / :func:`series_rule` / :func:`iteration_rule`
+(``backward.py``). SVD-Padé with
 the official [50/50] coefficients equals the exact gradient to float64 round-off, because the Padé
 table of 1/(1−x) is degenerate (see ``krules.py`` and ``analysis.py``).
 """
@@ -16,7 +17,7 @@ table of 1/(1−x) is degenerate (see ``krules.py`` and ``analysis.py``).
 from . import iterative as _iterative  # noqa: F401  (registers ns, mpa-lya)
 from ._registry import METHODS, MetaLayerFailure, MethodSpec, resolve_method
 from .api import covariance, inv_sqrtm, spectrum_stats, sqrtm
-from .backward import iteration_rule, k_rule
+from .backward import iteration_rule, k_rule, series_rule
 
 __all__ = [
     "METHODS",
@@ -27,6 +28,7 @@ __all__ = [
     "iteration_rule",
     "k_rule",
     "resolve_method",
+    "series_rule",
     "spectrum_stats",
     "sqrtm",
 ]

@@ -9,12 +9,24 @@ and ∂l/∂Λ = F' diag(Ĝ), the symmetrised eq. 5 reads
 
     ∂l/∂P = U ( Ĝ ∘ (K ∘ f_i + Kᵀ ∘ f_j) + diag(f'(λ) ∘ diag Ĝ) ) Uᵀ,
 
-which for an antisymmetric K is the Loewner (Daleckii-Krein) form Ĝ_ij K_ij (f_i − f_j). A "K rule"
-is a pure function of the eigenvalues that returns K; an "iteration rule" computes ∂l/∂P itself.
-Registering either is one decorator line::
+which for an antisymmetric K is the Loewner (Daleckii-Krein) form Ĝ_ij K_ij (f_i − f_j). The
+backward is therefore ∂l/∂P = U (S ∘ (Ĝ + Ĝᵀ)) Uᵀ with one symmetric matrix S
+(:func:`spectral_backward`: four batched matmuls and two elementwise passes), and a rule only says
+how S is built:
 
-    @k_rule("svd-taylor", aliases=("SVD-Taylor",))
-    def _taylor(lam, *, degree: int = 100): ...
+* a *K rule* returns K from the eigenvalues; S = ½(K ∘ f_i + Kᵀ ∘ f_j), diagonal ½f'(λ)
+  (:func:`half_loewner_from_k`). With ``exact=True`` (K = 1/(λ_i − λ_j)) S is the closed-form
+  divided difference of f = λ^{±1/2}, which needs no K, no cancellation and no tie handling
+  (:func:`power_half_loewner`);
+* a *series rule* returns an approximant g(x) of 1/(1−x), x = λ_small/λ_large, i.e.
+  K_ij = ±g(x)/λ_large as the official code; then S = ½ g(x)(1−x) (f_i − f_j)/(λ_i − λ_j) off
+  ties, g(1) f/λ at ties, ½f'(λ) on the diagonal (:func:`series_half_loewner`);
+* an *iteration rule* computes ∂l/∂P itself.
+
+Registering any of them is one decorator line::
+
+    @series_rule("svd-taylor", aliases=("SVD-Taylor",))
+    def _taylor(x, *, degree: int = 100): ...
 
 Its keyword-only parameters become the method's options. Failure checks: one reduction,
 ``math.isfinite(float(x.sum(dtype=float64)))``, per forward and per backward call, i.e. one device
@@ -37,7 +49,16 @@ from torch.autograd.function import once_differentiable
 from . import krules
 from ._registry import MetaLayerFailure, register_method
 
-__all__ = ["iteration_rule", "k_rule", "newton_schulz"]
+__all__ = [
+    "half_loewner_from_k",
+    "iteration_rule",
+    "k_rule",
+    "newton_schulz",
+    "power_half_loewner",
+    "series_half_loewner",
+    "series_rule",
+    "spectral_backward",
+]
 
 _DTYPES = {
     "float64": torch.float64,
@@ -86,13 +107,30 @@ class SpectralState:
 @dataclass(frozen=True)
 class _Rule:
     name: str
-    kind: str  # "k" or "iteration"
+    kind: str  # "k", "series" or "iteration"
     fn: Callable[..., Tensor]
     spectrum: Callable[..., Tensor] | None
     opt_names: frozenset[str]
     spectrum_opt_names: frozenset[str]
     validate: Callable[..., None] | None = None
-    limit_at_ties: bool = False
+    exact: bool = False
+
+    def k_matrix(self, lam: Tensor, **opts: Any) -> Tensor:
+        """The rule's K of the paper for eigenvalues ``lam`` (analyses and tests)."""
+        if self.kind == "series":
+            return krules.series_k(lam, lambda x: self.fn(x, **opts))
+        if self.kind == "k":
+            return self.fn(lam, **opts)
+        raise ValueError(f"{self.name!r} is an iteration rule: it has no K matrix")
+
+    def half_loewner(self, lam: Tensor, f: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
+        """The symmetric S of :func:`spectral_backward` for this rule."""
+        if self.exact:
+            return power_half_loewner(lam, f, power)
+        kw = {k: opts[k] for k in self.opt_names}
+        if self.kind == "series":
+            return series_half_loewner(lam, f, power, lambda x: self.fn(x, **kw))
+        return half_loewner_from_k(self.fn(lam, **kw), lam, f, power)
 
 
 RULES: dict[str, _Rule] = {}
@@ -109,11 +147,11 @@ class _SpectralFunction(torch.autograd.Function):
     ) -> Tensor:
         a = p if p.dtype == cdt else p.to(cdt)
         lam, u = eigh(a)
-        lam = lam.clamp_min(eps)
+        lam = lam.clamp_min_(eps)
         if rule.spectrum is not None:
             lam = rule.spectrum(lam, eps, **{k: kw[k] for k in rule.spectrum_opt_names})
         f = _power(lam, power)
-        q = torch.matmul(u * f.unsqueeze(-2), u.mT)
+        q = torch.bmm(u * f.unsqueeze(-2), u.mT)
         if q.dtype != p.dtype:
             q = q.to(p.dtype)
         check_finite(q, "forward")
@@ -122,51 +160,92 @@ class _SpectralFunction(torch.autograd.Function):
         return q
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        a, u, lam, f = ctx.saved_tensors
-        rule: _Rule = ctx.rule
-        g = grad if grad.dtype == u.dtype else grad.to(u.dtype)
+        if torch.is_grad_enabled():  # create_graph=True: a second backward raises, as documented
+            return _spectral_grad_once(ctx, grad)
+        return _spectral_grad(ctx, grad)  # the usual case, without once_differentiable's wrapper
+
+
+def _spectral_grad(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    a, u, lam, f = ctx.saved_tensors
+    rule: _Rule = ctx.rule
+    g = grad if grad.dtype == u.dtype else grad.to(u.dtype)
+    if rule.kind == "iteration":
         kw = {k: ctx.kw[k] for k in rule.opt_names}
-        if rule.kind == "k":
-            k = rule.fn(lam, **kw)
-            gp = k_backward(u, lam, f, g, ctx.power, k, limit_at_ties=rule.limit_at_ties)
-        else:
-            gp = rule.fn(SpectralState(a, u, lam, f, ctx.power), g, **kw)
-        if gp.dtype != grad.dtype:
-            gp = gp.to(grad.dtype)
-        check_finite(gp, "backward")
-        return gp, None, None, None, None, None
+        gp = rule.fn(SpectralState(a, u, lam, f, ctx.power), g, **kw)
+    else:
+        gp = spectral_backward(u, rule.half_loewner(lam, f, ctx.power, ctx.kw), g)
+    if gp.dtype != grad.dtype:
+        gp = gp.to(grad.dtype)
+    check_finite(gp, "backward")
+    return gp, None, None, None, None, None
 
 
-def k_backward(
-    u: Tensor,
-    lam: Tensor,
-    f: Tensor,
-    g: Tensor,
-    power: float,
-    k: Tensor,
-    *,
-    limit_at_ties: bool = False,
-) -> Tensor:
-    """∂l/∂P = U (Ĝ ∘ (K f_i + Kᵀ f_j) + diag(f' Ĝ_ii)) Uᵀ, Ĝ = Uᵀ sym(G) U (eqs. 5-7).
+_spectral_grad_once = once_differentiable(_spectral_grad)
 
-    ``k`` (fresh, zero diagonal) is overwritten: its diagonal is set to f'/(2f) = power/(2λ) so
-    that the one combination S = ½(K f_i + Kᵀ f_j) also carries the diagonal term. With
-    ``limit_at_ties`` (exact rules), pairs of equal eigenvalues take the limit of
-    K_ij (f_i − f_j), i.e. f'(λ): the Fréchet derivative of f at U max(Λ, eps) Uᵀ.
+
+def spectral_backward(u: Tensor, s: Tensor, g: Tensor) -> Tensor:
+    """∂l/∂P = U (S ∘ (Ĝ + Ĝᵀ)) Uᵀ with Ĝ = Uᵀ G U and S symmetric (ICCV'21 eqs. 5-7).
+
+    Four batched matmuls and two elementwise passes in two fresh buffers (at the GCP size a
+    fresh 16 MiB buffer costs as much as an elementwise pass: page faults); ``s`` (fresh) is
+    overwritten.
     """
     ut = u.mT
-    gh = torch.matmul(torch.matmul(ut, g), u)
-    gh = gh + gh.mT  # 2 sym(Ĝ)
-    half_fprime = (0.5 * power) * f / lam
-    k.diagonal(dim1=-2, dim2=-1).copy_(lam.reciprocal().mul_(0.5 * power))
-    kf = k.mul_((0.5 * f).unsqueeze(-1))  # ½ K_ij f_i
-    s = kf + kf.mT
-    if limit_at_ties:
-        s = torch.where(lam.unsqueeze(-1) == lam.unsqueeze(-2), half_fprime.unsqueeze(-1), s)
-    inner = s.mul_(gh)
-    return torch.matmul(torch.matmul(u, inner), ut)
+    a = torch.bmm(ut, g)
+    m = torch.bmm(a, u)  # Ĝ
+    s.mul_(torch.add(m, m.mT, out=a))
+    torch.bmm(u, s, out=m)
+    return torch.bmm(m, ut, out=a)
+
+
+def power_half_loewner(lam: Tensor, f: Tensor, power: float) -> Tensor:
+    """S = ½ (f_i − f_j)/(λ_i − λ_j) for f = λ^{±1/2}, ½f'(λ) at ties (Daleckii-Krein, eq. 5).
+
+    Closed forms without cancellation: ½/(√λ_i + √λ_j) for the square root and
+    −½/(√λ_i √λ_j (√λ_i + √λ_j)) for the inverse square root; their diagonal is ½f'(λ), so
+    the exact rule's backward is the Fréchet derivative of f at U max(Λ, eps) Uᵀ, repeated
+    eigenvalues included.
+    """
+    if power == 0.5:
+        two_f = f + f
+        return (two_f.unsqueeze(-1) + two_f.unsqueeze(-2)).reciprocal_()
+    if power == -0.5:
+        root = lam.sqrt()
+        neg_two_lam = lam * -2.0
+        t = neg_two_lam.unsqueeze(-1) * root.unsqueeze(-2)
+        return t.addcmul_(root.unsqueeze(-1), neg_two_lam.unsqueeze(-2)).reciprocal_()
+    raise ValueError(f"power must be 0.5 or -0.5, got {power!r}")
+
+
+def half_loewner_from_k(k: Tensor, lam: Tensor, f: Tensor, power: float) -> Tensor:
+    """S = ½(K ∘ f_i + Kᵀ ∘ f_j) off the diagonal, ½f'(λ) on it (eqs. 5-7 with ∂l/∂U, ∂l/∂Λ).
+
+    ``k`` (fresh) is overwritten. For an antisymmetric K this is ½K_ij (f_i − f_j).
+    """
+    t = k.mul_((0.5 * f).unsqueeze(-1))  # ½ K_ij f_i
+    s = t + t.mT
+    s.diagonal(dim1=-2, dim2=-1).copy_((0.5 * power) * f / lam)
+    return s
+
+
+def series_half_loewner(
+    lam: Tensor, f: Tensor, power: float, g: Callable[[Tensor], Tensor]
+) -> Tensor:
+    """S of the series rule K_ij = ±g(x)/λ_large, x = λ_small/λ_large (ICCV'21 eqs. 14-21).
+
+    Off ties ½(K_ij f_i + K_ji f_j) = ½ g(x)(1 − x) (f_i − f_j)/(λ_i − λ_j), which reuses the
+    cancellation-free :func:`power_half_loewner`; at ties (x = 1, the official K_ij = K_ji =
+    g(1)/λ) it is g(1) f/λ; the diagonal is ½f'(λ). g runs once per unordered pair.
+    """
+    li, lj = lam.unsqueeze(-1), lam.unsqueeze(-2)
+    x = torch.minimum(li, lj).div_(torch.maximum(li, lj))
+    gx = krules.symmetric_map(x, g)
+    ties = x == 1.0
+    s = power_half_loewner(lam, f, power).mul_(gx).mul_(x.neg_().add_(1.0))
+    s = torch.where(ties, gx.mul_((f / lam).unsqueeze(-1)), s, out=gx)
+    s.diagonal(dim1=-2, dim2=-1).copy_((0.5 * power) * f / lam)
+    return s
 
 
 def _kwonly(fn: Callable[..., Any]) -> frozenset[str]:
@@ -200,7 +279,7 @@ def _register(
     aliases: tuple[str, ...],
     spectrum: Callable[..., Tensor] | None,
     validate: Callable[..., None] | None,
-    limit_at_ties: bool = False,
+    exact: bool = False,
 ) -> None:
     rule = _Rule(
         name,
@@ -210,7 +289,7 @@ def _register(
         _kwonly(fn),
         _kwonly(spectrum) if spectrum is not None else frozenset(),
         validate,
-        limit_at_ties,
+        exact,
     )
     sources = (fn,) if spectrum is None else (fn, spectrum)
     register_method(
@@ -230,17 +309,33 @@ def k_rule(
     aliases: tuple[str, ...] = (),
     spectrum: Callable[..., Tensor] | None = None,
     validate: Callable[..., None] | None = None,
-    limit_at_ties: bool = False,
+    exact: bool = False,
 ) -> Callable:
     """Register ``fn(lam, **opts) -> K`` as method ``name`` (eigh forward, K-matrix backward).
 
     ``spectrum(lam, eps, **opts)`` optionally changes the forward's eigenvalues (Top-N);
     ``validate(**opts)`` runs at forward time, so bad options fail before any backward;
-    ``limit_at_ties`` uses f'(λ) for equal eigenvalues, where an exact K is undefined.
+    ``exact`` declares K = 1/(λ_i − λ_j): the backward then uses the closed-form divided
+    difference of f (:func:`power_half_loewner`), with the limit f'(λ) at equal eigenvalues.
     """
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        _register(name, "k", fn, aliases, spectrum, validate, limit_at_ties)
+        _register(name, "k", fn, aliases, spectrum, validate, exact)
+        return fn
+
+    return deco
+
+
+def series_rule(
+    name: str, *, aliases: tuple[str, ...] = (), validate: Callable[..., None] | None = None
+) -> Callable:
+    """Register ``g(x, **opts)`` ≈ 1/(1−x) as method ``name``: K_ij = ±g(x)/λ_large (eq. 14).
+
+    x = λ_small/λ_large ∈ (0, 1] elementwise; g(1) must be finite (the official tie value).
+    """
+
+    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        _register(name, "series", fn, aliases, None, validate)
         return fn
 
     return deco
@@ -284,7 +379,7 @@ def _check_threshold(threshold: float) -> None:
 # ----------------------------------------------------------------------------- K rules
 
 
-@k_rule("svd", aliases=("MPN-COV", "SVD", "eig", "exact"), limit_at_ties=True)
+@k_rule("svd", aliases=("MPN-COV", "SVD", "eig", "exact"), exact=True)
 def _svd(lam: Tensor) -> Tensor:
     """Exact K_ij = 1/(λ_i − λ_j) (ICCV'21 eq. 5; MPN-COV)."""
     return krules.exact_k(lam)
@@ -306,7 +401,7 @@ def top_n_spectrum(lam: Tensor, eps: float, *, keep: int | None = None) -> Tenso
     return out
 
 
-@k_rule("svd-topn", aliases=("SVD-TopN", "TopN"), spectrum=top_n_spectrum, limit_at_ties=True)
+@k_rule("svd-topn", aliases=("SVD-TopN", "TopN"), spectrum=top_n_spectrum, exact=True)
 def _svd_topn(lam: Tensor) -> Tensor:
     """Exact K on the Top-N spectrum (ICCV'21 eqs. 5, 11)."""
     return krules.exact_k(lam)
@@ -318,16 +413,16 @@ def _svd_trunc(lam: Tensor, *, threshold: float = 1e10) -> Tensor:
     return krules.truncated_k(lam, threshold)
 
 
-@k_rule("svd-taylor", aliases=("SVD-Taylor", "Taylor"), validate=_check_degree)
-def _svd_taylor(lam: Tensor, *, degree: int = 100) -> Tensor:
+@series_rule("svd-taylor", aliases=("SVD-Taylor", "Taylor"), validate=_check_degree)
+def _svd_taylor(x: Tensor, *, degree: int = 100) -> Tensor:
     """K from the degree-K Taylor series of 1/(1−x) (ICCV'21 eq. 16)."""
-    return krules.taylor_k(lam, degree)
+    return krules.taylor_series(x, degree)
 
 
-@k_rule("svd-pade", aliases=("SVD-Padé", "SVD-Pade", "Pade", "Padé"), validate=_check_pade)
-def _svd_pade(lam: Tensor, *, degree: int = 100) -> Tensor:
+@series_rule("svd-pade", aliases=("SVD-Padé", "SVD-Pade", "Pade", "Padé"), validate=_check_pade)
+def _svd_pade(x: Tensor, *, degree: int = 100) -> Tensor:
     """K from the official [degree/2 / degree/2] Padé approximant of 1/(1−x) (ICCV'21 eq. 21)."""
-    return krules.pade_k(lam, degree)
+    return krules.pade_series(x, degree)
 
 
 # ------------------------------------------------------------------------ iteration rules

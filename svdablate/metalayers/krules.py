@@ -42,9 +42,13 @@ __all__ = [
     "pade_coefficients",
     "pade_k",
     "pade_mp_coefficients",
+    "pade_series",
     "pade_value_at_one",
     "polyval_pair",
+    "series_k",
+    "symmetric_map",
     "taylor_k",
+    "taylor_series",
     "truncated_k",
 ]
 
@@ -67,33 +71,39 @@ def _upper_mask(h: int, device: torch.device) -> Tensor:
     return torch.ones(h, h, dtype=torch.bool, device=device).triu()
 
 
-def _series_k(lam: Tensor, g: Callable[[Tensor], Tensor]) -> Tensor:
-    """K_ij = ±g(x)/λ_large with the official signs, evaluating g about once per unordered pair.
+def symmetric_map(x: Tensor, g: Callable[[Tensor], Tensor]) -> Tensor:
+    """g(x) for a symmetric x (..., d, d), evaluating g about once per unordered pair.
 
-    K_ij = g(x)/λ_i if λ_i ≥ λ_j else −g(x)/λ_j (so K_ij = K_ji = g(1)/λ at ties), zero diagonal.
-    x is symmetric, so for even d ≥ 128 the unordered pairs are packed without index gathers: with
-    h = d/2, the off-diagonal block x[:h, h:] plus one h×h matrix holding the upper triangle of
-    x[:h, :h] and the lower triangle of x[h:, h:]; g runs on those 2·h² entries only.
+    For even d ≥ 128 the unordered pairs are packed without index gathers: with h = d/2, the
+    off-diagonal block x[:h, h:] plus one h×h matrix holding the upper triangle of x[:h, :h] and
+    the lower triangle of x[h:, h:]; g runs on those 2·h² entries only. The diagonal of the result
+    is g of the diagonal of x[:h, :h] in both halves (callers overwrite or ignore it).
+    """
+    d = x.shape[-1]
+    if d % 2 or d < _PACK_MIN_DIM:  # small d: fewer tensor ops beat fewer elements
+        return g(x)
+    h = d // 2
+    up = _upper_mask(h, x.device)
+    packed = torch.cat((x[..., :h, h:], torch.where(up, x[..., :h, :h], x[..., h:, h:])), -2)
+    gp = g(packed)
+    gb, gm = gp[..., :h, :], gp[..., h:, :]
+    out = torch.empty(x.shape, dtype=gp.dtype, device=gp.device)
+    gmt = gm.mT
+    torch.where(up, gm, gmt, out=out[..., :h, :h])
+    torch.where(up, gmt, gm, out=out[..., h:, h:])
+    out[..., :h, h:] = gb
+    out[..., h:, :h] = gb.mT
+    return out
+
+
+def series_k(lam: Tensor, g: Callable[[Tensor], Tensor]) -> Tensor:
+    """K_ij = ±g(x)/λ_large with the official signs, g ≈ 1/(1−x) (ICCV'21 eqs. 14-21).
+
+    K_ij = g(x)/λ_i if λ_i ≥ λ_j else −g(x)/λ_j (so K_ij = K_ji = g(1)/λ at ties), zero diagonal;
+    g is evaluated once per unordered pair (:func:`symmetric_map`).
     """
     x, signed_big = _pairs(lam)
-    d = lam.shape[-1]
-    if d % 2 or d < _PACK_MIN_DIM:  # small d: fewer tensor ops beat fewer elements
-        gx = g(x)
-    else:
-        h = d // 2
-        up = _upper_mask(h, lam.device)
-        packed = torch.cat((x[..., :h, h:], torch.where(up, x[..., :h, :h], x[..., h:, h:])), -2)
-        gp = g(packed)
-        gb, gm = gp[..., :h, :], gp[..., h:, :]
-        gmt = gm.mT
-        gx = torch.cat(
-            (
-                torch.cat((torch.where(up, gm, gmt), gb), -1),
-                torch.cat((gb.mT, torch.where(up, gmt, gm)), -1),
-            ),
-            -2,
-        )
-    return _zero_diagonal_(gx.div_(signed_big))
+    return _zero_diagonal_(symmetric_map(x, g).div_(signed_big))
 
 
 def _zero_diagonal_(k: Tensor) -> Tensor:
@@ -108,7 +118,7 @@ def geometric_sum(x: Tensor, terms: int) -> Tensor:
     expm1(n·log x) has relative error O(u). (The textbook (1 − x^n)/(1 − x) with x^n = pow(x, n) is
     not: it cancels catastrophically as x → 1.)
     """
-    s = torch.expm1(torch.log(x).mul_(terms)).div_(x - 1)
+    s = torch.log(x).mul_(terms).expm1_().div_(x - 1)
     return s.masked_fill_(x == 1, float(terms))
 
 
@@ -125,9 +135,14 @@ def truncated_k(lam: Tensor, threshold: float = 1e10) -> Tensor:
     return _zero_diagonal_(k.clamp_(-threshold, threshold))
 
 
+def taylor_series(x: Tensor, degree: int = 100) -> Tensor:
+    """g(x) = Σ_{k=0..K} x^k, the degree-K Taylor polynomial of 1/(1−x) (ICCV'21 eq. 15)."""
+    return geometric_sum(x, degree + 1)
+
+
 def taylor_k(lam: Tensor, degree: int = 100) -> Tensor:
     """K_ij = ±(1/λ_large) Σ_{k=0..K} x^k, x = λ_small/λ_large; (K+1)/λ at ties (ICCV'21 eq. 16)."""
-    return _series_k(lam, lambda x: geometric_sum(x, degree + 1))
+    return series_k(lam, functools.partial(taylor_series, degree=degree))
 
 
 @functools.cache
@@ -173,8 +188,7 @@ def pade_value_at_one(m: int = 50, n: int = 50) -> float:
     return _pade_mp(m, n)[2]
 
 
-_CHUNK = 1 << 20  # pairs per Horner pass: x and an accumulator (16 MiB) stay in L3
-_SMALL = 1 << 14  # up to this many pairs P and Q share one accumulator (half the ops)
+_CHUNK = 1 << 17  # pairs per Horner pass: x and the (2, chunk) accumulator (3 MiB) stay in cache
 
 
 @functools.cache
@@ -213,24 +227,28 @@ def _stacked_coefficients(
 def polyval_pair(x: Tensor, m: int, n: int) -> Tensor:
     """P_m(x)/Q_n(x) of the official Padé, elementwise, by Horner's rule (ICCV'21 eq. 20).
 
-    One fused multiply-add (``addcmul``) per degree and polynomial over chunks that stay in
-    cache; no Python loop over elements.
+    One fused multiply-add (``addcmul``) per degree for P and Q together, over chunks that stay
+    in cache; no Python loop over elements.
     """
     flat = x.reshape(-1)
-    if flat.shape[0] <= _SMALL:  # op count dominates: P and Q in one (2, n) accumulator
-        acc = _horner(_stacked_coefficients(m, n, x.dtype, x.device), flat)
-        return (acc[0] / acc[1]).view_as(x)
-    pc, qc = _horner_coefficients(m, n, x.dtype, x.device)
+    coef = _stacked_coefficients(m, n, x.dtype, x.device)
     out = torch.empty_like(flat)
     for start in range(0, flat.shape[0], _CHUNK):
-        xc = flat[start : start + _CHUNK]
-        torch.div(_horner(pc, xc), _horner(qc, xc), out=out[start : start + _CHUNK])
+        acc = _horner(coef, flat[start : start + _CHUNK])  # P and Q in one (2, chunk) pass
+        torch.div(acc[0], acc[1], out=out[start : start + _CHUNK])
     return out.view_as(x)
+
+
+def pade_series(x: Tensor, degree: int = 100) -> Tensor:
+    """g(x) = P_M(x)/Q_N(x), the official [M/N] Padé of 1/(1−x) (ICCV'21 eq. 19).
+
+    At x = 1 (ties) the mpmath value of P(1)/Q(1): in float64 Q(1) evaluates to 0.
+    """
+    m = degree // 2
+    n = degree - m
+    return polyval_pair(x, m, n).masked_fill_(x == 1, _pade_mp(m, n)[2])
 
 
 def pade_k(lam: Tensor, degree: int = 100) -> Tensor:
     """K_ij = ±(1/λ_large) P_M(x)/Q_N(x), [M/N] = [degree/2 / degree/2] (ICCV'21 eq. 21)."""
-    m = degree // 2
-    n = degree - m
-    at_one = _pade_mp(m, n)[2]
-    return _series_k(lam, lambda x: polyval_pair(x, m, n).masked_fill_(x == 1, at_one))
+    return series_k(lam, functools.partial(pade_series, degree=degree))
