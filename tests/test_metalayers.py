@@ -496,3 +496,14 @@ def test_exact_rules_are_the_derivative_at_repeated_eigenvalues(method, fname):
     (gp,) = torch.autograd.grad(fn(p, method, **({"keep": 3} if opts else {})), p, g)
     sign = 1.0 if fname == "sqrtm" else -1.0
     torch.testing.assert_close(gp, sign * 0.25 * (g + g.mT))
+
+
+@pytest.mark.parametrize("method", ["svd", "svd-pade", "svd-pi"])
+def test_backward_is_once_differentiable(method):
+    # create_graph=True still gives the first-order gradient; a second backward raises
+    p = spd([1.0, 2.0, 4.0], batch=1)[0].requires_grad_(True)
+    (plain,) = torch.autograd.grad((sqrtm(p, method) ** 2).sum(), p)
+    (first,) = torch.autograd.grad((sqrtm(p, method) ** 2).sum(), p, create_graph=True)
+    torch.testing.assert_close(first, plain, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        first.sum().backward()

@@ -205,16 +205,15 @@ def power_half_loewner(lam: Tensor, f: Tensor, power: float) -> Tensor:
     Closed forms without cancellation: ½/(√λ_i + √λ_j) for the square root and
     −½/(√λ_i √λ_j (√λ_i + √λ_j)) for the inverse square root; their diagonal is ½f'(λ), so
     the exact rule's backward is the Fréchet derivative of f at U max(Λ, eps) Uᵀ, repeated
-    eigenvalues included.
+    eigenvalues included. Exactly symmetric (every product and sum is formed symmetrically).
     """
     if power == 0.5:
         two_f = f + f
         return (two_f.unsqueeze(-1) + two_f.unsqueeze(-2)).reciprocal_()
     if power == -0.5:
         root = lam.sqrt()
-        neg_two_lam = lam * -2.0
-        t = neg_two_lam.unsqueeze(-1) * root.unsqueeze(-2)
-        return t.addcmul_(root.unsqueeze(-1), neg_two_lam.unsqueeze(-2)).reciprocal_()
+        t = root.unsqueeze(-1) + root.unsqueeze(-2)
+        return t.mul_(root.unsqueeze(-1) * (-2.0 * root).unsqueeze(-2)).reciprocal_()
     raise ValueError(f"power must be 0.5 or -0.5, got {power!r}")
 
 
