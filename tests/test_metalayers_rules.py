@@ -172,7 +172,7 @@ def test_k_backward_equals_loewner_for_antisymmetric_k():
     )
     g = torch.randn(1, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
     f = lam.sqrt()
-    s = backward.half_loewner_from_k(krules.exact_k(lam), lam, f, 0.5)
+    s = backward.loewner_from_k(krules.exact_k(lam), lam, f, 0.5)
     got = backward.spectral_backward(u, s, g)
     gh = u.mT @ (0.5 * (g + g.mT)) @ u
     loew = (f.unsqueeze(-1) - f.unsqueeze(-2)) / (lam.unsqueeze(-1) - lam.unsqueeze(-2))
@@ -181,39 +181,39 @@ def test_k_backward_equals_loewner_for_antisymmetric_k():
 
 
 @pytest.mark.parametrize("power", [0.5, -0.5])
-def test_power_half_loewner_is_the_exact_k_combination(power):
-    # closed form ½(f_i − f_j)/(λ_i − λ_j) = the generic ½(K f_i + Kᵀ f_j) with the exact K
+def test_power_loewner_is_the_exact_k_combination(power):
+    # closed form (f_i − f_j)/(λ_i − λ_j) = the generic K f_i + Kᵀ f_j with the exact K
     lam = _lams(7, seed=2, ties=False)
     f = lam**power
-    closed = backward.power_half_loewner(lam, f, power)
-    generic = backward.half_loewner_from_k(krules.exact_k(lam), lam, f, power)
+    closed = backward.power_loewner(lam, f, power)
+    generic = backward.loewner_from_k(krules.exact_k(lam), lam, f, power)
     torch.testing.assert_close(closed, generic, rtol=1e-9, atol=0.0)
     torch.testing.assert_close(closed, closed.mT, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("power", [0.5, -0.5])
-def test_power_half_loewner_at_ties_is_half_the_derivative(power):
+def test_power_loewner_at_ties_is_the_derivative(power):
     lam = torch.tensor([[0.25, 0.25, 4.0]], dtype=F64)
-    s = backward.power_half_loewner(lam, lam**power, power)
-    half_fprime = 0.5 * power * 0.25 ** (power - 1)
+    s = backward.power_loewner(lam, lam**power, power)
+    fprime = power * 0.25 ** (power - 1)
     for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        assert float(s[0, i, j]) == pytest.approx(half_fprime, rel=1e-14)
-    assert float(s[0, 2, 2]) == pytest.approx(0.5 * power * 4.0 ** (power - 1), rel=1e-14)
+        assert float(s[0, i, j]) == pytest.approx(fprime, rel=1e-14)
+    assert float(s[0, 2, 2]) == pytest.approx(power * 4.0 ** (power - 1), rel=1e-14)
 
 
 @pytest.mark.parametrize("power", [0.5, -0.5])
 @pytest.mark.parametrize("method", ["svd-taylor", "svd-pade"])
-def test_series_half_loewner_is_the_k_combination(method, power, pack_path):
-    # the series rules skip K: ½ g(x)(1−x)·Loewner off ties, g(1) f/λ at ties, ½f' on the diagonal
-    # must equal ½(K f_i + Kᵀ f_j) with K = ±g(x)/λ_large, the official K (ties included)
+def test_series_loewner_is_the_k_combination(method, power, pack_path):
+    # the series rules skip K: g(x)(1−x)·Loewner off ties, 2g(1) f/λ at ties, f' on the diagonal
+    # must equal K f_i + Kᵀ f_j with K = ±g(x)/λ_large, the official K (ties included)
     lam = _lams(8, seed=4, ties=True)
     f = lam**power
     rule = backward.RULES[method]
-    fast = rule.half_loewner(lam, f, power, dict(METHODS[method].defaults))
-    generic = backward.half_loewner_from_k(rule.k_matrix(lam), lam, f, power)
+    fast = rule.loewner(lam, f, power, dict(METHODS[method].defaults))
+    generic = backward.loewner_from_k(rule.k_matrix(lam), lam, f, power)
     torch.testing.assert_close(fast, generic, rtol=1e-9, atol=0.0)
     g1 = float(rule.fn(torch.ones((), dtype=F64)))
-    tie = g1 * float(f[0, 0] / lam[0, 0])  # lam[:, 1] == lam[:, 0]
+    tie = 2.0 * g1 * float(f[0, 0] / lam[0, 0])  # lam[:, 1] == lam[:, 0]
     assert float(fast[0, 0, 1]) == float(fast[0, 1, 0]) == pytest.approx(tie, rel=1e-14)
 
 

@@ -10,17 +10,17 @@ and ∂l/∂Λ = F' diag(Ĝ), the symmetrised eq. 5 reads
     ∂l/∂P = U ( Ĝ ∘ (K ∘ f_i + Kᵀ ∘ f_j) + diag(f'(λ) ∘ diag Ĝ) ) Uᵀ,
 
 which for an antisymmetric K is the Loewner (Daleckii-Krein) form Ĝ_ij K_ij (f_i − f_j). The
-backward is therefore ∂l/∂P = U (S ∘ (Ĝ + Ĝᵀ)) Uᵀ with one symmetric matrix S
-(:func:`spectral_backward`: four batched matmuls and two elementwise passes), and a rule only says
-how S is built:
+backward is therefore ∂l/∂P = U (L ∘ sym Ĝ) Uᵀ with one symmetric matrix L, which for the exact
+rule is the Loewner matrix of first divided differences of f (:func:`spectral_backward`: four
+batched matmuls and two elementwise passes), and a rule only says how L is built:
 
-* a *K rule* returns K from the eigenvalues; S = ½(K ∘ f_i + Kᵀ ∘ f_j), diagonal ½f'(λ)
-  (:func:`half_loewner_from_k`). With ``exact=True`` (K = 1/(λ_i − λ_j)) S is the closed-form
+* a *K rule* returns K from the eigenvalues; L = K ∘ f_i + Kᵀ ∘ f_j, diagonal f'(λ)
+  (:func:`loewner_from_k`). With ``exact=True`` (K = 1/(λ_i − λ_j)) L is the closed-form
   divided difference of f = λ^{±1/2}, which needs no K, no cancellation and no tie handling
-  (:func:`power_half_loewner`);
+  (:func:`power_loewner`);
 * a *series rule* returns an approximant g(x) of 1/(1−x), x = λ_small/λ_large, i.e.
-  K_ij = ±g(x)/λ_large as the official code; then S = ½ g(x)(1−x) (f_i − f_j)/(λ_i − λ_j) off
-  ties, g(1) f/λ at ties, ½f'(λ) on the diagonal (:func:`series_half_loewner`);
+  K_ij = ±g(x)/λ_large as the official code; then L = g(x)(1−x) (f_i − f_j)/(λ_i − λ_j) off
+  ties, 2g(1) f/λ at ties, f'(λ) on the diagonal (:func:`series_loewner`);
 * an *iteration rule* computes ∂l/∂P itself.
 
 Registering any of them is one decorator line::
@@ -50,12 +50,12 @@ from . import krules
 from ._registry import MetaLayerFailure, register_method
 
 __all__ = [
-    "half_loewner_from_k",
     "iteration_rule",
     "k_rule",
+    "loewner_from_k",
     "newton_schulz",
-    "power_half_loewner",
-    "series_half_loewner",
+    "power_loewner",
+    "series_loewner",
     "series_rule",
     "spectral_backward",
 ]
@@ -123,14 +123,14 @@ class _Rule:
             return self.fn(lam, **opts)
         raise ValueError(f"{self.name!r} is an iteration rule: it has no K matrix")
 
-    def half_loewner(self, lam: Tensor, f: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
-        """The symmetric S of :func:`spectral_backward` for this rule."""
+    def loewner(self, lam: Tensor, f: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
+        """The symmetric L of :func:`spectral_backward` for this rule."""
         if self.exact:
-            return power_half_loewner(lam, f, power)
+            return power_loewner(lam, f, power)
         kw = {k: opts[k] for k in self.opt_names}
         if self.kind == "series":
-            return series_half_loewner(lam, f, power, lambda x: self.fn(x, **kw))
-        return half_loewner_from_k(self.fn(lam, **kw), lam, f, power)
+            return series_loewner(lam, f, power, lambda x: self.fn(x, **kw))
+        return loewner_from_k(self.fn(lam, **kw), lam, f, power)
 
 
 RULES: dict[str, _Rule] = {}
@@ -174,7 +174,7 @@ def _spectral_grad(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         kw = {k: ctx.kw[k] for k in rule.opt_names}
         gp = rule.fn(SpectralState(a, u, lam, f, ctx.power), g, **kw)
     else:
-        gp = spectral_backward(u, rule.half_loewner(lam, f, ctx.power, ctx.kw), g)
+        gp = spectral_backward(u, rule.loewner(lam, f, ctx.power, ctx.kw), g)
     if gp.dtype != grad.dtype:
         gp = gp.to(grad.dtype)
     check_finite(gp, "backward")
@@ -184,67 +184,64 @@ def _spectral_grad(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
 _spectral_grad_once = once_differentiable(_spectral_grad)
 
 
-def spectral_backward(u: Tensor, s: Tensor, g: Tensor) -> Tensor:
-    """∂l/∂P = U (S ∘ (Ĝ + Ĝᵀ)) Uᵀ with Ĝ = Uᵀ G U and S symmetric (ICCV'21 eqs. 5-7).
+def spectral_backward(u: Tensor, loewner: Tensor, g: Tensor) -> Tensor:
+    """∂l/∂P = U (L ∘ sym(Uᵀ G U)) Uᵀ for a symmetric L (ICCV'21 eqs. 5-7, Daleckii-Krein).
 
-    Four batched matmuls and two elementwise passes in two fresh buffers (at the GCP size a
-    fresh 16 MiB buffer costs as much as an elementwise pass: page faults); ``s`` (fresh) is
-    overwritten.
+    Four batched matmuls (the ½ of sym rides on the second one's alpha) and two elementwise
+    passes, in two fresh buffers: at the GCP size a fresh 16 MiB buffer costs as much as an
+    elementwise pass (page faults). ``loewner`` (fresh) is overwritten.
     """
     ut = u.mT
     a = torch.bmm(ut, g)
-    m = torch.bmm(a, u)  # Ĝ
-    s.mul_(torch.add(m, m.mT, out=a))
-    torch.bmm(u, s, out=m)
+    m = torch.baddbmm(a, a, u, beta=0.0, alpha=0.5)  # ½ Uᵀ G U
+    loewner.mul_(torch.add(m, m.mT, out=a))
+    torch.bmm(u, loewner, out=m)
     return torch.bmm(m, ut, out=a)
 
 
-def power_half_loewner(lam: Tensor, f: Tensor, power: float) -> Tensor:
-    """S = ½ (f_i − f_j)/(λ_i − λ_j) for f = λ^{±1/2}, ½f'(λ) at ties (Daleckii-Krein, eq. 5).
+def power_loewner(lam: Tensor, f: Tensor, power: float) -> Tensor:
+    """L = (f_i − f_j)/(λ_i − λ_j) for f = λ^{±1/2}, f'(λ) at ties (Daleckii-Krein, eq. 5).
 
-    Closed forms without cancellation: ½/(√λ_i + √λ_j) for the square root and
-    −½/(√λ_i √λ_j (√λ_i + √λ_j)) for the inverse square root; their diagonal is ½f'(λ), so
-    the exact rule's backward is the Fréchet derivative of f at U max(Λ, eps) Uᵀ, repeated
+    Closed forms without cancellation: 1/(√λ_i + √λ_j) for the square root and
+    −1/(√λ_i √λ_j (√λ_i + √λ_j)) for the inverse square root; their diagonal is f'(λ), so the
+    exact rule's backward is the Fréchet derivative of f at U max(Λ, eps) Uᵀ, repeated
     eigenvalues included. Exactly symmetric (every product and sum is formed symmetrically).
     """
     if power == 0.5:
-        two_f = f + f
-        return (two_f.unsqueeze(-1) + two_f.unsqueeze(-2)).reciprocal_()
+        return (f.unsqueeze(-1) + f.unsqueeze(-2)).reciprocal_()
     if power == -0.5:
         root = lam.sqrt()
         t = root.unsqueeze(-1) + root.unsqueeze(-2)
-        return t.mul_(root.unsqueeze(-1) * (-2.0 * root).unsqueeze(-2)).reciprocal_()
+        return t.mul_(root.unsqueeze(-1) * root.neg().unsqueeze(-2)).reciprocal_()
     raise ValueError(f"power must be 0.5 or -0.5, got {power!r}")
 
 
-def half_loewner_from_k(k: Tensor, lam: Tensor, f: Tensor, power: float) -> Tensor:
-    """S = ½(K ∘ f_i + Kᵀ ∘ f_j) off the diagonal, ½f'(λ) on it (eqs. 5-7 with ∂l/∂U, ∂l/∂Λ).
+def loewner_from_k(k: Tensor, lam: Tensor, f: Tensor, power: float) -> Tensor:
+    """L = K ∘ f_i + Kᵀ ∘ f_j off the diagonal, f'(λ) on it (eqs. 5-7 with ∂l/∂U, ∂l/∂Λ).
 
-    ``k`` (fresh) is overwritten. For an antisymmetric K this is ½K_ij (f_i − f_j).
+    ``k`` (fresh) is overwritten. For an antisymmetric K this is K_ij (f_i − f_j).
     """
-    t = k.mul_((0.5 * f).unsqueeze(-1))  # ½ K_ij f_i
-    s = t + t.mT
-    s.diagonal(dim1=-2, dim2=-1).copy_((0.5 * power) * f / lam)
-    return s
+    t = k.mul_(f.unsqueeze(-1))  # K_ij f_i
+    out = t + t.mT
+    out.diagonal(dim1=-2, dim2=-1).copy_(power * f / lam)
+    return out
 
 
-def series_half_loewner(
-    lam: Tensor, f: Tensor, power: float, g: Callable[[Tensor], Tensor]
-) -> Tensor:
-    """S of the series rule K_ij = ±g(x)/λ_large, x = λ_small/λ_large (ICCV'21 eqs. 14-21).
+def series_loewner(lam: Tensor, f: Tensor, power: float, g: Callable[[Tensor], Tensor]) -> Tensor:
+    """L of the series rule K_ij = ±g(x)/λ_large, x = λ_small/λ_large (ICCV'21 eqs. 14-21).
 
-    Off ties ½(K_ij f_i + K_ji f_j) = ½ g(x)(1 − x) (f_i − f_j)/(λ_i − λ_j), which reuses the
-    cancellation-free :func:`power_half_loewner`; at ties (x = 1, the official K_ij = K_ji =
-    g(1)/λ) it is g(1) f/λ; the diagonal is ½f'(λ). g runs once per unordered pair.
+    Off ties K_ij f_i + K_ji f_j = g(x)(1 − x) (f_i − f_j)/(λ_i − λ_j), which reuses the
+    cancellation-free :func:`power_loewner`; at ties (x = 1, the official K_ij = K_ji = g(1)/λ)
+    it is 2g(1) f/λ; the diagonal is f'(λ). g runs once per unordered pair.
     """
     li, lj = lam.unsqueeze(-1), lam.unsqueeze(-2)
     x = torch.minimum(li, lj).div_(torch.maximum(li, lj))
     gx = krules.symmetric_map(x, g)
     ties = x == 1.0
-    s = power_half_loewner(lam, f, power).mul_(gx).mul_(x.neg_().add_(1.0))
-    s = torch.where(ties, gx.mul_((f / lam).unsqueeze(-1)), s, out=gx)
-    s.diagonal(dim1=-2, dim2=-1).copy_((0.5 * power) * f / lam)
-    return s
+    out = power_loewner(lam, f, power).mul_(gx).mul_(x.neg_().add_(1.0))
+    out = torch.where(ties, gx.mul_((2.0 * f / lam).unsqueeze(-1)), out, out=gx)
+    out.diagonal(dim1=-2, dim2=-1).copy_(power * f / lam)
+    return out
 
 
 def _kwonly(fn: Callable[..., Any]) -> frozenset[str]:
@@ -315,7 +312,7 @@ def k_rule(
     ``spectrum(lam, eps, **opts)`` optionally changes the forward's eigenvalues (Top-N);
     ``validate(**opts)`` runs at forward time, so bad options fail before any backward;
     ``exact`` declares K = 1/(λ_i − λ_j): the backward then uses the closed-form divided
-    difference of f (:func:`power_half_loewner`), with the limit f'(λ) at equal eigenvalues.
+    difference of f (:func:`power_loewner`), with the limit f'(λ) at equal eigenvalues.
     """
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
