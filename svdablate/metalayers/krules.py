@@ -1,10 +1,12 @@
 """K-matrix builders of the eigendecomposition backward (ICCV'21 eqs. 5, 12, 16, 21).
 
-Each builder is a pure function of the (floored, ascending) eigenvalues ``lam`` of shape (..., d)
-that returns K of shape (..., d, d) with a zero diagonal; ``backward.py`` registers each one as a
-meta-layer method with one decorator line. The sign/tie conventions follow the official code
-(KingJamesSong/DifferentiableSVD): the series-based rules write K_ij = +g(x)/λ_i when λ_i ≥ λ_j and
-−g(x)/λ_j otherwise, with x = λ_small/λ_large, so at equal eigenvalues K_ij = K_ji = g(1)/λ.
+Each K builder is a pure function of the (floored, ascending) eigenvalues ``lam`` of shape
+(..., d) that returns K of shape (..., d, d) with a zero diagonal. The series-based rules are
+defined by their approximant g(x) ≈ 1/(1−x) (:func:`taylor_series`, :func:`pade_series`), which
+``backward.py`` registers with one decorator line; :func:`series_k` turns g into K. The sign/tie
+conventions follow the official code (KingJamesSong/DifferentiableSVD): K_ij = +g(x)/λ_i when
+λ_i ≥ λ_j and −g(x)/λ_j otherwise, with x = λ_small/λ_large, so at equal eigenvalues
+K_ij = K_ji = g(1)/λ.
 
 SVD-Padé and the degenerate [50/50] table. 1/(1−x) is itself rational, so its [50/50] Padé
 approximant is not unique: every P/Q = c(x)/(c(x)(1−x)) matches the degree-100 Taylor series (the
@@ -18,13 +20,15 @@ exact gradient, not a smoothed one; (ii) at x = 1 the value is arbitrary: Q(1) =
 (P(1)/Q(1) = −1.33e21, which is the paper's Table 7 bound 6.00e36 = 1.33e21/EPS) but exactly 0.0
 in float64, so the official code gets ±inf there and replaces it by the batch's largest finite K.
 Here K at x = 1 uses the mpmath value of P(1)/Q(1) (finite, negative); elsewhere P and Q are
-evaluated in float64 by Horner's rule. :func:`svdablate.metalayers.analysis.pade_degeneracy` shows
-all of this.
+evaluated in float64 by Horner's rule (the official code sums the power basis; both are float64
+evaluations of the same polynomials and differ by round-off).
+:func:`svdablate.metalayers.analysis.pade_degeneracy` shows all of this.
 
 Ties in the exact rule: K_ij = 1/(λ_i − λ_j) is ±inf at equal eigenvalues (in practice: several
 eigenvalues floored at eps). The official code replaces ±inf by the batch's largest finite K; here
-:func:`exact_k` leaves 0 there and the exact methods (``svd``, ``svd-topn``) combine equal pairs
-with the limit f'(λ) of K_ij (f_i − f_j), so their backward is the Fréchet derivative of f at the
+:func:`exact_k` leaves 0 there, and the exact methods (``svd``, ``svd-topn``) never form K:
+their backward uses the closed-form divided difference (f_i − f_j)/(λ_i − λ_j) of f = λ^{±1/2},
+whose value at equal eigenvalues is the limit f'(λ), so it is the Fréchet derivative of f at the
 floored matrix U max(Λ, eps) Uᵀ, repeated eigenvalues included (no batch-wide reduction).
 """
 
