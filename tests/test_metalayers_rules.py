@@ -227,7 +227,7 @@ def test_symmetric_map_evaluates_each_pair_once(monkeypatch):
         seen.append(t.numel())
         return t.exp()
 
-    out = krules.symmetric_map(x, g)
+    out = krules.symmetric_map(g, x)
     assert seen == [2 * 8 * 4]  # d·d/2 entries: the unordered pairs (with one copy of the diagonal)
     off = ~torch.eye(8, dtype=torch.bool)
     torch.testing.assert_close(out[:, off], x.exp()[:, off], rtol=0, atol=0)

@@ -230,16 +230,19 @@ def loewner_from_k(k: Tensor, lam: Tensor, f: Tensor, power: float) -> Tensor:
 def series_loewner(lam: Tensor, f: Tensor, power: float, g: Callable[[Tensor], Tensor]) -> Tensor:
     """L of the series rule K_ij = ±g(x)/λ_large, x = λ_small/λ_large (ICCV'21 eqs. 14-21).
 
-    Off ties K_ij f_i + K_ji f_j = g(x)(1 − x) (f_i − f_j)/(λ_i − λ_j), which reuses the
+    Off ties K_ij f_i + K_ji f_j = g(x)(1 − x)·(f_i − f_j)/(λ_i − λ_j), which reuses the
     cancellation-free :func:`power_loewner`; at ties (x = 1, the official K_ij = K_ji = g(1)/λ)
-    it is 2g(1) f/λ; the diagonal is f'(λ). g runs once per unordered pair.
+    it is 2g(1) f/λ = (2/p)·g(1)·f'(λ) with f = λ^p; the diagonal is f'(λ). All of it runs once
+    per unordered pair (:func:`krules.symmetric_map`).
     """
     li, lj = lam.unsqueeze(-1), lam.unsqueeze(-2)
     x = torch.minimum(li, lj).div_(torch.maximum(li, lj))
-    gx = krules.symmetric_map(x, g)
-    ties = x == 1.0
-    out = power_loewner(lam, f, power).mul_(gx).mul_(x.neg_().add_(1.0))
-    out = torch.where(ties, gx.mul_((2.0 * f / lam).unsqueeze(-1)), out, out=gx)
+
+    def pairs(x: Tensor, loewner: Tensor) -> Tensor:
+        weight = torch.rsub(x, 1.0).masked_fill_(x == 1.0, 2.0 / power)
+        return g(x).mul_(loewner).mul_(weight)
+
+    out = krules.symmetric_map(pairs, x, power_loewner(lam, f, power))
     out.diagonal(dim1=-2, dim2=-1).copy_(power * f / lam)
     return out
 
@@ -327,7 +330,8 @@ def series_rule(
 ) -> Callable:
     """Register ``g(x, **opts)`` ≈ 1/(1−x) as method ``name``: K_ij = ±g(x)/λ_large (eq. 14).
 
-    x = λ_small/λ_large ∈ (0, 1] elementwise; g(1) must be finite (the official tie value).
+    x = λ_small/λ_large ∈ (0, 1] elementwise; g returns a new tensor; g(1) must be finite (the
+    official tie value).
     """
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:

@@ -75,23 +75,27 @@ def _upper_mask(h: int, device: torch.device) -> Tensor:
     return torch.ones(h, h, dtype=torch.bool, device=device).triu()
 
 
-def symmetric_map(x: Tensor, g: Callable[[Tensor], Tensor]) -> Tensor:
-    """g(x) for a symmetric x (..., d, d), evaluating g about once per unordered pair.
+def symmetric_map(fn: Callable[..., Tensor], *mats: Tensor) -> Tensor:
+    """fn(*mats) for symmetric matrices (..., d, d) and an elementwise fn, once per unordered pair.
 
     For even d ≥ 128 the unordered pairs are packed without index gathers: with h = d/2, the
-    off-diagonal block x[:h, h:] plus one h×h matrix holding the upper triangle of x[:h, :h] and
-    the lower triangle of x[h:, h:]; g runs on those 2·h² entries only. The diagonal of the result
-    is g of the diagonal of x[:h, :h] in both halves (callers overwrite or ignore it).
+    off-diagonal block m[:h, h:] plus one h×h matrix holding the upper triangle of m[:h, :h] and
+    the lower triangle of m[h:, h:]; fn runs on those 2·h² entries only. The diagonal of the
+    result is fn of the diagonal of the [:h, :h] blocks in both halves (callers overwrite or
+    ignore it).
     """
-    d = x.shape[-1]
+    d = mats[0].shape[-1]
     if d % 2 or d < _PACK_MIN_DIM:  # small d: fewer tensor ops beat fewer elements
-        return g(x)
+        return fn(*mats)
     h = d // 2
-    up = _upper_mask(h, x.device)
-    packed = torch.cat((x[..., :h, h:], torch.where(up, x[..., :h, :h], x[..., h:, h:])), -2)
-    gp = g(packed)
+    up = _upper_mask(h, mats[0].device)
+    packed = [
+        torch.cat((m[..., :h, h:], torch.where(up, m[..., :h, :h], m[..., h:, h:])), -2)
+        for m in mats
+    ]
+    gp = fn(*packed)
     gb, gm = gp[..., :h, :], gp[..., h:, :]
-    out = torch.empty(x.shape, dtype=gp.dtype, device=gp.device)
+    out = torch.empty((*gp.shape[:-2], d, d), dtype=gp.dtype, device=gp.device)
     gmt = gm.mT
     torch.where(up, gm, gmt, out=out[..., :h, :h])
     torch.where(up, gmt, gm, out=out[..., h:, h:])
@@ -107,7 +111,7 @@ def series_k(lam: Tensor, g: Callable[[Tensor], Tensor]) -> Tensor:
     g is evaluated once per unordered pair (:func:`symmetric_map`).
     """
     x, signed_big = _pairs(lam)
-    return _zero_diagonal_(symmetric_map(x, g).div_(signed_big))
+    return _zero_diagonal_(symmetric_map(g, x).div_(signed_big))
 
 
 def _zero_diagonal_(k: Tensor) -> Tensor:
