@@ -16,7 +16,7 @@ BP/floor ≤ 2.
 BP is the layer's own backward: ``torch.autograd.grad`` through the method minus the engine's
 fixed cost per call (``engine``), timed in the same sample as ``torch.autograd.grad`` through a
 one-node view, because a training step pays that cost once for the whole network, not once per
-layer (at 1×64 it is about as large as the three matmuls); ``BP raw`` keeps it in. Under each
+layer (at 1×64 it is of the order of the three matmuls); ``BP raw`` keeps it in. Under each
 table a line gives, per size, what no forward can beat: eigh followed by the one d×d matmul
 that forms U f(Λ) Uᵀ, timed in sequence, as a multiple of eigh alone.
 
@@ -111,18 +111,21 @@ def _eigh_autograd(x: torch.Tensor, cdt: torch.dtype) -> torch.Tensor:
     return torch.matmul(u * f.unsqueeze(-2), u.mT).to(x.dtype)
 
 
+def _mean_seconds(fn: Callable[[], object], inner: int) -> float:
+    """Mean seconds of ``fn()`` over ``inner`` calls in a loop."""
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
 def _floors(p: torch.Tensor, cdt: torch.dtype, inner: int) -> tuple[float, float]:
     """Mean seconds of eigh alone and of three batched d×d matmuls, in ``cdt``."""
     a = p.detach().to(cdt)
     u = torch.linalg.eigh(a)[1]
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        torch.linalg.eigh(a)
-    t1 = time.perf_counter()
-    for _ in range(inner):
-        torch.matmul(torch.matmul(torch.matmul(u, a), u), a)
-    t2 = time.perf_counter()
-    return (t1 - t0) / inner, (t2 - t1) / inner
+    eigh = _mean_seconds(lambda: torch.linalg.eigh(a), inner)
+    matmuls = _mean_seconds(lambda: torch.matmul(torch.matmul(torch.matmul(u, a), u), a), inner)
+    return eigh, matmuls
 
 
 def measure(method: str, p: torch.Tensor, g: torch.Tensor, inner: int) -> tuple[float, ...]:
@@ -145,18 +148,16 @@ def forward_floor(p: torch.Tensor, reps: int, inner: int) -> float:
     No eigh-based forward can be faster: it must return U f(Λ) Uᵀ.
     """
     a = p.detach().to(torch.float64)
-    ratios = []
-    for _ in range(reps + 1):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            torch.linalg.eigh(a)
-        t1 = time.perf_counter()
-        for _ in range(inner):
-            lam, u = torch.linalg.eigh(a)
-            torch.bmm(u * lam.unsqueeze(-2), u.mT)
-        t2 = time.perf_counter()
-        ratios.append((t2 - t1) / (t1 - t0))
-    return statistics.median(ratios[1:])
+
+    def eigh_and_matmul() -> torch.Tensor:
+        lam, u = torch.linalg.eigh(a)
+        return torch.bmm(u * lam.unsqueeze(-2), u.mT)
+
+    ratios = [
+        _mean_seconds(eigh_and_matmul, inner) / _mean_seconds(lambda: torch.linalg.eigh(a), inner)
+        for _ in range(reps + 1)
+    ]
+    return statistics.median(ratios[1:])  # the first round is warm-up
 
 
 def run(
