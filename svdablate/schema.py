@@ -1,0 +1,262 @@
+"""Every name a writer and a reader share, defined once (torch-free: the report imports it).
+
+- MLflow tags of a study's parent run and of each trial's child run (`Tag`), their values
+  (`Role`, `TrialStatus`, `StudyStatus`), the metric names a trial logs per epoch and once at the
+  end (`Metric`), artifact paths, and the meta-layer speed experiment's names.
+- The row grammar: `SVD+NOG+OW` is a meta-layer method followed by `+`-joined treatments, in any
+  order and case; `format_row` writes them in the canonical order `NOG SN OL OW OLR`.
+- The papers' names of our methods (`paper_method_name`), so a row can be matched with the
+  numbers a paper prints.
+
+The orchestrator writes these names (trial configs become params under their field names), the
+report reads them, and nothing else spells them out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+PREFIX: Final = "svdablate."
+
+
+class Tag:
+    """MLflow tag keys (parent run: study-wide; child run: one trial)."""
+
+    ROLE = PREFIX + "role"
+    STATUS = PREFIX + "status"
+    GRID_ID = PREFIX + "grid_id"
+    # parent run
+    PRESET = PREFIX + "preset"
+    ROWS = PREFIX + "rows"  # JSON list of row labels, table order
+    APPLICATION = PREFIX + "application"
+    DATASET = PREFIX + "dataset"  # the real dataset (also under --smoke); comma-joined on a parent
+    MODEL = PREFIX + "model"
+    PROTOCOL = PREFIX + "protocol"
+    SMOKE = PREFIX + "smoke"  # "true" when every trial ran on FakeData
+    OW_MAP = PREFIX + "ow_map"  # the OW operator the study ran (table captions name it)
+    CLAIMS = PREFIX + "claims"  # the report's verdicts, one line each
+    # child run
+    ROW = PREFIX + "row"
+    SEED = PREFIX + "seed"
+    CONFIG_HASH = PREFIX + "config_hash"
+    TRIAL_ID = PREFIX + "trial_id"
+    METHOD = PREFIX + "method"  # canonical meta-layer method of the row
+    PRECISION = PREFIX + "precision"
+    METHOD_USED = PREFIX + "method_used"  # the last epoch's solver (`ns` before a hybrid switch)
+    ERROR = PREFIX + "error"  # the last error of a failed trial
+    DEVICE = PREFIX + "device"  # the device the trial resolved
+
+
+#: The per-trial tags that also describe a variant of a row (the report splits rows by them).
+CONTEXT_TAGS: Final = {
+    "application": Tag.APPLICATION,
+    "dataset": Tag.DATASET,
+    "model": Tag.MODEL,
+    "protocol": Tag.PROTOCOL,
+    "precision": Tag.PRECISION,
+}
+#: Parent tags `report` reads, by the short name it uses.
+PARENT_TAGS: Final = {
+    "preset": Tag.PRESET,
+    "grid_id": Tag.GRID_ID,
+    "application": Tag.APPLICATION,
+    "dataset": Tag.DATASET,
+    "model": Tag.MODEL,
+    "protocol": Tag.PROTOCOL,
+    "smoke": Tag.SMOKE,
+    "ow_map": Tag.OW_MAP,
+    "status": Tag.STATUS,
+}
+
+
+class Role:
+    """Values of `Tag.ROLE`."""
+
+    PARENT = "parent"
+    TRIAL = "trial"
+
+
+class TrialStatus:
+    """Values of `Tag.STATUS` on a child run. A diverged trial is a result, not a failure."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    ALL = (FINISHED, DIVERGED, FAILED, RUNNING)
+    DONE = (FINISHED, DIVERGED)  # never trained again by resume or extend
+
+
+class StudyStatus:
+    """Values of `Tag.STATUS` on a parent run."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # every trial finished or diverged
+    FAILED = "failed"  # some trial failed after its retries
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: resumable
+    ALL = (RUNNING, FINISHED, FAILED, INTERRUPTED)
+
+
+class Metric:
+    """Metric keys. Per epoch (step = epoch index from 0) unless marked final."""
+
+    TRAIN_LOSS = "train_loss"
+    VAL_ERR = "val_err"  # top-1 validation error, %
+    VAL_ERR5 = "val_err5"  # top-5, % (≥ 5 classes)
+    BEST_VAL_ERR = "best_val_err"  # best so far; its last value is the run's best epoch
+    BEST_VAL_ERR5 = "best_val_err5"
+    # κ = λmax/λmin of the batch covariance P of eq. 2 (the papers' κ), over the epoch's samples
+    KAPPA_MEAN = "kappa_mean"
+    KAPPA_MEDIAN = "kappa_median"
+    KAPPA_MAX = "kappa_max"
+    # κ of P + εI, the matrix the decorrelated BN whitens (≈ 1 + λmax/ε): named apart
+    KAPPA_RIDGED_MEDIAN = "kappa_ridged_median"
+    LAMBDA_RATIO = "lambda_ratio"  # λ1/λ2
+    FAILURES = "failures"  # solver failures in the epoch
+    FAILURES_TOTAL = "failures_total"
+    PRE_SVD_GRAD_NORM = "pre_svd_grad_norm"
+    PRE_SVD_LR = "pre_svd_lr"
+    EPOCH_SECONDS = "epoch_seconds"
+    DIVERGED = "diverged"  # 0/1
+    EPOCHS_COMPLETED = "epochs_completed"
+    # final (logged once, at the last epoch's step)
+    FINAL_VAL_ERR = "final_val_err"
+    FINAL_VAL_ERR5 = "final_val_err5"
+    FINAL_KAPPA = "final_kappa"  # median κ of the last epoch
+    FINAL_KAPPA_RIDGED = "final_kappa_ridged"
+
+
+#: What a trial reports each epoch and the writer logs (numbers only).
+EPOCH_METRICS: Final = (
+    Metric.TRAIN_LOSS,
+    Metric.VAL_ERR,
+    Metric.VAL_ERR5,
+    Metric.BEST_VAL_ERR,
+    Metric.BEST_VAL_ERR5,
+    Metric.KAPPA_MEAN,
+    Metric.KAPPA_MEDIAN,
+    Metric.KAPPA_MAX,
+    Metric.KAPPA_RIDGED_MEDIAN,
+    Metric.LAMBDA_RATIO,
+    Metric.FAILURES,
+    Metric.FAILURES_TOTAL,
+    Metric.PRE_SVD_GRAD_NORM,
+    Metric.PRE_SVD_LR,
+    Metric.EPOCH_SECONDS,
+    Metric.DIVERGED,
+)
+#: Final metrics of a child run and the epoch metric each one is the last value of.
+FINAL_OF: Final = {
+    Metric.FINAL_VAL_ERR: Metric.VAL_ERR,
+    Metric.FINAL_VAL_ERR5: Metric.VAL_ERR5,
+    Metric.FINAL_KAPPA: Metric.KAPPA_MEDIAN,
+    Metric.FINAL_KAPPA_RIDGED: Metric.KAPPA_RIDGED_MEDIAN,
+}
+#: What the report reads of a child run (latest value of each).
+RUN_METRICS: Final = (
+    Metric.FINAL_VAL_ERR,
+    Metric.FINAL_VAL_ERR5,
+    Metric.BEST_VAL_ERR,
+    Metric.BEST_VAL_ERR5,
+    Metric.FINAL_KAPPA,
+    Metric.FINAL_KAPPA_RIDGED,
+    Metric.FAILURES_TOTAL,
+    Metric.EPOCHS_COMPLETED,
+)
+
+#: Artifacts of a parent run.
+REPORT_ARTIFACT_DIR: Final = "report"
+GRID_ARTIFACT: Final = "grid.json"
+
+#: `benchmarks/metalayer_speed.py --tracking-uri` writes here; `report --layout iccv21-t5` reads.
+SPEED_EXPERIMENT: Final = "metalayer-speed"
+SPEED_PARAMS: Final = ("method", "batch", "dim", "dtype")
+SPEED_METRICS: Final = ("fp_s", "bp_s")
+
+# --------------------------------------------------------------------------- row grammar
+
+#: Treatments of the Pre-SVD layer in canonical order (ECCV'22 §4–5); `treatments.TREATMENTS`
+#: registers exactly these.
+TREATMENT_ORDER: Final = ("NOG", "SN", "OL", "OW", "OLR")
+ROW_SEPARATOR: Final = "+"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: how the meta-layer is written (`method`) and the treatments, canonical order.
+
+    `method` is the spelling of the row (`SVD`, `MPN-COV`, `iSQRT-COV`); what it means is the
+    meta-layer registry's business (`metalayers.resolve_method`).
+    """
+
+    method: str
+    treatments: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return format_row(self.method, self.treatments)
+
+
+def split_row(text: str) -> Row:
+    """`svd+olr+NOG` → Row('svd', ('NOG', 'OLR')): treatments upper-cased, in canonical order.
+
+    Syntax only: an unknown treatment stays (after the known ones, sorted) for the registries to
+    reject; an empty text or a duplicated treatment raises ValueError.
+    """
+    parts = [p.strip() for p in str(text).split(ROW_SEPARATOR)]
+    if not parts or not parts[0] or any(not p for p in parts[1:]):
+        raise ValueError(
+            f"bad row {text!r}: write a method and '+'-joined treatments, e.g. SVD+NOG+OW+OLR"
+        )
+    treatments = [p.upper() for p in parts[1:]]
+    twice = sorted({t for t in treatments if treatments.count(t) > 1})
+    if twice:
+        raise ValueError(f"treatment {twice[0]} appears twice in row {text!r}")
+    known = [t for t in TREATMENT_ORDER if t in treatments]
+    unknown = sorted(t for t in treatments if t not in TREATMENT_ORDER)
+    return Row(parts[0], (*known, *unknown))
+
+
+def format_row(method: str, treatments: tuple[str, ...] | list[str] = ()) -> str:
+    """The row label: method, then the treatments in canonical order, `+`-joined."""
+    ordered = [t for t in TREATMENT_ORDER if t in treatments]
+    ordered += sorted(t for t in treatments if t not in TREATMENT_ORDER)
+    return ROW_SEPARATOR.join([method, *ordered])
+
+
+# --------------------------------------------------------------------------- the papers' names
+
+PAPERS: Final = ("eccv22", "iccv21")
+#: canonical method → the name each paper prints (published.csv uses these).
+_PAPER_METHOD_NAMES: Final = {
+    "svd": {"eccv22": "SVD", "iccv21": "MPN-COV"},
+    "ns": {"eccv22": "NS", "iccv21": "iSQRT-COV"},
+    "svd-pade": "SVD-Pade",
+    "svd-taylor": "SVD-Taylor",
+    "svd-newton": "SVD-Newton",
+    "svd-trunc": "SVD-Trunc",
+    "svd-topn": "SVD-TopN",
+    "svd-pi": "SVD-PI",
+    "mpa-lya": "MPA-Lya",
+}
+
+
+def paper_method_name(method: str, paper: str) -> str | None:
+    """The name `paper` gives the canonical meta-layer `method` (None when it has none)."""
+    names = _PAPER_METHOD_NAMES.get(method)
+    if isinstance(names, dict):
+        return names.get(paper)
+    return names
+
+
+def paper_row_name(method: str, treatments: tuple[str, ...], paper: str) -> str | None:
+    """The row as `paper` names it, e.g. ('ns', ()) in iccv21 → 'iSQRT-COV'."""
+    name = paper_method_name(method, paper)
+    return None if name is None else format_row(name, treatments)
+
+
+def metric_key(text: str) -> str:
+    """A row label or any text as a valid MLflow metric-key part (`SVD+NOG` → `SVD-NOG`)."""
+    return re.sub(r"[^0-9A-Za-z_\-. /]", "-", text.replace(ROW_SEPARATOR, "-"))
