@@ -25,16 +25,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from svdablate.orchestrator.grid import GridSpec, expand
+from svdablate.orchestrator.config import StudySpec
+from svdablate.orchestrator.grid import expand
 from svdablate.orchestrator.trial import train_trial
 
 ROWS = ("SVD", "SVD+NOG", "SVD+OW", "NS")
 SEEDS = 2
 
 
-def grid(epochs: int) -> GridSpec:
+def grid(epochs: int) -> StudySpec:
     """The benchmark's 8 trials: 4 demo rows × 2 seeds."""
-    return GridSpec(preset="demo", rows=ROWS, seeds=SEEDS, epochs=epochs)
+    return StudySpec(preset="demo", rows=ROWS, seeds=SEEDS, epochs=epochs)
 
 
 def run_loop(epochs: int) -> float:

@@ -1,4 +1,7 @@
-"""`svdablate`: plan · run · resume · status · report · plot · analyze · ui."""
+"""`svdablate`: plan · run · resume · status · report · plot · analyze · ui.
+
+Thin: each command parses its options, calls the `Study` API (or the report), and prints.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,18 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from svdablate.orchestrator.errors import UserError
+from svdablate.orchestrator.errors import ExitCode, UserError
 
+EXIT_CODES = (
+    "Exit codes: 0 every trial finished (diverged trials are results); 1 a trial failed after "
+    "its retries, or the study was interrupted; 2 bad input (nothing started); 130 Ctrl-C."
+)
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Ablation studies of SVD meta-layers (ICCV'21, ECCV'22): Ray Tune grids, MLflow records, "
-    "the papers' tables.",
+    f"the papers' tables.\n\n{EXIT_CODES}",
 )
 analyze_app = typer.Typer(no_args_is_help=True, help="Numerical analyses of the ICCV'21 paper.")
 app.add_typer(analyze_app, name="analyze")
@@ -33,35 +40,30 @@ ResultsDir = Annotated[
 TrackingUri = Annotated[
     str | None,
     typer.Option(
-        "--tracking-uri", help="MLflow tracking URI (default sqlite:///<results-dir>/mlflow.db)."
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<results-dir>/mlflow.db).",
     ),
 ]
-
 Seeds = Annotated[int | None, typer.Option(help="Seeds per row (default: the preset's).")]
 Rows = Annotated[str | None, typer.Option(help="Comma-separated rows, e.g. 'SVD,SVD+NOG'.")]
 Epochs = Annotated[int | None, typer.Option(help="Epochs per trial (default: the preset's).")]
 Smoke = Annotated[bool, typer.Option(help="Every trial on fake data, 2 steps, on CPU.")]
 GpusPerTrial = Annotated[float | None, typer.Option(help="GPUs per trial; 0.25 packs four.")]
-
-
-def _parse_sets(values: list[str] | None) -> dict[str, Any]:
-    """`--set key=value` overrides of trial config entries (value parsed as JSON when it can be)."""
-    import json
-
-    out: dict[str, Any] = {}
-    for item in values or []:
-        if "=" not in item:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a trial-config field: key=value (README, Trial config)."),
+]
 
 
 def _rows(text: str | None) -> tuple[str, ...] | None:
-    return tuple(r.strip() for r in text.split(",") if r.strip()) if text else None
+    """None when --rows is absent; an empty --rows is kept so that it is refused, not ignored."""
+    return None if text is None else tuple(text.split(","))
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        err_console.print(f"[yellow]warning[/]: {line}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -72,16 +74,51 @@ def plan(
     epochs: Epochs = None,
     smoke: Smoke = False,
     gpus_per_trial: GpusPerTrial = None,
+    set_: Sets = None,
 ) -> None:
-    """Print the trial list, resources per trial and the estimated GPU-hours; nothing runs."""
+    """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
     from svdablate.orchestrator.cost import plan_table
-    from svdablate.orchestrator.grid import GridSpec, expand, resolve_preset, warnings_for
+    from svdablate.orchestrator.study import Study
 
-    spec = GridSpec(preset=preset, seeds=seeds, rows=_rows(rows), epochs=epochs, smoke=smoke)
-    configs = expand(spec)
-    for line in warnings_for(spec):
-        err_console.print(f"[yellow]warning[/]: {line}", soft_wrap=True)
-    console.print(plan_table(resolve_preset(spec), configs, gpus_per_trial))
+    study = Study.create(
+        preset,
+        seeds=seeds,
+        rows=_rows(rows),
+        epochs=epochs,
+        smoke=smoke,
+        overrides=set_,
+        gpus_per_trial=gpus_per_trial,
+        check=False,
+    )
+    _warn(study.warnings)
+    console.print(plan_table(study.preset, study.configs, study.resources))
+
+
+def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> None:
+    console.print(
+        f"{outcome.name}: {outcome.trials} trials — {outcome.finished} finished, "
+        f"{outcome.diverged} diverged, {outcome.failed} failed, {outcome.unfinished} unfinished "
+        f"({outcome.skipped} already finished before) in {outcome.seconds} s; MLflow writes "
+        f"{outcome.mlflow_write_seconds} s for {outcome.epochs_logged} epochs",
+        highlight=False,
+    )
+    if report and not outcome.interrupted_by:
+        _print_report(study.tracking_uri, [outcome.parent_run_id], fmt="rich", metric=metric)
+    if outcome.exit_code != ExitCode.OK:
+        what = "interrupted" if outcome.interrupted_by or outcome.unfinished else "failed"
+        if outcome.failed:
+            err_console.print(
+                f"{outcome.failed} trial(s) failed: their errors are the "
+                "svdablate.error tag of their MLflow runs",
+                highlight=False,
+                soft_wrap=True,
+            )
+        err_console.print(
+            f"{what}: {outcome.unfinished + outcome.failed} trial(s) left; continue with "
+            f"`{outcome.resume_command}`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -97,7 +134,10 @@ def run(
     tracking_uri: TrackingUri = None,
     address: Annotated[
         str | None,
-        typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+        typer.Option(
+            help="Ray cluster address: host:port, ray://host:10001, 'auto' (the last `ray start` "
+            "cluster) or 'local' (default: $RAY_ADDRESS, else a local Ray of this command's own)."
+        ),
     ] = None,
     storage_path: Annotated[
         str | None,
@@ -118,12 +158,13 @@ def run(
         int, typer.Option(help="Retries of a crashed trial from its checkpoint.")
     ] = 2,
     extend: Annotated[
-        str | None, typer.Option(help="Add seeds/rows to this finished study (its parent run id).")
+        str | None, typer.Option(help="Add seeds/rows to this study (its parent run id).")
     ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a trial config entry: key=value.")
-    ] = None,
+    set_: Sets = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
+    metric: Annotated[
+        str, typer.Option(help="Error of each run in the table: best (papers) or final epoch.")
+    ] = "best",
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     keep_checkpoints: Annotated[
         bool | None,
@@ -136,117 +177,56 @@ def run(
 
     `--preset a,b` runs several studies (one MLflow parent each) in one Ray session.
     """
-    from svdablate.orchestrator import tune_runner as tr
-    from svdablate.orchestrator.grid import GridSpec, expand, resolve_preset, warnings_for
-    from svdablate.orchestrator.study import check_data
+    from svdablate.orchestrator.study import Study
 
     names = [n.strip() for n in preset.split(",") if n.strip()]
-    if extend and len(names) != 1:
-        raise UserError("--extend takes one study: name one --preset")
-    planned = []
-    for name in names:  # every grid is checked before Ray starts
-        spec = GridSpec(
-            preset=name,
+    if not names:
+        raise UserError("--preset is empty: name a preset, e.g. --preset demo")
+    if extend:
+        if len(names) != 1:
+            raise UserError("--extend takes one study: name one --preset")
+        if epochs is not None or set_:
+            raise UserError("--extend keeps the study's recipe: drop --epochs and --set")
+        study = Study.load(results_dir, extend)
+        outcome = study.extend(seeds=seeds, rows=_rows(rows), progress=progress, console=console)
+        console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
+        _print_outcome(study, outcome, report=report, metric=metric)
+        raise typer.Exit(outcome.exit_code)
+    studies = [  # every grid is checked before Ray starts
+        Study.create(
+            name,
             seeds=seeds,
             rows=_rows(rows),
             epochs=epochs,
             smoke=smoke,
+            overrides=set_,
+            results_dir=results_dir,
+            tracking_uri=tracking_uri,
+            storage_path=storage_path,
+            address=address,
             data_dir=data_dir,
             download=download,
-            overrides=_parse_sets(set_),
-        )
-        configs = expand(spec)
-        for line in warnings_for(spec):
-            err_console.print(f"[yellow]warning[/]: {line}", soft_wrap=True)
-        check_data(configs)
-        planned.append((resolve_preset(spec), configs))
-    uri = tr.resolve_tracking_uri(tracking_uri, results_dir)
-    tr.connect_ray(address)
-    for chosen, configs in planned:
-        resources = tr.Resources(
-            cpus_per_trial=cpus_per_trial if cpus_per_trial is not None else chosen.cpus_per_trial,
-            gpus_per_trial=gpus_per_trial if gpus_per_trial is not None else chosen.gpus_per_trial,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
             max_concurrent=max_concurrent,
             max_failures=max_failures,
         )
-        tr.check_resources(resources)
-        if extend:
-            study = tr.Study.load(results_dir, extend)
-            configs = tr.extend_study(study, configs)
-            console.print(f"extending study {study.parent_run_id}: {len(configs)} new trials")
-        else:
-            study = tr.new_study(
-                chosen.name,
-                configs,
-                results_dir=str(results_dir),
-                tracking_uri=uri,
-                storage_path=storage_path,
-                resources=resources,
-                parent_tags={
-                    "preset": chosen.name,
-                    "rows": _json(_row_labels(configs)),
-                    "application": chosen.application,
-                    "dataset": ",".join(chosen.datasets),
-                    "model": chosen.model,
-                    "protocol": ",".join(chosen.protocols),
-                    "smoke": str(smoke).lower(),
-                },
-                address=address,
-            )
+        for name in names
+    ]
+    for study in studies:
+        _warn(study.warnings)
+    code = ExitCode.OK
+    for study in studies:
+        outcome = study.run(progress=progress, keep_checkpoints=keep_checkpoints, console=console)
         console.print(
-            f"study [bold]{study.name}[/]: {len(configs)} trials, parent run "
+            f"study [bold]{study.name}[/]: {outcome.trials} trials, parent run "
             f"{study.parent_run_id}, tracking {study.tracking_uri}"
         )
-        _run_and_report(
-            study,
-            configs,
-            resources,
-            restore=False,
-            report=report,
-            progress=progress,
-            keep_checkpoints=not smoke if keep_checkpoints is None else keep_checkpoints,
-        )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def _row_labels(configs: list[dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(c["row"] for c in configs))
-
-
-def _run_and_report(
-    study, configs, resources, *, restore: bool, report: bool, progress: bool, keep_checkpoints=True
-):
-    from svdablate.orchestrator import tune_runner as tr
-
-    try:
-        counts = tr.run_configs(
-            study,
-            configs,
-            resources,
-            restore=restore,
-            show_progress=progress,
-            keep_checkpoints=keep_checkpoints,
-        )
-    except KeyboardInterrupt:
-        err_console.print(
-            f"interrupted: finished trials are recorded; continue with "
-            f"`svdablate resume {study.parent_run_id} --results-dir {study.results_dir}`"
-        )
-        raise typer.Exit(130) from None
-    tr.finish_study(study, counts)
-    console.print(
-        f"done: {counts['trials']} trials ({counts.get('skipped_finished', 0)} already finished, "
-        f"{counts.get('errored', 0)} failed) in {counts.get('seconds', 0)} s; "
-        f"MLflow writes {counts.get('mlflow_write_seconds', 0)} s for "
-        f"{counts.get('epochs_logged', 0)} epochs"
-    )
-    if report:
-        _print_report(study.tracking_uri, study.parent_run_id, fmt="rich", out=None)
+        _print_outcome(study, outcome, report=report, metric=metric)
+        code = max(code, outcome.exit_code)
+        if outcome.interrupted_by:
+            break
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -256,19 +236,21 @@ def resume(
     results_dir: ResultsDir = Path("results"),
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
+    metric: Annotated[str, typer.Option(help="best (papers) or final epoch's error.")] = "best",
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
-    from svdablate.orchestrator import tune_runner as tr
+    from svdablate.orchestrator.study import Study
 
     if run_id is None and not latest:
         raise UserError("name the study: `svdablate resume RUN_ID` or `svdablate resume --latest`")
-    study = tr.Study.load(results_dir, None if latest else run_id)
-    resources = tr.Resources(**study.resources)
-    tr.connect_ray(address or study.address)
-    tr.check_resources(resources)
+    study = Study.load(results_dir, None if latest else run_id)
+    if address:
+        study.address = address
     console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
-    _run_and_report(study, study.configs, resources, restore=True, report=report, progress=progress)
+    outcome = study.resume(progress=progress, console=console)
+    _print_outcome(study, outcome, report=report, metric=metric)
+    raise typer.Exit(outcome.exit_code)
 
 
 @app.command()
@@ -278,31 +260,43 @@ def status(
     ] = None,
     results_dir: ResultsDir = Path("results"),
 ) -> None:
-    """Trial counts of a study that may be running elsewhere (reads its MLflow runs)."""
-    from svdablate.orchestrator import tune_runner as tr
-    from svdablate.orchestrator.study import study_status
+    """Trial counts of a study that may be running elsewhere (reads its MLflow runs).
 
-    study = tr.Study.load(results_dir, run_id)
-    console.print(study_status(study))
+    Exit code 1 when a trial failed or the study was interrupted, else 0.
+    """
+    from rich.table import Table
+
+    from svdablate.orchestrator.study import Study
+    from svdablate.schema import StudyStatus, TrialStatus
+
+    counts = Study.load(results_dir, run_id).status()
+    table = Table(title=f"{counts['study']} · parent run {counts['parent_run_id']}")
+    columns = ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    table.add_row(*(str(counts[c]) for c in columns))
+    console.print(table)
+    bad = counts[TrialStatus.FAILED] or counts["study_status"] in (
+        StudyStatus.INTERRUPTED,
+        StudyStatus.FAILED,
+    )
+    raise typer.Exit(ExitCode.FAILED if bad else ExitCode.OK)
 
 
-def _print_report(tracking_uri: str, run_id: str, *, fmt: str, out: Path | None, **kw: Any) -> None:
+def _print_report(
+    tracking_uri: str, run_ids: list[str] | None, *, fmt: str, out: Path | None = None, **kw: Any
+) -> None:
     from svdablate.report import make_report
 
-    run_ids = [r for r in run_id.split(",") if r] if run_id else None
     make_report(tracking_uri, run_ids, fmt=fmt, out=out, console=console, **kw)
     if out is not None:
         console.print(f"wrote {out}")
 
 
-def _tracking(tracking_uri: str | None, results_dir: Path) -> str:
-    from svdablate.orchestrator.tune_runner import resolve_tracking_uri
+def _store(tracking_uri: str | None, results_dir: Path) -> str:
+    from svdablate.orchestrator.tracking import resolve_tracking_uri
 
-    if tracking_uri is None and not (results_dir / "mlflow.db").exists():
-        raise UserError(
-            f"no MLflow store at {results_dir / 'mlflow.db'}: pass --results-dir or --tracking-uri"
-        )
-    return resolve_tracking_uri(tracking_uri, results_dir)
+    return resolve_tracking_uri(tracking_uri, results_dir, create=False)
 
 
 @app.command("report")
@@ -318,10 +312,14 @@ def report_cmd(
     layout: Annotated[
         str | None, typer.Option(help="Paper table layout (default: chosen from the study).")
     ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Error of each run: best epoch (the papers') or final epoch.")
+    ] = "best",
 ) -> None:
     """The study's table in the paper's layout, beside the published numbers, with statistics."""
-    uri = _tracking(tracking_uri, results_dir)
-    _print_report(uri, None if latest else run_id, fmt=fmt, out=out, layout=layout)
+    uri = _store(tracking_uri, results_dir)
+    ids = None if latest or not run_id else [r for r in run_id.split(",") if r]
+    _print_report(uri, ids, fmt=fmt, out=out, layout=layout, metric=metric)
 
 
 @app.command()
@@ -329,14 +327,16 @@ def plot(
     run_id: Annotated[
         str | None, typer.Argument(help="Parent run id (default: the newest).")
     ] = None,
+    latest: Annotated[bool, typer.Option(help="The newest study in the store.")] = False,
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
     out_dir: Annotated[Path | None, typer.Option(help="Folder for the PNG/PDF figures.")] = None,
 ) -> None:
-    """κ over training (median, min–max band) and validation error per row, as PNG and PDF."""
+    """κ over training and validation error per row (median over seeds, min–max band)."""
     from svdablate.report import latest_parent, plot_study
 
-    uri = _tracking(tracking_uri, results_dir)
+    uri = _store(tracking_uri, results_dir)
+    run_id = None if latest else run_id
     run_id = run_id or latest_parent(uri)
     folder = out_dir or results_dir / "figures" / run_id
     result = plot_study(uri, run_id, folder)
@@ -352,23 +352,10 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
 ) -> None:
     """Start the MLflow UI on the study's tracking store."""
-    uri = _tracking(tracking_uri, results_dir)
+    uri = _store(tracking_uri, results_dir)
     console.print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C stops it)")
-    os.execvp(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "ui",
-            "--backend-store-uri",
-            uri,
-            "--host",
-            host,
-            "--port",
-            str(port),
-        ],
-    )
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    os.execvp(sys.executable, [*command, "--host", host, "--port", str(port)])
 
 
 def _published(table: int) -> dict[tuple[str, str], float]:
@@ -381,9 +368,10 @@ def _published(table: int) -> dict[tuple[str, str], float]:
 
 
 def _sci(value: Any) -> str:
+    """Three significant figures (Table 6's 36.2 and 904, not 36 and 9e+02)."""
     if value is None:
         return "/"
-    return f"{value:.2g}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 @analyze_app.command("approx")
@@ -452,13 +440,20 @@ def analyze_bounds(
 
 
 def main() -> None:
-    """Entry point: user mistakes are one line on stderr and exit code 2, never a traceback."""
+    """Entry point: a user mistake is one line on stderr and exit code 2, never a traceback.
+
+    Only `UserError` (and the report's `LookupError` for an unknown study) are user mistakes: any
+    other exception is a bug and shows its traceback.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no store-migration chatter
     try:
         app()
-    except (UserError, ValueError) as exc:
+    except (UserError, LookupError) as exc:
+        if isinstance(exc, KeyError | IndexError):  # bugs, not an unknown study
+            raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         err_console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Bad input is one clear line on stderr, exit code 2, no traceback, before any trial starts."""
 
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
 from svdablate import cli
+from svdablate.orchestrator import ray_cluster
+from svdablate.orchestrator.config import reference_markdown
+from svdablate.orchestrator.errors import UserError
 
 
 def run_main(monkeypatch, capsys, *args):
@@ -17,17 +21,46 @@ def run_main(monkeypatch, capsys, *args):
     return exit_info.value.code, out, err
 
 
+def assert_one_error_line(code, err, needle):
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and all(x.startswith(("error: ", "warning: ")) for x in lines), err
+    assert "Traceback" not in err
+    assert needle.lower() in errors[0].lower(), errors[0]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["run", "--preset", "nope"], "valid presets"),
+        (["run", "--preset", "dmeo"], "did you mean demo"),
         (["run", "--rows", "SVD+XYZ"], "XYZ"),
         (["run", "--rows", "QR-ITER"], "QR-ITER"),
+        (["run", "--rows", ""], "no row given"),
+        (["run", "--seeds", "0"], "--seeds 0"),
+        (["run", "--epochs", "0"], "--epochs 0"),
+        (["run", "--epochs", "-1"], "--epochs -1"),
+        (["plan", "--epochs", "0"], "--epochs 0"),
+        (["run", "--set", "nosuchkey=1"], "unknown key"),
+        (["run", "--set", "lrr=0.1"], "did you mean lr"),
+        (["run", "--set", "lr=abc"], 'lr="abc": must be a valid number'),
+        (["run", "--set", "lr=-1"], "lr is float > 0"),
+        (["run", "--set", "batch_size=0"], "batch_size=0"),
+        (["run", "--set", "milestones=[10]"], "milestones=[10]"),
+        (["run", "--set", "model_options.grops=2"], "did you mean model_options.groups"),
+        (["run", "--set", "model_options.groups=x"], "model_options.groups"),
+        (["run", "--set", "seed=3"], "--seeds"),
+        (["run", "--set", "ow_map=sco"], "'matrix_exp', 'cayley' or 'soc'"),
+        (["run", "--cpus-per-trial", "0"], "--cpus-per-trial 0"),
+        (["run", "--gpus-per-trial", "1.5", "--smoke"], "whole number"),
+        (["run", "--max-failures", "-1"], "--max-failures -1"),
         (["run", "--address", "127.0.0.1:1"], "ray start --head"),
         (["run", "--tracking-uri", "http://127.0.0.1:1"], "mlflow server"),
         (["run", "--preset", "eccv22-dbn-cifar10", "--data-dir", "/nonexistent"], "cifar"),
         (["run", "--set", "novalue"], "key=value"),
         (["run", "--preset", "demo,eccv22-dbn-cifar10", "--extend", "abc"], "one --preset"),
+        (["run", "--extend", "abc", "--epochs", "3"], "keeps the study's recipe"),
         (["report", "--results-dir", "/nonexistent"], "--results-dir"),
         (["resume"], "resume --latest"),
         (["resume", "--latest", "--results-dir", "/nonexistent"], "svdablate run"),
@@ -35,16 +68,70 @@ def run_main(monkeypatch, capsys, *args):
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, monkeypatch, capsys):
+    import ray
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if args[0] == "run":
         args = [*args, "--results-dir", str(tmp_path)]
     code, _, err = run_main(monkeypatch, capsys, *args)
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and all(x.startswith(("error: ", "warning: ")) for x in lines), err
-    assert "Traceback" not in err
-    assert needle.lower() in errors[0].lower()
+    assert_one_error_line(code, err, needle)
+    assert not ray.is_initialized(), "the mistake must be found before Ray starts"
+
+
+def test_a_results_dir_that_is_a_file(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "results"
+    path.write_text("not a folder")
+    for args in (["run", "--results-dir", str(path)], ["report", "--results-dir", str(path)]):
+        code, _, err = run_main(monkeypatch, capsys, *args)
+        assert_one_error_line(code, err, "is a file")
+
+
+def test_a_malformed_store_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mlflow.db").write_bytes(b"this is not sqlite" * 100)
+    code, _, err = run_main(monkeypatch, capsys, "report", "--results-dir", str(tmp_path))
+    assert_one_error_line(code, err, "cannot be opened")
+    code, _, err = run_main(monkeypatch, capsys, "run", "--results-dir", str(tmp_path))
+    assert_one_error_line(code, err, "cannot be opened")
+
+
+def test_report_of_an_unknown_study_or_an_empty_store_is_one_line(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "mlflow.db"
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # an empty, valid store
+    code, _, err = run_main(monkeypatch, capsys, "report", "--results-dir", str(tmp_path))
+    assert_one_error_line(code, err, "no svdablate")
+    code, _, err = run_main(
+        monkeypatch, capsys, "report", "0123456789abcdef", "--results-dir", str(tmp_path)
+    )
+    assert_one_error_line(code, err, "0123456789abcdef")
+    assert sqlite3.connect(db).execute("select count(*) from runs").fetchone() == (0,)
+
+
+def test_a_bug_still_shows_its_traceback(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a user mistake")
+
+    monkeypatch.setattr("svdablate.orchestrator.study.Study.create", broken)
+    monkeypatch.setattr(sys, "argv", ["svdablate", "plan"])
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main()
+
+
+def test_without_an_address_the_cli_starts_its_own_ray(tmp_path, monkeypatch):
+    stale = tmp_path / "ray_current_cluster"
+    stale.write_text("127.0.0.1:1")  # a dead `ray start` cluster leaves this behind
+    monkeypatch.setattr(ray_cluster, "CURRENT_CLUSTER_FILE", stale)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_cluster.resolve_address(None) == "local"
+    assert ray_cluster.resolve_address("local") == "local"
+    with pytest.raises(UserError, match="stale"):
+        ray_cluster.resolve_address("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(UserError, match="127.0.0.1:1"):
+        ray_cluster.resolve_address(None)
 
 
 def test_the_installed_command_reports_errors_the_same_way(tmp_path):
@@ -59,12 +146,21 @@ def test_the_installed_command_reports_errors_the_same_way(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "valid presets" in result.stderr
 
 
-def test_plan_prints_trials_and_gpu_hours_without_running(monkeypatch, capsys):
+def test_plan_prints_trials_schedule_and_gpu_hours_without_running(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["svdablate", "plan", "--preset", "eccv22-dbn-cifar100"])
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "250")
     try:
         cli.main()
     except SystemExit as exc:
         assert exc.code in (0, None)
     out = " ".join(capsys.readouterr().out.split())
     assert "130 trials" in out and "GPU-hours" in out and "SVD+NOG+OW+OLR" in out
+    assert "×0.1 at epochs 100, 200, 300 (of 350)" in out
+    assert "-0.0" not in out
+
+
+def test_the_readme_documents_every_config_field():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert reference_markdown() in readme, "regenerate with `make config-docs`"

@@ -1,68 +1,86 @@
-"""Grid expansion: presets × overrides → trial configs with stable ids and hashes."""
+"""Grid expansion: presets × changes → validated trial configs with stable ids and hashes."""
 
 import pytest
 
-from svdablate.orchestrator.grid import GridSpec, config_hash, expand, parse_row, warnings_for
+from svdablate.orchestrator.config import StudySpec
+from svdablate.orchestrator.errors import UserError
+from svdablate.orchestrator.grid import expand, parse_row, warnings_for
 from svdablate.orchestrator.presets import PRESETS, get_preset
 
 
-def test_demo_grid_has_five_rows_times_three_seeds():
-    configs = expand(GridSpec(preset="demo"))
-    assert len(configs) == 15
-    assert [c["row"] for c in configs[::3]] == ["SVD", "SVD+NOG", "SVD+OW", "SVD+NOG+OW+OLR", "NS"]
-    assert {c["seed"] for c in configs} == {0, 1, 2}
-    assert len({c["trial_id"] for c in configs}) == 15
+def test_demo_grid_has_five_rows_times_its_seeds():
+    preset = get_preset("demo")
+    configs = expand(StudySpec(preset="demo"))
+    assert len(configs) == 5 * preset.seeds
+    rows = list(dict.fromkeys(c.row for c in configs))
+    assert rows == ["SVD", "SVD+NOG", "SVD+OW", "SVD+NOG+OW+OLR", "NS"]
+    assert {c.seed for c in configs} == set(range(preset.seeds))
+    assert len({c.trial_id for c in configs}) == len(configs)
 
 
-def test_row_parsing_is_canonical_and_case_insensitive():
+def test_row_parsing_is_canonical_case_insensitive_and_spelled_as_the_papers():
     row = parse_row("svd+olr+ow+nog")
-    assert row.method == "svd"
     assert row.treatments == ("NOG", "OW", "OLR")
-    assert row.label == "svd+NOG+OW+OLR"
-    assert parse_row("iSQRT-COV").method == "ns"
-    assert parse_row("MPN-COV").method == "svd"
+    assert row.label == "SVD+NOG+OW+OLR"
+    assert parse_row("isqrt-cov").label == "iSQRT-COV"
+    assert parse_row("ns").label == "NS"
+    assert parse_row("MPN-COV").label == "MPN-COV"
+    assert parse_row("SVD-Pade").label == "SVD-Pade"
 
 
-@pytest.mark.parametrize("bad", ["SVD+XYZ", "QR-ITER", "SVD+NOG+NOG", ""])
+@pytest.mark.parametrize("bad", ["SVD+XYZ", "QR-ITER", "SVD+NOG+NOG", "", "SVD+"])
 def test_unknown_rows_are_rejected_with_the_valid_names(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError):
         parse_row(bad)
 
 
-def test_unknown_preset_lists_valid_presets():
-    with pytest.raises(ValueError, match="demo"):
-        get_preset("nope")
+def test_unknown_preset_lists_valid_presets_and_the_closest():
+    with pytest.raises(UserError, match="did you mean demo") as info:
+        get_preset("dmeo")
+    assert "eccv22-dbn-cifar10" in str(info.value)
 
 
 def test_config_hash_ignores_seed_and_location_but_not_recipe():
-    base = expand(GridSpec(preset="demo", seeds=1))[0]
-    assert config_hash({**base, "seed": 7, "data_dir": "/x"}) == config_hash(base)
-    assert config_hash({**base, "lr": 0.5}) != config_hash(base)
+    base = expand(StudySpec(preset="demo", seeds=1))[0]
+    moved = base.model_copy(update={"seed": 7, "data_dir": "/x", "num_workers": 3})
+    assert moved.config_hash == base.config_hash
+    assert base.model_copy(update={"lr": 0.5}).config_hash != base.config_hash
 
 
-def test_trial_ids_are_stable_and_extend_adds_only_new_seeds():
-    three = {c["trial_id"] for c in expand(GridSpec(preset="demo", seeds=3))}
-    five = {c["trial_id"] for c in expand(GridSpec(preset="demo", seeds=5))}
+def test_trial_ids_are_stable_and_more_seeds_add_only_new_trials():
+    three = {c.trial_id for c in expand(StudySpec(preset="demo", seeds=3))}
+    five = {c.trial_id for c in expand(StudySpec(preset="demo", seeds=5))}
     assert three < five and len(five - three) == 10
 
 
 def test_smoke_runs_every_row_and_protocol_on_fake_data():
     for name, preset in PRESETS.items():
-        configs = expand(GridSpec(preset=name, smoke=True))
-        assert {c["dataset"] for c in configs} == {"fake"}
-        assert {c["row"] for c in configs} >= {parse_row(r).label for r in preset.rows}
-        assert {c["protocol"] for c in configs} == set(preset.protocols)
-        assert all(c["max_steps_per_epoch"] == 2 for c in configs)
+        configs = expand(StudySpec(preset=name, smoke=True))
+        assert {c.dataset for c in configs} == {"fake"}
+        assert {c.row for c in configs} >= {parse_row(r).label for r in preset.rows}
+        assert {c.protocol for c in configs} == set(preset.protocols)
+        assert all(c.max_steps_per_epoch == 2 for c in configs)
 
 
-def test_hybrid_trials_switch_from_ns():
-    configs = expand(GridSpec(preset="iccv21-gcp-alexnet"))
-    hybrid = [c for c in configs if c["protocol"] == "hybrid"]
-    assert hybrid and all(c["switch_epoch"] == 17 for c in hybrid)
-    assert all(c["method"] != "ns" for c in hybrid)
+def test_hybrid_trials_switch_from_ns_three_epochs_before_the_last_decay():
+    configs = expand(StudySpec(preset="iccv21-gcp-alexnet"))
+    hybrid = [c for c in configs if c.protocol == "hybrid"]
+    assert hybrid and all(c.switch_epoch == 17 for c in hybrid)  # decays at 10, 20 of 30
+    assert all(c.method != "ns" for c in hybrid)
+    short = expand(StudySpec(preset="iccv21-gcp-alexnet", epochs=12))
+    assert {c.switch_epoch for c in short if c.protocol == "hybrid"} == {5}  # decays at 4, 8
+
+
+def test_milestones_are_fractions_of_the_run_so_epochs_move_them():
+    (config,) = expand(StudySpec(preset="demo", rows=("SVD",), seeds=1, epochs=15))
+    assert config.milestone_epochs == [10]
+    (config,) = expand(StudySpec(preset="demo", rows=("SVD",), seeds=1, epochs=6))
+    assert config.milestone_epochs == [4]
+    cifar = expand(StudySpec(preset="eccv22-dbn-cifar10", rows=("SVD",), seeds=1))[0]
+    assert cifar.milestone_epochs == [100, 200, 300]  # the paper's schedule at 350 epochs
 
 
 def test_olr_with_only_one_orthogonal_factor_warns():
-    lines = warnings_for(GridSpec(preset="eccv22-dbn-cifar100"))
+    lines = warnings_for(StudySpec(preset="eccv22-dbn-cifar100"))
     rows = {line.split(":")[0] for line in lines}
     assert rows == {"SVD+NOG+OLR", "SVD+OW+OLR"}

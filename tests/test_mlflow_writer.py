@@ -4,12 +4,14 @@ from types import SimpleNamespace
 
 from mlflow.tracking import MlflowClient
 
-from svdablate.orchestrator.grid import GridSpec, expand
+from svdablate.orchestrator.config import StudySpec
+from svdablate.orchestrator.grid import expand
 from svdablate.orchestrator.mlflow_writer import MLflowRecorder, child_runs, create_parent_run
+from svdablate.schema import Tag
 
 
 def _trial(config):
-    return SimpleNamespace(config={"trial": config}, trial_id=config["trial_id"])
+    return SimpleNamespace(config={"trial": config.model_dump()}, trial_id=config.trial_id)
 
 
 def _result(epoch, val_err):
@@ -18,8 +20,8 @@ def _result(epoch, val_err):
 
 def _setup(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    parent = create_parent_run(uri, "writer-test", {"svdablate.grid_id": "g"}, {"trials": 1})
-    config = expand(GridSpec(preset="demo", rows=("SVD",), seeds=1, epochs=3))[0]
+    parent = create_parent_run(uri, "writer-test", {Tag.GRID_ID: "g"}, {"trials": "1"})
+    config = expand(StudySpec(preset="demo", rows=("SVD",), seeds=1, epochs=3))[0]
     return uri, parent, config
 
 
@@ -58,4 +60,44 @@ def test_a_restarted_driver_reuses_the_child_run_and_skips_logged_epochs(tmp_pat
     (run,) = runs.values()
     assert _history(uri, run.info.run_id) == [(0, 50.0), (1, 40.0), (2, 30.0)]
     third = MLflowRecorder(uri, parent)
-    assert third.finished_trials() == {config["trial_id"]}
+    assert third.done_trials() == {config.trial_id}
+
+
+def test_every_metric_is_logged_once_per_step(tmp_path):
+    uri, parent, config = _setup(tmp_path)
+    recorder = MLflowRecorder(uri, parent)
+    trial = _trial(config)
+    recorder.on_trial_start(0, [], trial)
+    for epoch in range(3):
+        result = {**_result(epoch, 50.0 - epoch), "best_val_err": 50.0 - epoch}
+        recorder.on_trial_result(0, [], trial, {**result, "failures_total": 0.0})
+    recorder.on_trial_complete(0, [], trial)
+    (run,) = child_runs(MlflowClient(uri), parent).values()
+    client = MlflowClient(uri)
+    for key in run.data.metrics:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert len(steps) == len(set(steps)), (key, steps)
+    assert run.data.metrics["final_val_err"] == 48.0 and run.data.metrics["best_val_err"] == 48.0
+
+
+def test_a_trial_stopped_before_its_last_epoch_stays_resumable(tmp_path):
+    uri, parent, config = _setup(tmp_path)
+    recorder = MLflowRecorder(uri, parent)
+    trial = _trial(config)
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(0, [], trial, _result(0, 50.0))
+    recorder.on_trial_complete(0, [], trial)  # Tune stopped it (an interrupt) after epoch 0 of 3
+    (run,) = child_runs(MlflowClient(uri), parent).values()
+    assert run.data.tags[Tag.STATUS] == "running"
+    assert MLflowRecorder(uri, parent).done_trials() == set()
+
+
+def test_a_reported_error_fails_the_trial_without_a_retry(tmp_path):
+    uri, parent, config = _setup(tmp_path)
+    recorder = MLflowRecorder(uri, parent)
+    trial = _trial(config)
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(0, [], trial, {"error": "ValueError: bad"})
+    recorder.on_trial_complete(0, [], trial)
+    (run,) = child_runs(MlflowClient(uri), parent).values()
+    assert run.data.tags[Tag.STATUS] == "failed" and "bad" in run.data.tags[Tag.ERROR]

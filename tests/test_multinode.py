@@ -89,7 +89,7 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
     log = tmp_path / "completions.log"
     starts = tmp_path / "starts.log"
     hooks = json.dumps(
-        {"sleep_per_epoch": 3.0, "completion_log": str(log), "start_log": str(starts)}
+        [{"sleep_per_epoch": 3.0, "completion_log": str(log), "start_log": str(starts)}]
     )
     results = tmp_path / "results"
     driver = subprocess.Popen(
@@ -115,7 +115,7 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
             "--no-progress",
             "--no-report",
             "--set",
-            f"_test={hooks}",
+            f"test_hooks={hooks}",
             "--max-failures",
             "3",
         ],

@@ -100,11 +100,11 @@ def _tags(results: Path) -> list[dict]:
 
 def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     log = tmp_path / "completions.log"
-    hooks = json.dumps({"sleep_per_epoch": 2.0, "completion_log": str(log)})
+    hooks = json.dumps([{"sleep_per_epoch": 2.0, "completion_log": str(log)}])
     args = [
         sys.executable, "-m", "svdablate.cli", "run", "--preset", "demo", "--rows", "SVD,NS",
         "--seeds", "2", "--epochs", "3", "--results-dir", str(tmp_path), "--no-progress",
-        "--no-report", "--set", f"_test={hooks}", "--max-concurrent", "1",
+        "--no-report", "--set", f"test_hooks={hooks}", "--max-concurrent", "1",
     ]  # fmt: skip
     driver = subprocess.Popen(
         args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -149,7 +149,7 @@ def test_crashed_trial_retries_from_checkpoint_and_nan_trial_is_diverged(tmp_pat
     ]
     run = cli(
         "run", "--preset", "demo", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "3",
-        "--results-dir", str(tmp_path), "--no-progress", "--set", f"_test={json.dumps(hooks)}",
+        "--results-dir", str(tmp_path), "--no-progress", "--set", f"test_hooks={json.dumps(hooks)}",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(markers.glob("crashed-*")), "the injected fault did not fire"

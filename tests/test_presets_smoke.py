@@ -7,7 +7,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from svdablate import cli
-from svdablate.orchestrator.grid import GridSpec, expand
+from svdablate.orchestrator.config import StudySpec
+from svdablate.orchestrator.grid import expand
 from svdablate.orchestrator.presets import PRESETS
 
 
@@ -42,7 +43,7 @@ def test_every_preset_runs_as_a_smoke_test(tmp_path):
         experiment = client.get_experiment_by_name(name)
         assert experiment is not None, name
         runs = client.search_runs([experiment.experiment_id], "tags.`svdablate.role` = 'trial'")
-        expected = {c["trial_id"] for c in expand(GridSpec(preset=name, smoke=True))}
+        expected = {c.trial_id for c in expand(StudySpec(preset=name, smoke=True))}
         assert {r.data.tags["svdablate.trial_id"] for r in runs} == expected, name
         statuses = {r.data.tags["svdablate.status"] for r in runs}
         assert statuses == {"finished"}, (name, statuses)
@@ -58,5 +59,5 @@ def test_plan_of_every_preset(name, monkeypatch, capsys):
         cli.main()
     except SystemExit as exc:
         assert exc.code in (0, None)
-    trials = len(expand(GridSpec(preset=name)))
+    trials = len(expand(StudySpec(preset=name)))
     assert f"{trials} trials" in " ".join(capsys.readouterr().out.split())

@@ -7,14 +7,15 @@ import torch
 
 from svdablate.metalayers import MetaLayerFailure
 from svdablate.orchestrator import trial as trial_module
-from svdablate.orchestrator.grid import GridSpec, expand
+from svdablate.orchestrator.config import StudySpec
+from svdablate.orchestrator.grid import expand
 from svdablate.orchestrator.trial import save_state, train_trial
 
 
 def _config(row="SVD+NOG+OW+OLR", epochs=2, **extra):
-    config = next(c for c in expand(GridSpec(preset="demo", seeds=1)) if c["row"] == row)
-    config.update(epochs=epochs, max_steps_per_epoch=4, kappa_every=2, **extra)
-    return config
+    config = next(c for c in expand(StudySpec(preset="demo", seeds=1)) if c.row == row)
+    changes = {"epochs": epochs, "max_steps_per_epoch": 4, "kappa_every": 2, **extra}
+    return config.model_validate({**config.model_dump(), **changes})
 
 
 class Recorder:
@@ -73,7 +74,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
 
 def test_non_finite_loss_stops_the_trial_as_diverged_without_raising():
     rec = Recorder()
-    result = train_trial(_config("SVD", _test={"nan_at_epoch": 1}), rec)
+    result = train_trial(_config("SVD", test_hooks=({"nan_at_epoch": 1},)), rec)
     assert result["status"] == "diverged"
     assert rec.metrics[-1]["diverged"] == 1 and rec.states[-1] is None
     assert len(rec.metrics) == 2
@@ -106,7 +107,7 @@ def test_solver_failures_are_counted_and_skip_the_update(monkeypatch):
 
 def test_hybrid_protocol_trains_ns_before_the_switch():
     rec = Recorder()
-    train_trial(_config("SVD", epochs=2, switch_epoch=1), rec)
+    train_trial(_config("SVD", epochs=2, switch_epoch=1, protocol="hybrid"), rec)
     assert [m["method_used"] for m in rec.metrics] == ["ns", "svd"]
 
 

@@ -18,10 +18,10 @@ These are estimates, not measurements: no GPU run has calibrated them yet (READM
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from rich.table import Table
 
+from .config import Resources, TrialConfig
 from .presets import Preset
 
 EFFECTIVE_TFLOPS = 25.0
@@ -61,44 +61,48 @@ def epoch_seconds(
     return flops / (EFFECTIVE_TFLOPS * 1000) + steps * per_step
 
 
-def gpu_hours(configs: list[dict[str, Any]]) -> float:
+def gpu_hours(configs: list[TrialConfig]) -> float:
     """Estimated GPU-hours of a list of trial configs."""
     total = 0.0
     for c in configs:
-        dataset = c.get("fake_like") or c["dataset"]
         per_epoch = epoch_seconds(
-            c["model"], dataset, c["application"], c["method"], c["batch_size"]
+            c.model, c.reported_dataset, c.application, c.method, c.batch_size
         )
-        total += per_epoch * c["epochs"]
+        total += per_epoch * c.epochs
     return total / 3600
 
 
-def plan_table(preset: Preset, configs: list[dict[str, Any]], gpus: float | None) -> Table:
-    """The plan of a grid: one line per row, with trials, resources and GPU-hours."""
-    gpus_per_trial = preset.gpus_per_trial if gpus is None else gpus
+def schedule_text(config: TrialConfig) -> str:
+    """The effective lr schedule: `lr 0.05, ×0.1 at epochs 10 (of 15)`, plus the hybrid switch."""
+    decays = ", ".join(map(str, config.milestone_epochs)) or "none"
+    text = f"lr {config.lr:g}, ×{config.gamma:g} at epochs {decays} (of {config.epochs})"
+    if config.switch_epoch is not None:
+        text += f"; NS until epoch {config.switch_epoch}"
+    return text
+
+
+def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources) -> Table:
+    """The plan of a grid: one line per row, with trials, schedule, resources and GPU-hours."""
     table = Table(
         title=f"{preset.name}: {preset.reproduces}",
         caption=f"{len(configs)} trials · {gpu_hours(configs):,.1f} GPU-hours estimated "
-        f"(cost model: svdablate.orchestrator.cost) · {gpus_per_trial:g} GPU and "
-        f"{preset.cpus_per_trial:g} CPUs per trial",
+        f"(cost model: svdablate.orchestrator.cost) · {resources.gpus_per_trial:g} GPU and "
+        f"{resources.cpus_per_trial:g} CPUs per trial",
     )
-    for column in ("row", "protocol", "dataset", "precision", "seeds", "epochs", "GPU-hours"):
-        table.add_column(column, justify="left" if column == "row" else "right")
+    columns = ("row", "protocol", "dataset", "precision", "seeds", "schedule", "GPU-hours")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("row", "schedule") else "right")
     groups: Counter[tuple] = Counter()
     hours: dict[tuple, float] = {}
+    schedule: dict[tuple, str] = {}
     for c in configs:
-        key = (
-            c["row"],
-            c["protocol"],
-            c.get("fake_like") or c["dataset"],
-            c["precision"],
-            c["epochs"],
-        )
+        key = (c.row, c.protocol, c.reported_dataset, c.precision)
         groups[key] += 1
         hours[key] = hours.get(key, 0.0) + gpu_hours([c])
+        schedule[key] = schedule_text(c)
     for key, seeds in groups.items():
-        row, protocol, dataset, precision, epochs = key
+        row, protocol, dataset, precision = key
         table.add_row(
-            row, protocol, dataset, precision, str(seeds), str(epochs), f"{hours[key]:,.1f}"
+            row, protocol, dataset, precision, str(seeds), schedule[key], f"{hours[key]:,.1f}"
         )
     return table

@@ -1,5 +1,16 @@
-"""The one exception type for bad user input: the CLI prints its message as one line, exit 2."""
+"""Bad user input and the exit codes of `run`, `resume`, `status` and `report`."""
+
+from enum import IntEnum
 
 
 class UserError(Exception):
-    """A mistake the user can fix; the message names the fix."""
+    """A mistake the user can fix; the message (one line) names the fix. Exit code 2."""
+
+
+class ExitCode(IntEnum):
+    """What a command's exit status means (README, "Exit codes")."""
+
+    OK = 0  # every trial finished (diverged trials are results, not failures)
+    FAILED = 1  # a trial failed after its retries, or the study was interrupted
+    USAGE = 2  # bad input: nothing started
+    CTRL_C = 130  # interrupted by Ctrl-C; resumable

@@ -1,81 +1,57 @@
-"""A grid specification (preset + overrides) expanded into flat, JSON-able trial configs."""
+"""A study spec (preset + the user's changes) expanded into validated `TrialConfig`s."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
 from typing import Any
 
-from svdablate.metalayers import resolve_method
-from svdablate.treatments import combination_warning, parse_treatments
+from svdablate.schema import Row, split_row
 
-from .presets import Preset, get_preset
-
-# Config keys that say where or how a trial runs, not what it computes: left out of the hash.
-_NON_IDENTITY_KEYS = frozenset(
-    {"trial_id", "data_dir", "download", "device", "num_workers", "cpus", "gpu_fraction", "_test"}
-)
-
-
-@dataclass(frozen=True)
-class Row:
-    """A table row: the meta-layer method (the paper's label and canonical name) and treatments."""
-
-    label: str
-    method: str
-    treatments: tuple[str, ...]
+from .config import StudySpec, TrialConfig, make_config
+from .errors import UserError
+from .presets import Preset, get_preset, hybrid_switch_epoch
 
 
 def parse_row(text: str) -> Row:
-    """Parse `SVD+NOG+OW` into method and canonical treatments; ValueError on unknown names."""
-    parts = [p.strip() for p in text.split("+") if p.strip()]
-    if not parts:
-        raise ValueError("empty row name; write e.g. SVD or SVD+NOG+OW+OLR")
-    method = resolve_method(parts[0])
-    treatments = parse_treatments(parts[1:]) if len(parts) > 1 else ()
-    label = "+".join([parts[0], *treatments])
-    return Row(label=label, method=method, treatments=treatments)
+    """`svd+olr+nog` → Row('SVD', ('NOG', 'OLR')): the method spelled as the papers do.
+
+    Unknown methods and treatments raise UserError naming the valid ones.
+    """
+    from svdablate.metalayers import METHODS, resolve_method
+    from svdablate.treatments import parse_treatments
+
+    try:
+        row = split_row(text)
+        canonical = resolve_method(row.method)
+        treatments = parse_treatments(list(row.treatments))
+    except ValueError as exc:
+        raise UserError(f"row {text!r}: {exc}") from None
+    spellings = METHODS[canonical].aliases
+    if row.method not in spellings:  # any case: written as the papers write it
+        norm = _norm(row.method)
+        row = Row(next((a for a in spellings if _norm(a) == norm), row.method), row.treatments)
+    return Row(row.method, treatments)
 
 
-@dataclass
-class GridSpec:
-    """What to run: a preset and the user's overrides of its axes and recipe."""
+def canonical_method(row: Row) -> str:
+    """The registry's name of the row's meta-layer."""
+    from svdablate.metalayers import resolve_method
 
-    preset: str
-    seeds: int | None = None
-    rows: tuple[str, ...] | None = None
-    epochs: int | None = None
-    smoke: bool = False
-    data_dir: str | None = None
-    download: bool = False
-    seed_offset: int = 0
-    overrides: dict[str, Any] = field(default_factory=dict)
+    return resolve_method(row.method)
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("é", "e").replace("_", "-").replace(" ", "-")
 
 
 def _smoke_preset(preset: Preset) -> Preset:
     """The same rows and code paths on FakeData: 1 seed, tiny images, 2 steps an epoch."""
-    epochs = 2 if preset.switch_epoch is not None else 1
+    epochs = 2 if preset.hybrid else 1
     smoke = preset.with_overrides(seeds=1, gpus_per_trial=0.0, cpus_per_trial=1.0)
-    return smoke.with_recipe(epochs=epochs, batch_size=8, milestones=(1,))
+    return smoke.with_recipe(epochs=epochs, batch_size=8, milestones=(1.0,))
 
 
-def config_hash(config: dict[str, Any]) -> str:
-    """Short, stable hash of everything in a trial config that affects its result except seed."""
-    identity = {k: v for k, v in config.items() if k not in _NON_IDENTITY_KEYS and k != "seed"}
-    blob = json.dumps(identity, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def trial_id(config: dict[str, Any]) -> str:
-    """Deterministic trial name: the same trial keeps its name across resume and extend."""
-    parts = [config["row"], config["dataset"], config["protocol"], config["precision"]]
-    slug = "_".join(p.replace("+", "-").replace(" ", "") for p in parts)
-    return f"{slug}_s{config['seed']}_{config['config_hash'][:6]}"
-
-
-def resolve_preset(spec: GridSpec) -> Preset:
-    """The preset with the spec's overrides applied (smoke shrinks it)."""
+def resolve_preset(spec: StudySpec) -> Preset:
+    """The preset with the spec's changes applied (smoke shrinks it)."""
     preset = get_preset(spec.preset)
     if spec.smoke:
         preset = _smoke_preset(preset)
@@ -88,61 +64,78 @@ def resolve_preset(spec: GridSpec) -> Preset:
     return preset
 
 
-def expand(spec: GridSpec) -> list[dict[str, Any]]:
-    """All trial configs of the grid: rows × datasets × protocols × precisions × seeds."""
+def _base_fields(preset: Preset, spec: StudySpec) -> dict[str, Any]:
+    recipe = preset.recipe
+    return {
+        "study": preset.name,
+        "application": preset.application,
+        "model": preset.model,
+        "smoke": spec.smoke,
+        "epochs": recipe.epochs,
+        "batch_size": recipe.batch_size,
+        "lr": recipe.lr,
+        "momentum": recipe.momentum,
+        "weight_decay": recipe.weight_decay,
+        "milestones": recipe.milestones,
+        "gamma": recipe.gamma,
+        "max_steps_per_epoch": 2 if spec.smoke else None,
+        "kappa_every": 1 if spec.smoke else 10,
+        "model_options": dict(preset.model_options),
+        "ow_map": preset.ow_map,
+        "data_dir": spec.data_dir,
+        "download": spec.download,
+    }
+
+
+def _switch_epoch(preset: Preset, spec: StudySpec, base: dict[str, Any]) -> int:
+    """Hybrid protocol: from the effective schedule (after --epochs and --set)."""
+    if spec.smoke:
+        return 1
+    probe = make_config({**base, "row": "NS", "method": "ns"}, spec.overrides)
+    return hybrid_switch_epoch(probe.epochs, probe.milestone_epochs, preset.hybrid_warmup_epochs)
+
+
+def expand(spec: StudySpec) -> list[TrialConfig]:
+    """All trial configs of the grid: rows × datasets × protocols × precisions × seeds.
+
+    Every config is validated here, so a bad --set value stops the study before Ray starts.
+    """
     preset = resolve_preset(spec)
     rows = [parse_row(r) for r in preset.rows]
-    recipe = preset.recipe
-    configs = []
+    base = _base_fields(preset, spec)
+    switch = _switch_epoch(preset, spec, base) if preset.hybrid else None
+    configs: dict[str, TrialConfig] = {}
     for row in rows:
+        method = canonical_method(row)
         for dataset in preset.datasets:
             for protocol in preset.protocols:
-                if protocol == "hybrid" and row.method == "ns":
+                if protocol == "hybrid" and method == "ns":
                     continue  # the hybrid protocol trains NS first: for NS it is the standalone run
                 for precision in preset.precisions:
                     for seed in range(spec.seed_offset, spec.seed_offset + preset.seeds):
-                        config: dict[str, Any] = {
-                            "study": preset.name,
+                        fields = {
+                            **base,
                             "row": row.label,
-                            "method": row.method,
-                            "treatments": list(row.treatments),
+                            "method": method,
+                            "treatments": row.treatments,
                             "seed": seed,
-                            "application": preset.application,
-                            "model": preset.model,
                             "dataset": "fake" if spec.smoke else dataset,
                             "fake_like": dataset if spec.smoke else None,
-                            "smoke": spec.smoke,
                             "protocol": protocol,
-                            "switch_epoch": preset.switch_epoch if protocol == "hybrid" else None,
+                            "switch_epoch": switch if protocol == "hybrid" else None,
                             "precision": precision,
-                            "epochs": recipe.epochs,
-                            "batch_size": recipe.batch_size,
-                            "lr": recipe.lr,
-                            "momentum": recipe.momentum,
-                            "weight_decay": recipe.weight_decay,
-                            "milestones": list(recipe.milestones),
-                            "gamma": recipe.gamma,
-                            "max_steps_per_epoch": 2 if spec.smoke else None,
-                            "kappa_every": 1 if spec.smoke else 10,
-                            "ol_weight": 1e-2,
-                            "model_options": dict(preset.model_options),
-                            "data_dir": spec.data_dir,
-                            "download": spec.download,
                         }
-                        if spec.smoke and preset.switch_epoch is not None and protocol == "hybrid":
-                            config["switch_epoch"] = 1
-                        config.update(spec.overrides)
-                        config["config_hash"] = config_hash(config)
-                        config["trial_id"] = trial_id(config)
-                        configs.append(config)
-    return configs
+                        config = make_config(fields, spec.overrides)
+                        configs.setdefault(config.trial_id, config)
+    return list(configs.values())
 
 
-def warnings_for(spec: GridSpec) -> list[str]:
+def warnings_for(spec: StudySpec) -> list[str]:
     """One line per row whose combination of treatments the papers advise against."""
-    preset = resolve_preset(spec)
+    from svdablate.treatments import combination_warning
+
     out = []
-    for text in preset.rows:
+    for text in resolve_preset(spec).rows:
         row = parse_row(text)
         warning = combination_warning(row.treatments)
         if warning:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .errors import UserError
 
 ECCV22_ROWS = (
     "SVD",
@@ -33,15 +36,23 @@ ICCV21_ROWS = (
 
 @dataclass(frozen=True)
 class Recipe:
-    """Optimiser and schedule of a study: SGD with momentum, step decay at milestones."""
+    """Optimiser and schedule of a study: SGD with momentum, step decay at milestones.
+
+    Milestones are fractions of the run, so `--epochs` moves them (epoch = round(f·epochs)).
+    """
 
     epochs: int
     batch_size: int
     lr: float
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    milestones: tuple[int, ...] = ()
+    milestones: tuple[float, ...] = ()
     gamma: float = 0.1
+
+
+def fractions(epochs: int, *milestones: int) -> tuple[float, ...]:
+    """A published schedule's milestone epochs as fractions of its run (100/350 → 0.2857…)."""
+    return tuple(m / epochs for m in milestones)
 
 
 @dataclass(frozen=True)
@@ -58,12 +69,11 @@ class Preset:
     recipe: Recipe
     protocols: tuple[str, ...] = ("standalone",)
     precisions: tuple[str, ...] = ("float64",)
-    switch_epoch: int | None = None
     gpus_per_trial: float = 1.0
     cpus_per_trial: float = 4.0
     model_options: dict[str, Any] = field(default_factory=dict)
-    extra_rows: tuple[str, ...] = ()
-    notes: str = ""
+    ow_map: str = "matrix_exp"
+    hybrid_warmup_epochs: int = 3
 
     def with_overrides(self, **changes: Any) -> Preset:
         """Copy of the preset with some fields replaced."""
@@ -73,22 +83,30 @@ class Preset:
         """Copy of the preset with some recipe fields replaced."""
         return replace(self, recipe=replace(self.recipe, **changes))
 
+    @property
+    def hybrid(self) -> bool:
+        """True when the preset runs the hybrid protocol (ICCV'21 §3.4)."""
+        return "hybrid" in self.protocols
 
-def _hybrid_switch(recipe: Recipe, warmup_epochs: int = 3) -> int:
-    """ICCV'21 §3.4: switch from NS to SVD a few epochs before the last lr decay."""
-    return max(recipe.milestones[-1] - warmup_epochs, 1)
+
+def hybrid_switch_epoch(epochs: int, milestone_epochs: list[int], warmup_epochs: int) -> int:
+    """ICCV'21 §3.4: switch from NS to the SVD method a few epochs before the last lr decay."""
+    last = milestone_epochs[-1] if milestone_epochs else epochs
+    return min(max(last - warmup_epochs, 1), max(epochs - 1, 1))
 
 
 _CIFAR_RECIPE = Recipe(
-    epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, milestones=(100, 200, 300)
+    epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, milestones=fractions(350, 100, 200, 300)
 )
 _ALEXNET_RECIPE = Recipe(
-    epochs=30, batch_size=128, lr=0.0794, weight_decay=5e-4, milestones=(10, 20)
+    epochs=30, batch_size=128, lr=0.0794, weight_decay=5e-4, milestones=fractions(30, 10, 20)
 )
 _RESNET_IMAGENET_RECIPE = Recipe(
-    epochs=60, batch_size=256, lr=0.0794, weight_decay=1e-4, milestones=(30, 45)
+    epochs=60, batch_size=256, lr=0.0794, weight_decay=1e-4, milestones=fractions(60, 30, 45)
 )
-_FGVC_RECIPE = Recipe(epochs=100, batch_size=10, lr=1.2e-3, weight_decay=1e-4, milestones=(50, 80))
+_FGVC_RECIPE = Recipe(
+    epochs=100, batch_size=10, lr=1.2e-3, weight_decay=1e-4, milestones=fractions(100, 50, 80)
+)
 
 PRESETS: dict[str, Preset] = {}
 
@@ -108,7 +126,7 @@ register_preset(
         datasets=("digits",),
         rows=("SVD", "SVD+NOG", "SVD+OW", "SVD+NOG+OW+OLR", "NS"),
         seeds=3,
-        recipe=Recipe(epochs=6, batch_size=64, lr=0.05, weight_decay=5e-4, milestones=(4,)),
+        recipe=Recipe(epochs=6, batch_size=64, lr=0.05, weight_decay=5e-4, milestones=(4 / 6,)),
         gpus_per_trial=0.0,
         cpus_per_trial=1.0,
     )
@@ -124,6 +142,7 @@ for _data in ("cifar10", "cifar100"):
             rows=ECCV22_ROWS,
             seeds=10,
             recipe=_CIFAR_RECIPE,
+            ow_map="soc",  # the operator of the official code the published numbers came from
             gpus_per_trial=0.25,
             cpus_per_trial=2.0,
         )
@@ -155,8 +174,8 @@ register_preset(
         "ECCV'22 Table 5 (failures, top-1/top-5), Fig. 5",
         "resnet18",
         ECCV22_ROWS,
-        _RESNET_IMAGENET_RECIPE,
-        notes="recipe of the ICCV'21 ResNet GCP runs (the ECCV'22 text gives none)",
+        _RESNET_IMAGENET_RECIPE,  # the ICCV'21 ResNet GCP recipe: the ECCV'22 text gives none
+        ow_map="soc",
     )
 )
 register_preset(
@@ -167,7 +186,6 @@ register_preset(
         ICCV21_ROWS,
         _ALEXNET_RECIPE,
         protocols=("standalone", "hybrid"),
-        switch_epoch=_hybrid_switch(_ALEXNET_RECIPE),
     )
 )
 register_preset(
@@ -178,7 +196,6 @@ register_preset(
         ICCV21_ROWS,
         _RESNET_IMAGENET_RECIPE,
         protocols=("standalone", "hybrid"),
-        switch_epoch=_hybrid_switch(_RESNET_IMAGENET_RECIPE),
         model_options={"layer4_stride1": True},
     )
 )
@@ -190,10 +207,9 @@ register_preset(
         ICCV21_ROWS,
         _FGVC_RECIPE,
         datasets=("cub200", "dogs", "cars"),
+        # fine-tunes from --set init_checkpoint=PATH (an iccv21-gcp-resnet50 hybrid checkpoint);
+        # the recipe follows iSQRT-COV's FGVC setting (the ICCV'21 appendix is not in the spec)
         model_options={"layer4_stride1": True},
-        notes="fine-tunes from --set init_checkpoint=PATH (an iccv21-gcp-resnet50 hybrid "
-        "checkpoint); recipe follows iSQRT-COV's FGVC setting (the ICCV'21 appendix is not in "
-        "the spec)",
     )
 )
 register_preset(
@@ -209,10 +225,12 @@ register_preset(
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called `name`; ValueError naming the valid presets otherwise."""
+    """The preset called `name`; UserError naming the valid presets otherwise."""
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}"
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(
+            f"unknown preset {name!r}{hint}; valid presets: {', '.join(sorted(PRESETS))}"
         ) from None

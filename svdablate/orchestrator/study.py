@@ -1,64 +1,460 @@
-"""Checks before a study starts, and the status of one that runs elsewhere."""
+"""`Study`: the public API under the CLI — create from a preset, run, resume, extend, status, table.
+
+    from svdablate import Study
+    study = Study.create("demo", seeds=2, epochs=1, results_dir="results")
+    outcome = study.run()              # Ray Tune + MLflow; outcome.exit_code is the CLI's
+    print(study.table())               # the report's numbers as a pandas DataFrame
+    Study.load("results").status()     # trial counts, from MLflow
+
+Everything a study is told is validated in `create` (the grid, every trial config, the data),
+before Ray starts. A study lives in its results dir: `mlflow.db` (unless another tracking URI),
+`ray/` (Tune's state and checkpoints, unless --storage-path) and `studies/<parent-run-id>.json`.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from rich.table import Table
+from svdablate.schema import StudyStatus, Tag, TrialStatus
 
-from svdablate.models import DataError, build_datasets
+from . import grid
+from .config import Resources, StudySpec, TrialConfig, parse_overrides, validated
+from .errors import ExitCode, UserError
+from .manifest import TUNE_DIR, StudyManifest, default_tracking_uri
+from .presets import Preset
 
-from .errors import UserError
-from .tune_runner import Study
+
+@dataclass
+class StudyOutcome:
+    """What a `run`, `resume` or `extend` did, and the exit code it means."""
+
+    name: str
+    parent_run_id: str
+    results_dir: str
+    trials: int = 0
+    finished: int = 0
+    diverged: int = 0
+    failed: int = 0
+    unfinished: int = 0  # running when interrupted, or never started
+    skipped: int = 0  # already finished before this invocation
+    interrupted_by: str | None = None  # "SIGINT" or "SIGTERM"
+    seconds: float = 0.0
+    mlflow_write_seconds: float = 0.0
+    epochs_logged: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0: every trial finished or diverged; 1: a trial failed or the study was interrupted;
+        130: interrupted by Ctrl-C."""
+        if self.interrupted_by == "SIGINT":
+            return ExitCode.CTRL_C
+        if self.failed or self.unfinished or self.interrupted_by:
+            return ExitCode.FAILED
+        return ExitCode.OK
+
+    @property
+    def resume_command(self) -> str:
+        return f"svdablate resume {self.parent_run_id} --results-dir {self.results_dir}"
 
 
-def check_data(configs: list[dict[str, Any]]) -> None:
+def check_data(configs: list[TrialConfig]) -> None:
     """Open every dataset of the grid once on the driver, so a bad --data-dir fails before Ray."""
+    from svdablate.models import DataError, build_datasets
+
     seen = set()
     for config in configs:
-        key = (config["dataset"], config.get("data_dir"), config.get("fake_like"), config["smoke"])
+        key = (config.dataset, config.data_dir, config.fake_like, config.smoke)
         if key in seen:
             continue
         seen.add(key)
         try:
             build_datasets(
-                config["dataset"],
-                data_dir=config.get("data_dir"),
-                download=bool(config.get("download")),
-                smoke=bool(config.get("smoke")),
-                like=config.get("fake_like"),
+                config.dataset,
+                data_dir=config.data_dir,
+                download=config.download,
+                smoke=config.smoke,
+                like=config.fake_like,
             )
         except DataError as exc:
             raise UserError(str(exc)) from None
 
 
-def study_status(study: Study) -> Table:
-    """A table of the study's trials by status, read from its MLflow child runs."""
-    from .mlflow_writer import TAG, MlflowClient, child_runs
+class Study:
+    """One study of a preset: its trials, where it records them, and how to run them."""
 
-    runs = child_runs(MlflowClient(study.tracking_uri), study.parent_run_id)
-    statuses = Counter(r.data.tags.get(TAG + "status", "running") for r in runs.values())
-    pending = len({c["trial_id"] for c in study.configs} - set(runs))
-    table = Table(title=f"{study.name} · parent run {study.parent_run_id}")
-    for column in (
-        "trials",
-        "pending",
-        "running",
-        "finished",
-        "diverged",
-        "failed",
-        "epochs logged",
-    ):
-        table.add_column(column, justify="right")
-    epochs = sum(int(r.data.metrics.get("epochs_completed", 0)) for r in runs.values())
-    table.add_row(
-        str(len(study.configs)),
-        str(pending),
-        str(statuses["running"]),
-        str(statuses["finished"]),
-        str(statuses["diverged"]),
-        str(statuses["failed"]),
-        str(epochs),
-    )
-    return table
+    def __init__(
+        self,
+        spec: StudySpec,
+        configs: list[TrialConfig],
+        resources: Resources,
+        *,
+        results_dir: str | Path = "results",
+        tracking_uri: str | None = None,
+        storage_path: str | None = None,
+        address: str | None = None,
+        manifest: StudyManifest | None = None,
+    ) -> None:
+        self.spec = spec
+        self.preset: Preset = grid.resolve_preset(spec)
+        self.configs = configs
+        self.resources = resources
+        self.results_dir = Path(results_dir)
+        self.tracking_uri_option = tracking_uri
+        self.storage_path = storage_path
+        self.address = address
+        self.manifest = manifest
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        preset: str = "demo",
+        *,
+        seeds: int | None = None,
+        rows: str | list[str] | tuple[str, ...] | None = None,
+        epochs: int | None = None,
+        smoke: bool = False,
+        overrides: dict[str, Any] | list[str] | None = None,
+        results_dir: str | Path = "results",
+        tracking_uri: str | None = None,
+        storage_path: str | None = None,
+        address: str | None = None,
+        data_dir: str | None = None,
+        download: bool = False,
+        cpus_per_trial: float | None = None,
+        gpus_per_trial: float | None = None,
+        max_concurrent: int | None = None,
+        max_failures: int = 2,
+        check: bool = True,
+    ) -> Study:
+        """A new study of `preset`, validated (grid, trial configs, data); nothing runs yet.
+
+        `rows` is 'SVD,SVD+NOG' or a list; `overrides` is {key: value} or ['key=value', …]
+        (`--set`). Bad input raises UserError with one line naming the fix.
+        """
+        if isinstance(rows, str):
+            rows = tuple(rows.split(","))
+        if isinstance(overrides, list | tuple):
+            overrides = parse_overrides(list(overrides))
+        spec = validated(
+            StudySpec,
+            preset=preset,
+            seeds=seeds,
+            rows=rows,
+            epochs=epochs,
+            smoke=smoke,
+            data_dir=data_dir,
+            download=download,
+            overrides=overrides or {},
+        )
+        chosen = grid.resolve_preset(spec)
+        resources = validated(
+            Resources,
+            cpus_per_trial=chosen.cpus_per_trial if cpus_per_trial is None else cpus_per_trial,
+            gpus_per_trial=chosen.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
+            max_concurrent=max_concurrent,
+            max_failures=max_failures,
+        )
+        configs = grid.expand(spec)
+        if check:
+            check_data(configs)
+        return cls(
+            spec,
+            configs,
+            resources,
+            results_dir=results_dir,
+            tracking_uri=tracking_uri,
+            storage_path=storage_path,
+            address=address,
+        )
+
+    @classmethod
+    def load(cls, results_dir: str | Path = "results", run_id: str | None = None) -> Study:
+        """The study `run_id` (its parent run id) under `results_dir`, or the newest one there."""
+        manifest = StudyManifest.load(results_dir, run_id)
+        return cls(
+            StudySpec.model_validate(manifest.spec),
+            manifest.trial_configs(),
+            manifest.resource_request(),
+            results_dir=results_dir,
+            tracking_uri=manifest.tracking_uri,
+            storage_path=manifest.storage_path,
+            address=manifest.address,
+            manifest=manifest,
+        )
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per row whose treatments the papers advise against combining."""
+        return grid.warnings_for(self.spec)
+
+    # ---- properties -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.preset.name
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The MLflow parent run id, once the study has started."""
+        return self.manifest.parent_run_id if self.manifest else None
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.manifest is not None:
+            return self.manifest.store_uri
+        from .tracking import resolve_tracking_uri
+
+        return resolve_tracking_uri(self.tracking_uri_option, self.results_dir, create=False)
+
+    # ---- running ----------------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        progress: bool = False,
+        keep_checkpoints: bool | None = None,
+        console: Any = None,
+    ) -> StudyOutcome:
+        """Start the study (MLflow parent run, manifest) and run every trial through Ray Tune."""
+        if self.manifest is not None:
+            raise UserError(f"study {self.parent_run_id} has already run: resume() or extend() it")
+        from .ray_cluster import resolve_address
+
+        resolve_address(self.address)  # an address that does not answer: before the store
+        uri = self._prepare_store()
+        self._connect()
+        self.manifest = self._start(uri)
+        return self._execute(
+            self.configs,
+            restore=False,
+            progress=progress,
+            console=console,
+            keep_checkpoints=keep_checkpoints,
+        )
+
+    def resume(self, *, progress: bool = False, console: Any = None) -> StudyOutcome:
+        """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
+        if self.manifest is None:
+            raise UserError("this study has not started: run() it")
+        self._prepare_store()
+        self._connect()
+        return self._execute(self.configs, restore=True, progress=progress, console=console)
+
+    def extend(
+        self,
+        *,
+        seeds: int | None = None,
+        rows: str | list[str] | tuple[str, ...] | None = None,
+        progress: bool = False,
+        console: Any = None,
+    ) -> StudyOutcome:
+        """Add seeds or rows to a started study as new trials under its parent run, and run them."""
+        if self.manifest is None:
+            raise UserError("this study has not started: run() it first")
+        if isinstance(rows, str):
+            rows = tuple(rows.split(","))
+        changes = {"seeds": seeds, "rows": rows}
+        spec = validated(
+            StudySpec,
+            **{**self.spec.model_dump(), **{k: v for k, v in changes.items() if v is not None}},
+        )
+        wanted = grid.expand(spec)
+        known = {c.trial_id for c in self.configs}
+        added = [c for c in wanted if c.trial_id not in known]
+        check_data(added)
+        self._prepare_store()
+        self._connect()
+        manifest = self.manifest
+        self.spec = spec
+        manifest.spec = spec.model_dump(mode="json")
+        manifest.configs.extend(c.model_dump(mode="json") for c in added)
+        manifest.tune_experiments.append(
+            f"{manifest.name}-{manifest.grid_id}-ext{len(manifest.tune_experiments)}"
+        )
+        manifest.save()
+        self.configs.extend(added)
+        self._log_grid()
+        return self._execute(added, restore=False, progress=progress, console=console)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Trial counts by status, read from the study's MLflow runs (works while it runs)."""
+        from mlflow import MlflowClient
+
+        from .mlflow_writer import child_runs
+
+        if self.manifest is None:
+            raise UserError("this study has not started: run() it")
+        client = MlflowClient(self.tracking_uri)
+        runs = child_runs(client, self.manifest.parent_run_id)
+        counts = Counter(r.data.tags.get(Tag.STATUS, TrialStatus.RUNNING) for r in runs.values())
+        parent = client.get_run(self.manifest.parent_run_id)
+        return {
+            "study": self.name,
+            "parent_run_id": self.manifest.parent_run_id,
+            "study_status": parent.data.tags.get(Tag.STATUS, StudyStatus.RUNNING),
+            "trials": len(self.configs),
+            "pending": len({c.trial_id for c in self.configs} - set(runs)),
+            **{s: counts[s] for s in TrialStatus.ALL},
+            "epochs_logged": sum(
+                int(r.data.metrics.get("epochs_completed", 0)) for r in runs.values()
+            ),
+        }
+
+    def table(self, *, layout: str | None = None, metric: str = "best") -> Any:
+        """The report's table of this study as a pandas DataFrame (what `svdablate report` prints)."""
+        from svdablate.report import report_table
+
+        if self.manifest is None:
+            raise UserError("this study has not started: run() it")
+        return report_table(
+            self.tracking_uri, [self.manifest.parent_run_id], layout=layout, metric=metric
+        ).to_frame()
+
+    # ---- internals --------------------------------------------------------------------------
+    def _prepare_store(self) -> str:
+        from .tracking import check_store, resolve_tracking_uri
+
+        uri = (
+            self.manifest.store_uri
+            if self.manifest is not None
+            else resolve_tracking_uri(self.tracking_uri_option, self.results_dir)
+        )
+        check_store(uri)
+        return uri
+
+    def _connect(self) -> None:
+        from .ray_cluster import check_resources, connect_ray
+
+        connect_ray(self.address)
+        check_resources(self.resources)
+
+    def _start(self, uri: str) -> StudyManifest:
+        from .mlflow_writer import create_parent_run
+
+        grid_id = uuid.uuid4().hex[:8]
+        results = self.results_dir.resolve()
+        own_store = uri == default_tracking_uri(results)
+        # A local store keeps its artifacts (tables, figures) beside it, not in the caller's cwd.
+        artifacts = (results / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        parent = create_parent_run(
+            uri,
+            self.name,
+            self._parent_tags(grid_id),
+            {
+                "trials": str(len(self.configs)),
+                "grid_id": grid_id,
+                **{f"resources.{k}": str(v) for k, v in self.resources.model_dump().items()},
+            },
+            artifact_location=artifacts,
+        )
+        default_storage = str(results / TUNE_DIR)
+        manifest = StudyManifest(
+            parent_run_id=parent,
+            name=self.name,
+            grid_id=grid_id,
+            results_dir=str(results),
+            resources=self.resources.model_dump(),
+            configs=[c.model_dump(mode="json") for c in self.configs],
+            tracking_uri=None if own_store else uri,
+            storage_path=None
+            if self.storage_path in (None, default_storage)
+            else self.storage_path,
+            tune_experiments=[f"{self.name}-{grid_id}"],
+            address=self.address,
+            spec=self.spec.model_dump(mode="json"),
+        )
+        manifest.save()
+        self.manifest = manifest
+        self._log_grid()
+        return manifest
+
+    def _parent_tags(self, grid_id: str) -> dict[str, str]:
+        import json
+
+        rows = list(dict.fromkeys(c.row for c in self.configs))
+        return {
+            Tag.PRESET: self.name,
+            Tag.GRID_ID: grid_id,
+            Tag.ROWS: json.dumps(rows),
+            Tag.APPLICATION: self.preset.application,
+            Tag.DATASET: ",".join(self.preset.datasets),
+            Tag.MODEL: self.preset.model,
+            Tag.PROTOCOL: ",".join(self.preset.protocols),
+            Tag.SMOKE: str(self.spec.smoke).lower(),
+            Tag.OW_MAP: ",".join(sorted({c.ow_map for c in self.configs if "OW" in c.treatments}))
+            or "none",
+        }
+
+    def _log_grid(self) -> None:
+        import json
+        import tempfile
+
+        from mlflow import MlflowClient
+
+        from svdablate.schema import GRID_ARTIFACT
+
+        assert self.manifest is not None
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / GRID_ARTIFACT
+            path.write_text(json.dumps(self.manifest.configs, indent=1, default=str))
+            MlflowClient(self.manifest.store_uri).log_artifact(
+                self.manifest.parent_run_id, str(path)
+            )
+
+    def _execute(
+        self,
+        configs: list[TrialConfig],
+        *,
+        restore: bool,
+        progress: bool,
+        console: Any,
+        keep_checkpoints: bool | None = None,
+    ) -> StudyOutcome:
+        from .mlflow_writer import MLflowRecorder, set_parent_status
+        from .progress import RichProgress
+        from .tune_runner import run_trials
+
+        manifest = self.manifest
+        assert manifest is not None
+        recorder = MLflowRecorder(manifest.store_uri, manifest.parent_run_id)
+        before = recorder.statuses()
+        skipped = sum(1 for c in configs if before.get(c.trial_id) in TrialStatus.DONE)
+        set_parent_status(manifest.store_uri, manifest.parent_run_id, StudyStatus.RUNNING)
+        bar = (
+            RichProgress(len(configs), self.name, already_done=skipped, console=console)
+            if progress
+            else None
+        )
+        keep = not self.spec.smoke if keep_checkpoints is None else keep_checkpoints
+        tuned = run_trials(
+            manifest, configs, recorder, restore=restore, progress=bar, keep_checkpoints=keep
+        )
+        statuses = recorder.statuses()
+        counts = Counter(statuses.get(c.trial_id, "pending") for c in configs)
+        outcome = StudyOutcome(
+            name=self.name,
+            parent_run_id=manifest.parent_run_id,
+            results_dir=str(self.results_dir),
+            trials=len(configs),
+            finished=counts[TrialStatus.FINISHED],
+            diverged=counts[TrialStatus.DIVERGED],
+            failed=counts[TrialStatus.FAILED],
+            unfinished=counts[TrialStatus.RUNNING] + counts["pending"],
+            skipped=skipped,
+            interrupted_by=tuned.interrupted_by,
+            seconds=tuned.seconds,
+            mlflow_write_seconds=round(recorder.write_seconds, 3),
+            epochs_logged=recorder.epochs_logged,
+        )
+        if outcome.interrupted_by or outcome.unfinished:
+            status = StudyStatus.INTERRUPTED
+        elif outcome.failed:
+            status = StudyStatus.FAILED
+        else:
+            status = StudyStatus.FINISHED
+        set_parent_status(manifest.store_uri, manifest.parent_run_id, status)
+        return outcome

@@ -1,7 +1,8 @@
 """One trial: train a model with a meta-layer and treatments, report telemetry (DESIGN §6).
 
 `train_trial(config, report_fn, checkpoint_dir)` is a plain function: it runs without Ray (tests,
-debugging, the orchestration benchmark) and Ray Tune wraps it in `tune_runner`.
+debugging, the orchestration benchmark) and Ray Tune wraps it in `tune_runner`. The metric names
+it reports are `svdablate.schema.Metric`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from torch.utils.data import DataLoader
 
 from svdablate.metalayers import MetaLayerFailure
 from svdablate.models import build_datasets, build_model
+from svdablate.schema import Metric
 from svdablate.treatments import attach_treatments
+
+from .config import TrialConfig
 
 ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
 STATE_FILE = "state.pt"
@@ -49,22 +53,20 @@ def topk_errors(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...])
     return [int((~hit[:, :k].any(dim=1)).sum()) for k in ks]
 
 
-def _metalayer_method(config: dict[str, Any], epoch: int) -> str:
+def _metalayer_method(config: TrialConfig, epoch: int) -> str:
     """Hybrid protocol (ICCV'21 §3.4): Newton–Schulz before `switch_epoch`, the row's after."""
-    switch = config.get("switch_epoch")
-    if switch is not None and epoch < switch:
+    if config.switch_epoch is not None and epoch < config.switch_epoch:
         return "ns"
-    return config["method"]
+    return config.method
 
 
-def _test_hooks(config: dict[str, Any]) -> dict[str, Any]:
-    """Fault hooks for the orchestrator's tests: `_test` is a dict (or a list of them), each
-    applying to the rows it names in `rows` (all rows without it)."""
-    spec = config.get("_test") or {}
+def _test_hooks(config: TrialConfig) -> dict[str, Any]:
+    """Fault hooks for the orchestrator's tests: each dict of `test_hooks` applies to the rows
+    it names in `rows` (all rows without it)."""
     merged: dict[str, Any] = {}
-    for hooks in spec if isinstance(spec, list) else [spec]:
+    for hooks in config.test_hooks:
         rows = hooks.get("rows")
-        if rows is None or config["row"] in rows:
+        if rows is None or config.row in rows:
             merged.update({k: v for k, v in hooks.items() if k != "rows"})
     return merged
 
@@ -81,11 +83,11 @@ def _inject_test_faults(hooks: dict[str, Any], epoch: int, trial_id: str) -> Non
             raise RuntimeError(f"injected fault at epoch {epoch}")
 
 
-def _log_event(hooks: dict[str, Any], log: str, config: dict[str, Any], event: str) -> None:
+def _log_event(hooks: dict[str, Any], log: str, config: TrialConfig, event: str) -> None:
     """Append `trial_id event` to one of the hooks' logs: tests count starts and completions."""
     if hooks.get(log):
         with open(hooks[log], "a") as handle:
-            handle.write(f"{config['trial_id']} {event}\n")
+            handle.write(f"{config.trial_id} {event}\n")
 
 
 def load_pretrained(model: torch.nn.Module, path: str) -> list[str]:
@@ -105,6 +107,7 @@ class _Telemetry:
     def __init__(self) -> None:
         self.losses: list[float] = []
         self.kappas: list[float] = []
+        self.ridged_kappas: list[float] = []
         self.ratios: list[float] = []
         self.grad_norms: list[float] = []
         self.lrs: list[float] = []
@@ -114,16 +117,28 @@ class _Telemetry:
         def agg(values: list[float], fn: Callable[[list[float]], float]) -> float:
             return float(fn(values)) if values else float("nan")
 
-        return {
-            "train_loss": agg(self.losses, statistics.fmean),
-            "kappa_mean": agg(self.kappas, statistics.fmean),
-            "kappa_median": agg(self.kappas, statistics.median),
-            "kappa_max": agg(self.kappas, max),
-            "lambda_ratio": agg(self.ratios, statistics.median),
-            "pre_svd_grad_norm": agg(self.grad_norms, statistics.fmean),
-            "pre_svd_lr": agg(self.lrs, statistics.fmean),
-            "failures": float(self.failures),
+        summary = {
+            Metric.TRAIN_LOSS: agg(self.losses, statistics.fmean),
+            Metric.KAPPA_MEAN: agg(self.kappas, statistics.fmean),
+            Metric.KAPPA_MEDIAN: agg(self.kappas, statistics.median),
+            Metric.KAPPA_MAX: agg(self.kappas, max),
+            Metric.LAMBDA_RATIO: agg(self.ratios, statistics.median),
+            Metric.PRE_SVD_GRAD_NORM: agg(self.grad_norms, statistics.fmean),
+            Metric.PRE_SVD_LR: agg(self.lrs, statistics.fmean),
+            Metric.FAILURES: float(self.failures),
         }
+        if self.ridged_kappas:  # only where the meta-layer whitens P + εI (dbn)
+            summary[Metric.KAPPA_RIDGED_MEDIAN] = statistics.median(self.ridged_kappas)
+        return summary
+
+    def record(self, stats: dict[str, float] | None) -> None:
+        """Keep one κ sample of the meta-layer (`last_stats` of its training forward)."""
+        if not stats:
+            return
+        self.kappas.append(stats["kappa"])
+        self.ratios.append(stats["lambda_ratio"])
+        if "kappa_ridged" in stats:
+            self.ridged_kappas.append(stats["kappa_ridged"])
 
 
 def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, topk: tuple):
@@ -147,74 +162,78 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, 
 
 
 def train_trial(
-    config: dict[str, Any], report_fn: ReportFn, checkpoint_dir: str | None = None
+    config: TrialConfig | dict[str, Any],
+    report_fn: ReportFn,
+    checkpoint_dir: str | None = None,
+    *,
+    gpu_fraction: float | None = None,
 ) -> dict[str, Any]:
-    """Train one trial config, calling `report_fn(metrics, state)` after every epoch.
+    """Train one trial, calling `report_fn(metrics, state)` after every epoch.
 
     `state` is everything needed to continue (model, optimizer, schedule, counters); a later call
     with `checkpoint_dir` holding it (`state.pt`) resumes after the last reported epoch. A solver
     failure skips that step's update and is counted; a non-finite loss stops the trial, which
-    reports `diverged = 1` and returns normally (it is a result, not a crash).
+    reports `diverged = 1` and returns normally (it is a result, not a crash). `gpu_fraction`
+    caps this process's share of the GPU's memory (fractional GPUs under Ray).
     """
-    seed_everything(int(config["seed"]))
+    if not isinstance(config, TrialConfig):
+        config = TrialConfig.model_validate(config)
+    seed_everything(config.seed)
     hooks = _test_hooks(config)
-    device = resolve_device(config.get("device"))
-    if device.type == "cuda" and config.get("gpu_fraction"):
-        torch.cuda.set_per_process_memory_fraction(float(config["gpu_fraction"]), device)
+    device = resolve_device(config.device)
+    if device.type == "cuda" and gpu_fraction:
+        torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), device)
 
     train_set, val_set, info = build_datasets(
-        config["dataset"],
-        data_dir=config.get("data_dir"),
-        download=bool(config.get("download")),
-        smoke=bool(config.get("smoke")),
-        seed=0,
-        like=config.get("fake_like"),
+        config.dataset,
+        data_dir=config.data_dir,
+        download=config.download,
+        smoke=config.smoke,
+        like=config.fake_like,
     )
-    generator = torch.Generator().manual_seed(int(config["seed"]))
-    workers = int(config.get("num_workers") or 0)
+    generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
         train_set,
-        batch_size=int(config["batch_size"]),
+        batch_size=config.batch_size,
         shuffle=True,
         drop_last=True,
         generator=generator,
-        num_workers=workers,
+        num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
     )
-    val_loader = DataLoader(val_set, batch_size=int(config["batch_size"]), num_workers=workers)
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, num_workers=config.num_workers)
     topk = (1, 5) if info.num_classes >= 5 else (1,)
 
     model = build_model(
-        config["model"],
-        application=config["application"],
+        config.model,
+        application=config.application,
         num_classes=info.num_classes,
         in_channels=info.in_channels,
         image_size=info.image_size,
         method=_metalayer_method(config, 0),
-        precision=config.get("precision", "float64"),
-        **(config.get("model_options") or {}),
+        precision=config.precision,
+        **config.model_options.as_kwargs(),
     )
-    if config.get("init_checkpoint"):
-        load_pretrained(model, config["init_checkpoint"])
+    if config.init_checkpoint:
+        load_pretrained(model, config.init_checkpoint)
     treatments = attach_treatments(
         model.pre_svd_layer,
-        config.get("treatments") or (),
-        ol_weight=config.get("ol_weight", 1e-2),
-        ow_map=config.get("ow_map", "matrix_exp"),
+        config.treatments,
+        ol_weight=config.ol_weight,
+        ow_map=config.ow_map,
     )
     model.to(device)
     pre_svd = treatments.parameters()
     pre_ids = {id(p) for p in pre_svd}
     others = [p for p in model.parameters() if id(p) not in pre_ids]
-    base_lr = float(config["lr"])
     optimizer = torch.optim.SGD(
         [{"params": others}, {"params": pre_svd}],
-        lr=base_lr,
-        momentum=float(config.get("momentum", 0.9)),
-        weight_decay=float(config.get("weight_decay", 0.0)),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(config.get("milestones") or []), gamma=config.get("gamma", 0.1)
+        optimizer, milestones=config.milestone_epochs, gamma=config.gamma
     )
 
     start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
@@ -230,22 +249,20 @@ def train_trial(
         generator.set_state(state["loader_rng"])
 
     _log_event(hooks, "start_log", config, f"start-epoch-{start_epoch}")
-    max_steps = config.get("max_steps_per_epoch")
-    kappa_every = max(int(config.get("kappa_every") or 1), 1)
     nan_epoch = hooks.get("nan_at_epoch")
     last: dict[str, Any] = {}
-    for epoch in range(start_epoch, int(config["epochs"])):
-        _inject_test_faults(hooks, epoch, config["trial_id"])
+    for epoch in range(start_epoch, config.epochs):
+        _inject_test_faults(hooks, epoch, config.trial_id)
         began = time.perf_counter()
         model.metalayer.method = _metalayer_method(config, epoch)
         model.train()
         tele = _Telemetry()
         diverged = False
         for step, (images, labels) in enumerate(train_loader):
-            if max_steps is not None and step >= int(max_steps):
+            if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
                 break
             images, labels = images.to(device), labels.to(device)
-            model.metalayer.record_stats = step % kappa_every == 0
+            model.metalayer.record_stats = step % config.kappa_every == 0
             optimizer.zero_grad(set_to_none=True)
             try:
                 loss = F.cross_entropy(model(images), labels) + treatments.regularizer()
@@ -259,9 +276,8 @@ def train_trial(
             except MetaLayerFailure:
                 tele.failures += 1
                 continue
-            if model.metalayer.record_stats and getattr(model.metalayer, "last_stats", None):
-                tele.kappas.append(model.metalayer.last_stats["kappa"])
-                tele.ratios.append(model.metalayer.last_stats["lambda_ratio"])
+            if model.metalayer.record_stats:
+                tele.record(getattr(model.metalayer, "last_stats", None))
             treatments.after_backward()
             if treatments.last_grad_norm is not None:  # before NOG: the layer's own gradient
                 tele.grad_norms.append(treatments.last_grad_norm)
@@ -276,27 +292,27 @@ def train_trial(
 
         metrics: dict[str, Any] = {"epoch": epoch, **tele.summary()}
         metrics["method_used"] = model.metalayer.method
+        metrics["device"] = str(device)
         if diverged:
-            metrics.update(diverged=1.0, failures_total=float(failures_total))
-            metrics["epoch_seconds"] = time.perf_counter() - began
+            metrics[Metric.DIVERGED] = 1.0
+            metrics[Metric.FAILURES_TOTAL] = float(failures_total)
+            metrics[Metric.EPOCH_SECONDS] = time.perf_counter() - began
             report_fn(metrics, None)
             _log_event(hooks, "completion_log", config, "diverged")
             return {**metrics, "status": "diverged"}
         errors, eval_failures = _evaluate(model, val_loader, device, topk)
         failures_total += eval_failures
-        metrics["val_err"] = errors[0]
+        metrics[Metric.VAL_ERR] = errors[0]
         best["val_err"] = min(best["val_err"], errors[0])
-        metrics["best_val_err"] = best["val_err"]
+        metrics[Metric.BEST_VAL_ERR] = best["val_err"]
         if len(errors) > 1:
-            metrics["val_err5"] = errors[1]
+            metrics[Metric.VAL_ERR5] = errors[1]
             best["val_err5"] = min(best["val_err5"], errors[1])
-            metrics["best_val_err5"] = best["val_err5"]
-        metrics.update(
-            failures=float(tele.failures + eval_failures),
-            failures_total=float(failures_total),
-            diverged=0.0,
-            epoch_seconds=time.perf_counter() - began,
-        )
+            metrics[Metric.BEST_VAL_ERR5] = best["val_err5"]
+        metrics[Metric.FAILURES] = float(tele.failures + eval_failures)
+        metrics[Metric.FAILURES_TOTAL] = float(failures_total)
+        metrics[Metric.DIVERGED] = 0.0
+        metrics[Metric.EPOCH_SECONDS] = time.perf_counter() - began
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),

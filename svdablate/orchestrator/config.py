@@ -1,0 +1,473 @@
+"""`TrialConfig`: the one typed description of a trial, validated once (before Ray starts).
+
+Every field has its type, unit, allowed range and default here, and nowhere else: the grid builds
+trial configs from a preset and the user's `--set key=value`, MLflow records them as params under
+these names, and `train_trial` reads them. The config hash is taken over the canonical typed
+config (identity fields only: where and how a trial runs does not change what it computes).
+
+`--set` parses a value by its field's type (`lr=0.1`, `milestones=[0.5,0.75]`,
+`model_options.groups=4` or `model_options={"groups": 4}`); an unknown key or a bad value is one
+line naming the key, what was given, what is allowed, and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+
+# --------------------------------------------------------------------------- field metadata
+
+
+def _field(default: Any, description: str, *, unit: str = "", identity: bool = True, **kw: Any):
+    """A config field: `description` and `unit` document it (README), `identity` puts it in the
+    config hash, `settable` says whether `--set` may change it."""
+    settable = kw.pop("settable", True)
+    extra = {"unit": unit, "identity": identity, "settable": settable}
+    return Field(default, description=description, json_schema_extra=extra, **kw)
+
+
+class ModelOptions(BaseModel):
+    """Options of the network and its meta-layer; unset (None) means the model's own default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    groups: int | None = _field(None, "dbn: whiten the channels in this many groups", ge=1)
+    eps: float | None = _field(None, "dbn: ridge ε of P + εI (default 1e-2)", gt=0)
+    momentum: float | None = _field(
+        None, "dbn: momentum of the running mean and running S (default 0.1)", gt=0, le=1
+    )
+    reduction_dim: int | None = _field(
+        None, "gcp: channels of the 1×1 Pre-SVD conv (default 256; convnet 32)", ge=1
+    )
+    layer4_stride1: bool | None = _field(None, "gcp, resnets: keep layer4 at stride 1")
+    alexnet_bn: bool | None = _field(None, "alexnet: BN after each conv (default true)")
+    width: int | None = _field(None, "convnet: stem channels (default 16)", ge=1)
+    stem_kernel: int | None = _field(None, "convnet: stem kernel size (default 5)", ge=1)
+    metalayer_opts: dict[str, Any] | None = _field(
+        None, "options of sqrtm/inv_sqrtm (e.g. keep, degree, iters, threshold)"
+    )
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options set, as `build_model` keyword arguments."""
+        return self.model_dump(exclude_none=True)
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class TrialConfig(BaseModel):
+    """One trial of a study: the row, the seed, the data, the model and the recipe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # what the trial is (set by the grid: --preset, --rows, --seeds, --smoke)
+    study: str = _field("demo", "preset the trial belongs to", settable=False)
+    row: str = _field("SVD", "table row: meta-layer + treatments, e.g. SVD+NOG+OW", settable=False)
+    method: str = _field("svd", "canonical meta-layer method of the row", settable=False)
+    treatments: tuple[str, ...] = _field(
+        (), "treatments of the row, canonical order", settable=False
+    )
+    seed: int = _field(0, "random seed (weights, batch order)", ge=0, settable=False)
+    protocol: Literal["standalone", "hybrid"] = _field(
+        "standalone",
+        "hybrid: Newton–Schulz until switch_epoch, then the row's method (ICCV'21 §3.4)",
+    )
+    smoke: bool = _field(False, "FakeData stand-in for the dataset (--smoke)", settable=False)
+    fake_like: str | None = _field(
+        None, "the dataset FakeData mimics under --smoke", settable=False
+    )
+    # data, model, meta-layer
+    application: Literal["dbn", "gcp"] = _field(
+        "dbn", "dbn: ZCA whitening (decorrelated BN); gcp: global covariance pooling"
+    )
+    model: str = _field("convnet", "network: convnet, resnet18, resnet50, resnet101, alexnet")
+    dataset: str = _field("digits", "digits, cifar10, cifar100, imagenet, cub200, dogs, cars, fake")
+    precision: Literal["float32", "float64"] = _field(
+        "float64", "dtype the covariance and the matrix function run in"
+    )
+    model_options: ModelOptions = _field(ModelOptions(), "network and meta-layer options")
+    init_checkpoint: str | None = _field(
+        None, "initialise from this state.pt or state dict (fine-tuning)"
+    )
+    # recipe
+    epochs: int = _field(6, "training epochs", unit="epochs", ge=1)
+    batch_size: int = _field(64, "images per step", unit="images", ge=1)
+    lr: float = _field(0.05, "base learning rate of SGD", gt=0)
+    momentum: float = _field(0.9, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = _field(5e-4, "SGD weight decay", ge=0)
+    milestones: tuple[Fraction, ...] = _field(
+        (), "lr decays at these fractions of the run (epoch = round(f·epochs))", unit="of epochs"
+    )
+    gamma: float = _field(0.1, "lr factor at each milestone", gt=0, le=1)
+    switch_epoch: int | None = _field(
+        None, "hybrid: first epoch of the row's method (set from the recipe)", unit="epoch", ge=1
+    )
+    # treatments
+    ol_weight: float = _field(1e-2, "OL: λ of λ‖WWᵀ − I‖_F (eq. 12)", ge=0)
+    ow_map: Literal["matrix_exp", "cayley", "soc"] = _field(
+        "matrix_exp", "OW operator: matrix_exp/cayley of the weight matrix, soc = skew conv"
+    )
+    # telemetry and limits
+    kappa_every: int = _field(10, "sample κ every this many steps", unit="steps", ge=1)
+    max_steps_per_epoch: int | None = _field(
+        None, "stop each epoch after this many steps (smoke runs)", unit="steps", ge=1
+    )
+    # where and how it runs: not part of the config hash
+    data_dir: str | None = _field(None, "dataset root", identity=False, settable=False)
+    download: bool = _field(False, "download CIFAR if missing", identity=False, settable=False)
+    device: str = _field("auto", "auto (the GPU Ray gives, else CPU), cpu, cuda", identity=False)
+    num_workers: int = _field(0, "DataLoader workers", identity=False, ge=0)
+    test_hooks: tuple[dict[str, Any], ...] = _field(
+        (), "fault injection for the orchestrator's own tests", identity=False
+    )
+
+    # ---- validation across fields -----------------------------------------------------------
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from svdablate.models import MODELS
+
+        return _one_of(value, MODELS, "model")
+
+    @field_validator("dataset", "fake_like")
+    @classmethod
+    def _known_dataset(cls, value: str | None) -> str | None:
+        from svdablate.models import DATASETS  # moves to svdablate.data
+
+        return None if value is None else _one_of(value, DATASETS, "dataset")
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if list(value) != sorted(set(value)):
+            raise ValueError("milestones must be strictly increasing fractions in (0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialConfig:
+        if self.switch_epoch is not None and self.switch_epoch >= self.epochs:
+            raise ValueError(
+                f"switch_epoch {self.switch_epoch} must be before the last epoch ({self.epochs})"
+            )
+        if self.protocol == "hybrid" and self.switch_epoch is None:
+            raise ValueError("the hybrid protocol needs a switch_epoch")
+        return self
+
+    # ---- derived ----------------------------------------------------------------------------
+    @property
+    def milestone_epochs(self) -> list[int]:
+        """The epochs at which the lr decays: round(fraction · epochs), each at least 1."""
+        return sorted({max(1, round(f * self.epochs)) for f in self.milestones})
+
+    @property
+    def config_hash(self) -> str:
+        """Short stable hash of everything that affects the result, except the seed."""
+        identity = {
+            name: value
+            for name, value in self.model_dump(mode="json").items()
+            if _meta(name).get("identity", True) and name != "seed"
+        }
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def trial_id(self) -> str:
+        """Deterministic trial name: a trial keeps it across resume and extend."""
+        parts = [self.row, self.dataset, self.protocol, self.precision]
+        slug = "_".join(p.replace("+", "-").replace(" ", "") for p in parts)
+        return f"{slug}_s{self.seed}_{self.config_hash[:6]}"
+
+    @property
+    def reported_dataset(self) -> str:
+        """The dataset the trial stands for (the real one under --smoke)."""
+        return self.fake_like or self.dataset
+
+    def as_params(self) -> dict[str, str]:
+        """Flat `a.b` keys with string values: the MLflow params of the trial."""
+        return _flatten(self.model_dump(mode="json", exclude_none=True))
+
+
+def _meta(name: str) -> dict[str, Any]:
+    info = TrialConfig.model_fields.get(name)
+    return dict(info.json_schema_extra or {}) if info is not None else {}  # type: ignore[arg-type]
+
+
+def _one_of(value: str, valid: Any, what: str) -> str:
+    if value in valid:
+        return value
+    raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+    return flat
+
+
+# --------------------------------------------------------------------------- --set
+
+
+def settable_fields() -> list[str]:
+    """The keys `--set` accepts (nested ones as model_options.NAME)."""
+    top = [n for n in TrialConfig.model_fields if _meta(n).get("settable", True)]
+    nested = [f"model_options.{n}" for n in ModelOptions.model_fields]
+    return top + nested
+
+
+def _closest(key: str) -> str:
+    close = difflib.get_close_matches(key, settable_fields(), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _parse_value(raw: str) -> Any:
+    """JSON when the text is JSON (numbers, lists, objects, true/false/null), else the text."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """`key=value` strings → a nested override dict; unknown keys raise UserError naming the fix.
+
+    Values are checked when the configs are built (`apply_overrides`), against their types.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        value = _parse_value(raw)
+        if key.startswith("model_options."):
+            name = key.split(".", 1)[1]
+            if name not in ModelOptions.model_fields:
+                valid = ", ".join(ModelOptions.model_fields)
+                raise UserError(
+                    f"--set {key}: unknown model option {name!r}{_closest(key)}; valid: {valid}"
+                )
+            out.setdefault("model_options", {})[name] = value
+            continue
+        if key not in TrialConfig.model_fields:
+            raise UserError(
+                f"--set {key}: unknown key{_closest(key)}; valid keys: {', '.join(settable_fields())}"
+            )
+        if not _meta(key).get("settable", True):
+            raise UserError(
+                f"--set {key}: {key} is set by the grid ({_grid_option(key)}), not --set"
+            )
+        if key == "model_options":
+            if not isinstance(value, dict):
+                raise UserError(
+                    f"--set model_options={raw}: expected a JSON object, e.g. "
+                    "model_options='{\"groups\": 4}', or model_options.groups=4"
+                )
+            out.setdefault("model_options", {}).update(value)
+            continue
+        out[key] = value
+    return out
+
+
+def _grid_option(key: str) -> str:
+    return {
+        "row": "--rows",
+        "method": "--rows",
+        "treatments": "--rows",
+        "seed": "--seeds",
+        "study": "--preset",
+        "smoke": "--smoke",
+        "fake_like": "--smoke",
+        "data_dir": "--data-dir",
+        "download": "--download",
+    }.get(key, "the preset")
+
+
+def make_config(fields: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrialConfig:
+    """A validated TrialConfig from the grid's fields and the user's overrides.
+
+    A bad value raises UserError, one line: the key, what was given, what is allowed.
+    """
+    merged = dict(fields)
+    for key, value in (overrides or {}).items():
+        if key == "model_options":
+            base = merged.get("model_options") or {}
+            if isinstance(base, ModelOptions):
+                base = base.as_kwargs()
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    try:
+        return TrialConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise UserError(describe_error(exc, overrides or {})) from None
+
+
+def describe_error(exc: ValidationError, overrides: dict[str, Any]) -> str:
+    """The first error of a validation as one line: key, given value, what is allowed."""
+    error = exc.errors(include_url=False)[0]
+    names = [str(p) for p in error["loc"] if not isinstance(p, int)]
+    message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+    if not names:  # a check across fields
+        return f"bad trial config: {message}"
+    key = ".".join(names)
+    given: Any = overrides
+    for name in names:
+        given = given.get(name, _MISSING) if isinstance(given, dict) else _MISSING
+    source = "--set " if given is not _MISSING else ""
+    shown = error.get("input") if given is _MISSING else given
+    return f"{source}{key}={json.dumps(shown, default=str)}: {message}; {key} is {_allowed(names)}"
+
+
+_MISSING = object()
+
+
+def _allowed(names: list[str]) -> str:
+    model: type[BaseModel] = ModelOptions if names[0] == "model_options" else TrialConfig
+    info = model.model_fields.get(names[-1])
+    if info is None:
+        return "not a config key"
+    kind = _type_name(info.annotation)
+    bounds = _range_text(info.metadata) or _range_text(_item_metadata(info.annotation))
+    return f"{kind}{' ' + bounds if bounds else ''} ({info.description})"
+
+
+def _item_metadata(annotation: Any) -> list[Any]:
+    """Bounds of the items of a tuple[Annotated[...], ...] field (the milestones)."""
+    for arg in getattr(annotation, "__args__", ()):
+        if getattr(arg, "__metadata__", None):
+            return [m for meta in arg.__metadata__ for m in getattr(meta, "metadata", [meta])]
+    return []
+
+
+def field_reference() -> list[dict[str, str]]:
+    """Every settable field: name, type, default, allowed range, unit and meaning (README)."""
+    rows = []
+    for model, prefix in ((TrialConfig, ""), (ModelOptions, "model_options.")):
+        for name, info in model.model_fields.items():
+            meta = dict(info.json_schema_extra or {})  # type: ignore[arg-type]
+            if not meta.get("settable", True) or name == "model_options":
+                continue
+            rows.append(
+                {
+                    "key": prefix + name,
+                    "type": _type_name(info.annotation),
+                    "default": _default_text(info.default),
+                    "range": _range_text(info.metadata)
+                    or _range_text(_item_metadata(info.annotation)),
+                    "unit": meta.get("unit", ""),
+                    "meaning": info.description or "",
+                }
+            )
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    """`int`, `float or null`, `one of standalone, hybrid`, `list of float`, …"""
+    origin = getattr(annotation, "__origin__", None)
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    nullable = type(None) in getattr(annotation, "__args__", ())
+    if origin is Literal:
+        text = "one of " + ", ".join(map(str, annotation.__args__))
+    elif origin is tuple:
+        text = f"list of {_type_name(args[0])}"
+    elif origin is dict:
+        text = "object"
+    elif (args and origin is not None and getattr(annotation, "__metadata__", None)) or (
+        len(args) == 1 and nullable
+    ):
+        text = _type_name(args[0])
+    else:
+        text = getattr(annotation, "__name__", str(annotation))
+    return f"{text} or null" if nullable else text
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "{}"
+    return json.dumps(value, default=str)
+
+
+def _range_text(metadata: list[Any]) -> str:
+    parts = []
+    for item in metadata:
+        for attr, symbol in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            if getattr(item, attr, None) is not None:
+                parts.append(f"{symbol} {getattr(item, attr)}")
+    return ", ".join(parts)
+
+
+def reference_markdown() -> str:
+    """The `--set` keys as a markdown table (README, "Trial config"; regenerated by a test)."""
+    lines = ["| key | type | default | allowed | unit | meaning |", "|---|---|---|---|---|---|"]
+    for row in field_reference():
+        cells = [f"`{row['key']}`", row["type"], f"`{row['default']}`"]
+        cells += [row["range"], row["unit"], row["meaning"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- a study
+
+
+class Resources(BaseModel):
+    """What each trial asks of the cluster, how many run at once, how often a crash is retried."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs per trial (also torch's threads)")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; 0.25 packs four")
+    max_concurrent: int | None = Field(None, ge=1, description="at most this many trials at once")
+    max_failures: int = Field(2, ge=0, description="retries of a crashed trial from its checkpoint")
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and not float(value).is_integer():
+            raise ValueError("more than one GPU per trial must be a whole number (Ray's rule)")
+        return value
+
+
+class StudySpec(BaseModel):
+    """What to run: a preset and the user's changes to its axes and recipe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str = Field("demo", description="preset name")
+    seeds: int | None = Field(None, ge=1, description="seeds per row (default: the preset's)")
+    rows: tuple[str, ...] | None = Field(None, description="rows to run (default: the preset's)")
+    epochs: int | None = Field(None, ge=1, description="epochs per trial (default: the preset's)")
+    smoke: bool = Field(False, description="every trial on FakeData, 2 steps an epoch, on CPU")
+    data_dir: str | None = Field(None, description="dataset root")
+    download: bool = Field(False, description="download CIFAR where the network allows")
+    seed_offset: int = Field(0, ge=0, description="first seed")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="parsed --set values")
+
+    @field_validator("rows")
+    @classmethod
+    def _some_rows(cls, rows: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if rows is not None and not [r for r in rows if r.strip()]:
+            raise ValueError("no row given: name at least one, e.g. --rows SVD,SVD+NOG")
+        return None if rows is None else tuple(r.strip() for r in rows if r.strip())
+
+
+def validated(model: type[BaseModel], **values: Any) -> Any:
+    """`model(**values)` with a validation error turned into one UserError line."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        flag = "--" + key.replace("_", "-") if key else "input"
+        given = json.dumps(error.get("input"), default=str)
+        raise UserError(f"{flag} {given}: {message}") from None
