@@ -8,20 +8,20 @@ import pytest
 import torch
 from torch import nn
 
-from svdablate import metalayers as ml
-from svdablate.models import MODELS, CovariancePooling, ZCAWhitening, build_model
+from svdablate.metalayers import CovariancePooling, MetaLayerFailure, ZCAWhitening, modules
+from svdablate.models import MODELS, build_model
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple[str, torch.dtype, dict]]:
-    """Record (method, dtype, opts) of each call to metalayers.<name>."""
+    """Record (method, dtype, opts) of each call the meta-layer modules make to <name>."""
     calls: list[tuple[str, torch.dtype, dict]] = []
-    real = getattr(ml, name)
+    real = getattr(modules, name)
 
     def spy(P: torch.Tensor, method: str = "svd", **opts: Any) -> torch.Tensor:
         calls.append((method, P.dtype, opts))
         return real(P, method, **opts)
 
-    monkeypatch.setattr(ml, name, spy)
+    monkeypatch.setattr(modules, name, spy)
     return calls
 
 
@@ -171,7 +171,7 @@ def test_zca_eval_uses_running_stats(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: Any, **k: Any) -> torch.Tensor:
         raise AssertionError("eval must not call the meta-layer")
 
-    monkeypatch.setattr(ml, "inv_sqrtm", boom)
+    monkeypatch.setattr(modules, "inv_sqrtm", boom)
     zca.eval()
     state = {k: v.clone() for k, v in zca.state_dict().items()}
     y_eval = zca(x)
@@ -199,10 +199,10 @@ def test_zca_failure_propagates_and_keeps_running_stats(monkeypatch: pytest.Monk
     zca = ZCAWhitening(8, method="svd").train()
 
     def fail(*a: Any, **k: Any) -> torch.Tensor:
-        raise ml.MetaLayerFailure("eigh did not converge")
+        raise MetaLayerFailure("eigh did not converge")
 
-    monkeypatch.setattr(ml, "inv_sqrtm", fail)
-    with pytest.raises(ml.MetaLayerFailure):
+    monkeypatch.setattr(modules, "inv_sqrtm", fail)
+    with pytest.raises(MetaLayerFailure):
         zca(_correlated())
     assert zca.num_batches_tracked.item() == 0
     assert torch.equal(zca.running_S, torch.eye(8).expand(1, 8, 8))
@@ -256,13 +256,13 @@ def test_metalayer_opts_reach_the_solver(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_record_stats_fills_last_stats(application: str, monkeypatch: pytest.MonkeyPatch) -> None:
     captured: list[torch.Tensor] = []
     name = "inv_sqrtm" if application == "dbn" else "sqrtm"
-    real = getattr(ml, name)
+    real = getattr(modules, name)
 
     def capture(P: torch.Tensor, method: str = "svd", **o: Any) -> torch.Tensor:
         captured.append(P.detach().double())
         return real(P, method, **o)
 
-    monkeypatch.setattr(ml, name, capture)
+    monkeypatch.setattr(modules, name, capture)
     model = build_model(
         "convnet",
         application=application,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._registry import METHODS, MetaLayerFailure, resolve_method, validate_options
+from .registry import METHODS, MetaLayerFailure, resolve_method, validate_options
 
 __all__ = ["covariance", "inv_sqrtm", "spectrum_stats", "sqrtm"]
 

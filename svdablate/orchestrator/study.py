@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from svdablate.models import DataError, build_datasets
+from svdablate.data import DataError, build_datasets
 
 from .errors import UserError
 from .tune_runner import Study

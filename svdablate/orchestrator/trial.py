@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from svdablate.data import build_datasets
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.models import build_datasets, build_model
+from svdablate.models import build_model
 from svdablate.treatments import attach_treatments
 
 ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -167,7 +168,6 @@ def train_trial(
         data_dir=config.get("data_dir"),
         download=bool(config.get("download")),
         smoke=bool(config.get("smoke")),
-        seed=0,
         like=config.get("fake_like"),
     )
     generator = torch.Generator().manual_seed(int(config["seed"]))

@@ -1,8 +1,8 @@
 """The two SVD meta-layer modules: ZCA whitening (decorrelated BN) and global covariance pooling.
 
-Both call `svdablate.metalayers` at forward time (``inv_sqrtm`` / ``sqrtm`` / ``covariance`` /
+Both call this package's functions at forward time (``inv_sqrtm`` / ``sqrtm`` / ``covariance`` /
 ``spectrum_stats``), compute in the meta-layer's precision and cast back to the input's dtype.
-Solver failures surface as ``metalayers.MetaLayerFailure`` and are not caught here.
+Solver failures surface as ``MetaLayerFailure`` and are not caught here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from svdablate import metalayers as ml
+from .api import covariance, inv_sqrtm, spectrum_stats, sqrtm
+from .registry import resolve_method
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -35,7 +36,7 @@ class _MetaLayerBase(nn.Module):
 
     @method.setter
     def method(self, name: str) -> None:
-        self._method = ml.resolve_method(name)
+        self._method = resolve_method(name)
 
     @property
     def precision(self) -> str:
@@ -67,7 +68,7 @@ class _MetaLayerBase(nn.Module):
             if not bool(torch.isfinite(P64).all()):
                 return  # the solver reports the failure; telemetry must not crash the step
             try:
-                stats = ml.spectrum_stats(P64)
+                stats = spectrum_stats(P64)
             except (RuntimeError, torch.linalg.LinAlgError):
                 return
             self.last_stats = {
@@ -131,7 +132,7 @@ class ZCAWhitening(_MetaLayerBase):
             eye = torch.eye(d, dtype=Xc.dtype, device=Xc.device)
             P = Xc @ Xc.transpose(1, 2) / Xc.shape[-1] + self.eps * eye
             self._maybe_record(P)
-            S = self._solve(ml.inv_sqrtm, P)
+            S = self._solve(inv_sqrtm, P)
             y = (S @ Xc).to(x.dtype)
             with torch.no_grad():
                 m = self.momentum
@@ -185,9 +186,9 @@ class CovariancePooling(_MetaLayerBase):
         """(B, C, H, W) → (B, d(d+1)/2): upper triangle of the covariance's square root."""
         z = self.relu(self.bn(self.conv(x)))
         X = z.flatten(2).to(self.compute_dtype)
-        P = ml.covariance(X)
+        P = covariance(X)
         self._maybe_record(P)
-        Q = self._solve(ml.sqrtm, P)
+        Q = self._solve(sqrtm, P)
         return Q[:, self.triu_rows, self.triu_cols].to(x.dtype)
 
     def extra_repr(self) -> str:
