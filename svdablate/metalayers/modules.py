@@ -19,7 +19,13 @@ PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
 class _MetaLayerBase(nn.Module):
-    """Shared state of the meta-layers: settable method/precision, optional spectrum telemetry."""
+    """Shared state of the meta-layers: settable method/precision, optional spectrum telemetry.
+
+    With ``record_stats`` on, each training forward sets ``last_stats`` to the medians over the
+    batch of matrices of ``kappa`` (κ = λmax/λmin of the covariance P of eq. 2, float64) and
+    ``lambda_ratio`` (λ1/λ2 of P); ZCA whitening adds ``kappa_ridged`` (κ of P + εI, the matrix
+    its solver sees). Eigenvalues are floored at float64 eps (:func:`spectrum_stats`).
+    """
 
     def __init__(self, method: str, precision: str, opts: dict[str, Any] | None) -> None:
         super().__init__()
@@ -58,8 +64,12 @@ class _MetaLayerBase(nn.Module):
         """Apply ``fn`` (sqrtm/inv_sqrtm) to P with the current method, precision and options."""
         return fn(P, self._method, **{**self.opts, "precision": self._precision})
 
-    def _maybe_record(self, P: torch.Tensor) -> None:
-        """Store median κ and λ1/λ2 of the batch of matrices P when ``record_stats`` is on."""
+    def _maybe_record(self, P: torch.Tensor, ridge: float | None = None) -> None:
+        """Store the batch medians of :func:`spectrum_stats` of P when ``record_stats`` is on.
+
+        P is the covariance of eq. 2 (before any ridge); with ``ridge`` = ε the stats also hold
+        ``kappa_ridged``, κ of P + εI, from the same eigendecomposition.
+        """
         if not (self.record_stats and self.training):
             return
         self.last_stats = None
@@ -68,13 +78,10 @@ class _MetaLayerBase(nn.Module):
             if not bool(torch.isfinite(P64).all()):
                 return  # the solver reports the failure; telemetry must not crash the step
             try:
-                stats = spectrum_stats(P64)
+                stats = spectrum_stats(P64, ridge=ridge)
             except (RuntimeError, torch.linalg.LinAlgError):
                 return
-            self.last_stats = {
-                "kappa": float(stats["kappa"].reshape(-1).median().item()),
-                "lambda_ratio": float(stats["lambda_ratio"].reshape(-1).median().item()),
-            }
+            self.last_stats = {k: float(v.reshape(-1).median().item()) for k, v in stats.items()}
 
     def extra_repr(self) -> str:
         return f"method={self._method!r}, precision={self._precision!r}"
@@ -130,9 +137,9 @@ class ZCAWhitening(_MetaLayerBase):
             Xc = Xc - mu
             d = Xc.shape[1]
             eye = torch.eye(d, dtype=Xc.dtype, device=Xc.device)
-            P = Xc @ Xc.transpose(1, 2) / Xc.shape[-1] + self.eps * eye
-            self._maybe_record(P)
-            S = self._solve(inv_sqrtm, P)
+            cov = Xc @ Xc.transpose(1, 2) / Xc.shape[-1]  # P of eq. 2
+            self._maybe_record(cov, ridge=self.eps)
+            S = self._solve(inv_sqrtm, cov + self.eps * eye)
             y = (S @ Xc).to(x.dtype)
             with torch.no_grad():
                 m = self.momentum
