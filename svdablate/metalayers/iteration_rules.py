@@ -16,8 +16,6 @@ from .iterative import newton_schulz
 from .registry import check_positive_int
 from .spectral import SpectralState, iteration_rule
 
-__all__: list[str] = []
-
 
 def _check_iters(iters: int) -> None:
     check_positive_int("iters", iters, 1)

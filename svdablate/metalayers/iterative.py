@@ -1,9 +1,8 @@
 """Iterative meta-layers: Newton-Schulz (iSQRT-COV) and MPA-Lya; registered as methods here.
 
-:func:`newton_schulz` is also SVD-Newton's backward (``iteration_rules.py``).
-
 ``ns`` (iSQRT-COV, ICCV'21 eqs. 7-10): coupled Newton-Schulz on A = P/tr(P), 5 iterations,
 post-compensated by √tr(P) (inverse: Z_N/√tr(P)); backward by autograd through the iteration.
+The same :func:`newton_schulz` is SVD-Newton's backward (``iteration_rules.py``).
 Forward accuracy (tested): with the spectrum of A in [0.1, 1] the relative error of 5 iterations
 is below 1e-3; NS converges slowly for small eigenvalues of A (an eigenvalue a grows by ≤ 1.5× per
 iteration until it is near 1), which is the intended smoothing, not a bug.

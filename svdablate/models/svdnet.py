@@ -3,7 +3,7 @@
 Every builder (``convnet.py``, ``torchvision_backbones.py``) returns an ``SVDNet``: the backbone
 plus ``pre_svd_layer`` (the conv whose output feeds the meta-layer; treatments attach to it) and
 ``metalayer`` (``ZCAWhitening`` for ``dbn``, ``CovariancePooling`` for ``gcp``), both resolved by
-module path so they survive ``.to()``, parametrizations and ``load_state_dict``.
+module path (``get_submodule``) at each access.
 """
 
 from __future__ import annotations
