@@ -433,6 +433,41 @@ def test_spectrum_stats():
     assert torch.isfinite(sing["kappa"]).all() and float(sing["kappa"].min()) > 1e15
 
 
+def test_spectrum_stats_ridge_shifts_the_same_eigenvalues(monkeypatch):
+    # P with a known spectrum: κ(P) = 1e4, λ1/λ2 = 10, κ(P + εI) = (10 + ε)/(1e-3 + ε) ≈ 910
+    p = spd([1e-3, 0.1, 1.0, 10.0], batch=2)
+    real, calls = torch.linalg.eigvalsh, []
+
+    def counted(a):
+        calls.append(a.shape)
+        return real(a)
+
+    monkeypatch.setattr(torch.linalg, "eigvalsh", counted)
+    st = spectrum_stats(p, ridge=1e-2)
+    assert len(calls) == 1  # one eigendecomposition for both κ: telemetry cost unchanged
+    assert set(st) == {"kappa", "kappa_ridged", "lambda_ratio"}
+
+    def full(v):
+        return torch.full((2,), v, dtype=F64)
+
+    torch.testing.assert_close(st["kappa"], full(1e4), rtol=1e-9, atol=0)
+    torch.testing.assert_close(st["lambda_ratio"], full(10.0), rtol=1e-12, atol=0)
+    torch.testing.assert_close(st["kappa_ridged"], full(10.01 / 0.011), rtol=1e-12, atol=0)
+    lam = real(p + 1e-2 * torch.eye(4, dtype=F64))  # κ of the ridged matrix, taken directly
+    torch.testing.assert_close(st["kappa_ridged"], lam[:, -1] / lam[:, 0], rtol=1e-12, atol=0)
+    assert set(spectrum_stats(p)) == {"kappa", "lambda_ratio"}
+
+
+def test_spectrum_stats_floors_negative_round_off_at_float64_eps():
+    # a covariance's null eigenvalue can come out of eigvalsh slightly negative
+    p = torch.diag(torch.tensor([-1e-12, 0.5, 2.0], dtype=F64))
+    eps = torch.finfo(F64).eps
+    st = spectrum_stats(p, ridge=1e-2)
+    assert float(st["kappa"]) == pytest.approx(2.0 / eps, rel=1e-15)
+    assert float(st["lambda_ratio"]) == pytest.approx(4.0, rel=1e-15)
+    assert float(st["kappa_ridged"]) == pytest.approx(2.01 / (1e-2 - 1e-12), rel=1e-15)
+
+
 @pytest.mark.parametrize(
     ("method", "opts"),
     [

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mpmath import mp, mpf
 
-from svdablate.metalayers import METHODS, _registry, backward, k_rule, krules, resolve_method, sqrtm
+from svdablate.metalayers import METHODS, k_rule, krules, registry, resolve_method, spectral, sqrtm
 from svdablate.metalayers.analysis import approximation_errors, gradient_bounds, pade_degeneracy
 
 F64 = torch.float64
@@ -154,7 +154,7 @@ def test_polyval_pair_chunking(monkeypatch):
 @pytest.mark.parametrize("method", ["svd", "svd-trunc", "svd-taylor", "svd-pade"])
 def test_registered_rules_call_their_k_builder(method):
     lam = _lams(6, seed=1)
-    rule = backward.RULES[method]
+    rule = spectral.RULES[method]
     direct = {
         "svd": krules.exact_k,
         "svd-trunc": krules.truncated_k,
@@ -172,8 +172,8 @@ def test_k_backward_equals_loewner_for_antisymmetric_k():
     )
     g = torch.randn(1, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
     f = lam.sqrt()
-    s = backward.loewner_from_k(krules.exact_k(lam), lam, f, 0.5)
-    got = backward.spectral_backward(u, s, g)
+    s = spectral.loewner_from_k(krules.exact_k(lam), lam, f, 0.5)
+    got = spectral.spectral_backward(u, s, g)
     gh = u.mT @ (0.5 * (g + g.mT)) @ u
     loew = (f.unsqueeze(-1) - f.unsqueeze(-2)) / (lam.unsqueeze(-1) - lam.unsqueeze(-2))
     loew.diagonal(dim1=-2, dim2=-1).copy_(0.5 / f)
@@ -185,8 +185,8 @@ def test_power_loewner_is_the_exact_k_combination(power):
     # closed form (f_i − f_j)/(λ_i − λ_j) = the generic K f_i + Kᵀ f_j with the exact K
     lam = _lams(7, seed=2, ties=False)
     f = lam**power
-    closed = backward.power_loewner(lam, f, power)
-    generic = backward.loewner_from_k(krules.exact_k(lam), lam, f, power)
+    closed = spectral.power_loewner(lam, f, power)
+    generic = spectral.loewner_from_k(krules.exact_k(lam), lam, f, power)
     torch.testing.assert_close(closed, generic, rtol=1e-9, atol=0.0)
     torch.testing.assert_close(closed, closed.mT, rtol=0, atol=0)
 
@@ -194,7 +194,7 @@ def test_power_loewner_is_the_exact_k_combination(power):
 @pytest.mark.parametrize("power", [0.5, -0.5])
 def test_power_loewner_at_ties_is_the_derivative(power):
     lam = torch.tensor([[0.25, 0.25, 4.0]], dtype=F64)
-    s = backward.power_loewner(lam, lam**power, power)
+    s = spectral.power_loewner(lam, lam**power, power)
     fprime = power * 0.25 ** (power - 1)
     for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
         assert float(s[0, i, j]) == pytest.approx(fprime, rel=1e-14)
@@ -208,9 +208,9 @@ def test_series_loewner_is_the_k_combination(method, power, pack_path):
     # must equal K f_i + Kᵀ f_j with K = ±g(x)/λ_large, the official K (ties included)
     lam = _lams(8, seed=4, ties=True)
     f = lam**power
-    rule = backward.RULES[method]
+    rule = spectral.RULES[method]
     fast = rule.loewner(lam, f, power, dict(METHODS[method].defaults))
-    generic = backward.loewner_from_k(rule.k_matrix(lam), lam, f, power)
+    generic = spectral.loewner_from_k(rule.k_matrix(lam), lam, f, power)
     torch.testing.assert_close(fast, generic, rtol=1e-9, atol=0.0)
     g1 = float(rule.fn(torch.ones((), dtype=F64)))
     tie = 2.0 * g1 * float(f[0, 0] / lam[0, 0])  # lam[:, 1] == lam[:, 0]
@@ -241,11 +241,11 @@ def scratch_rule():
     names = ("svd-zero-test",)
     yield names[0]
     for name in names:
-        spec = _registry.METHODS.pop(name, None)
-        backward.RULES.pop(name, None)
+        spec = registry.METHODS.pop(name, None)
+        spectral.RULES.pop(name, None)
         if spec is not None:
             for alias in (name, *spec.aliases):
-                _registry._ALIASES.pop(_registry._norm(alias), None)
+                registry._ALIASES.pop(registry._norm(alias), None)
 
 
 def test_new_rule_is_one_function_and_one_line(scratch_rule):

@@ -8,20 +8,20 @@ import pytest
 import torch
 from torch import nn
 
-from svdablate import metalayers as ml
-from svdablate.models import MODELS, CovariancePooling, ZCAWhitening, build_model
+from svdablate.metalayers import CovariancePooling, MetaLayerFailure, ZCAWhitening, modules
+from svdablate.models import MODELS, build_model
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple[str, torch.dtype, dict]]:
-    """Record (method, dtype, opts) of each call to metalayers.<name>."""
+    """Record (method, dtype, opts) of each call the meta-layer modules make to <name>."""
     calls: list[tuple[str, torch.dtype, dict]] = []
-    real = getattr(ml, name)
+    real = getattr(modules, name)
 
     def spy(P: torch.Tensor, method: str = "svd", **opts: Any) -> torch.Tensor:
         calls.append((method, P.dtype, opts))
         return real(P, method, **opts)
 
-    monkeypatch.setattr(ml, name, spy)
+    monkeypatch.setattr(modules, name, spy)
     return calls
 
 
@@ -171,7 +171,7 @@ def test_zca_eval_uses_running_stats(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: Any, **k: Any) -> torch.Tensor:
         raise AssertionError("eval must not call the meta-layer")
 
-    monkeypatch.setattr(ml, "inv_sqrtm", boom)
+    monkeypatch.setattr(modules, "inv_sqrtm", boom)
     zca.eval()
     state = {k: v.clone() for k, v in zca.state_dict().items()}
     y_eval = zca(x)
@@ -199,10 +199,10 @@ def test_zca_failure_propagates_and_keeps_running_stats(monkeypatch: pytest.Monk
     zca = ZCAWhitening(8, method="svd").train()
 
     def fail(*a: Any, **k: Any) -> torch.Tensor:
-        raise ml.MetaLayerFailure("eigh did not converge")
+        raise MetaLayerFailure("eigh did not converge")
 
-    monkeypatch.setattr(ml, "inv_sqrtm", fail)
-    with pytest.raises(ml.MetaLayerFailure):
+    monkeypatch.setattr(modules, "inv_sqrtm", fail)
+    with pytest.raises(MetaLayerFailure):
         zca(_correlated())
     assert zca.num_batches_tracked.item() == 0
     assert torch.equal(zca.running_S, torch.eye(8).expand(1, 8, 8))
@@ -256,13 +256,13 @@ def test_metalayer_opts_reach_the_solver(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_record_stats_fills_last_stats(application: str, monkeypatch: pytest.MonkeyPatch) -> None:
     captured: list[torch.Tensor] = []
     name = "inv_sqrtm" if application == "dbn" else "sqrtm"
-    real = getattr(ml, name)
+    real = getattr(modules, name)
 
     def capture(P: torch.Tensor, method: str = "svd", **o: Any) -> torch.Tensor:
         captured.append(P.detach().double())
         return real(P, method, **o)
 
-    monkeypatch.setattr(ml, name, capture)
+    monkeypatch.setattr(modules, name, capture)
     model = build_model(
         "convnet",
         application=application,
@@ -279,14 +279,63 @@ def test_record_stats_fills_last_stats(application: str, monkeypatch: pytest.Mon
     model.metalayer.record_stats = True
     model(x)
     stats = model.metalayer.last_stats
-    assert stats is not None and set(stats) == {"kappa", "lambda_ratio"}
-    assert all(isinstance(v, float) for v in stats.values())
-    lam = torch.linalg.eigvalsh(captured[-1])  # the matrices that entered the meta-layer
+    assert stats is not None and all(isinstance(v, float) for v in stats.values())
+    solved = captured[-1]  # the matrices that entered the solver: P + εI (dbn) or P (gcp)
+    if application == "dbn":
+        assert set(stats) == {"kappa", "kappa_ridged", "lambda_ratio"}
+        eps = model.metalayer.eps
+        lam = torch.linalg.eigvalsh(solved - eps * torch.eye(solved.shape[-1], dtype=solved.dtype))
+        lam_ridged = torch.linalg.eigvalsh(solved)
+        kappa_ridged = (lam_ridged[..., -1] / lam_ridged[..., 0]).median().item()
+        assert stats["kappa_ridged"] == pytest.approx(kappa_ridged, rel=1e-6)
+        assert stats["kappa"] > stats["kappa_ridged"]
+    else:
+        assert set(stats) == {"kappa", "lambda_ratio"}  # no ridge in covariance pooling
+        lam = torch.linalg.eigvalsh(solved)
+    lam = lam.clamp_min(torch.finfo(torch.float64).eps)
     kappa = (lam[..., -1] / lam[..., 0]).median().item()
     ratio = (lam[..., -1] / lam[..., -2]).median().item()
     assert stats["kappa"] == pytest.approx(kappa, rel=1e-6)
     assert stats["lambda_ratio"] == pytest.approx(ratio, rel=1e-6)
     assert stats["kappa"] >= stats["lambda_ratio"] >= 1.0
+
+
+def _with_covariance(eigs: list[float], B: int = 4, HW: int = 5, seed: int = 0) -> torch.Tensor:
+    """(B, C, HW, HW) float64 input whose channel covariance (eq. 2) has exactly ``eigs``."""
+    g = torch.Generator().manual_seed(seed)
+    C, N = len(eigs), B * HW * HW
+    a = torch.randn(N, C, generator=g, dtype=torch.float64)
+    z, _ = torch.linalg.qr(a - a.mean(0))  # orthonormal, zero-mean columns
+    u, _ = torch.linalg.qr(torch.randn(C, C, generator=g, dtype=torch.float64))
+    X = u @ torch.diag(torch.tensor(eigs, dtype=torch.float64).sqrt()) @ z.mT * N**0.5
+    return X.reshape(C, B, HW, HW).transpose(0, 1)
+
+
+def test_zca_kappa_is_of_the_covariance_not_of_the_ridged_matrix() -> None:
+    # P = cov(x) has spectrum (1e-3, 0.1, 1, 10): κ(P) = 1e4, λ1/λ2 = 10; the solver sees
+    # P + εI with ε = 1e-2, whose κ is (10 + ε)/(1e-3 + ε) ≈ 910, the old "kappa"
+    zca = ZCAWhitening(4, method="svd", affine=False).train()
+    zca.record_stats = True
+    zca(_with_covariance([1e-3, 0.1, 1.0, 10.0]))
+    stats = zca.last_stats
+    assert stats is not None
+    assert stats["kappa"] == pytest.approx(1e4, rel=1e-9)
+    assert stats["lambda_ratio"] == pytest.approx(10.0, rel=1e-9)
+    assert stats["kappa_ridged"] == pytest.approx(10.01 / 0.011, rel=1e-9)
+
+
+def test_gcp_kappa_is_of_the_covariance() -> None:
+    # GCP has no ridge: κ of the covariance the solver sees, and no kappa_ridged. Its covariance
+    # is per image (over positions), so one image carries the constructed spectrum
+    head = CovariancePooling(4, reduction_dim=4, method="svd").double().train()
+    with torch.no_grad():  # the head's conv-BN-ReLU passes x through unchanged
+        head.conv.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+    head.bn, head.relu = nn.Identity(), nn.Identity()
+    head.record_stats = True
+    head(_with_covariance([1e-3, 0.1, 1.0, 10.0], B=1))
+    assert head.last_stats is not None and set(head.last_stats) == {"kappa", "lambda_ratio"}
+    assert head.last_stats["kappa"] == pytest.approx(1e4, rel=1e-9)
+    assert head.last_stats["lambda_ratio"] == pytest.approx(10.0, rel=1e-9)
 
 
 # ---------------------------------------------------------------------------------- GCP (gcp)

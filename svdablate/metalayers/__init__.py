@@ -1,28 +1,39 @@
-"""svdablate.metalayers: matrix square roots of SPD batches and their backward rules (pure torch).
+"""svdablate.metalayers: matrix square roots of SPD batches, their backward rules, the nn.Modules.
 
 Public API (contract in docs/internals.md)::
 
     sqrtm(P, method="svd", **opts), inv_sqrtm(P, method="svd", **opts)
     METHODS, resolve_method(name), MetaLayerFailure
-    covariance(X), spectrum_stats(P)
+    covariance(X), spectrum_stats(P, ridge=None)
+    ZCAWhitening, CovariancePooling       (the meta-layers as modules: dbn, gcp)
 
 Methods: ``svd svd-topn svd-trunc svd-pi svd-newton svd-taylor svd-pade ns mpa-lya`` (ICCV'21
-Tables 2-7 and Song et al. ICLR'22); the papers' names are aliases (``resolve_method``). Backward
-rules are registered with :func:`k_rule` / :func:`series_rule` / :func:`iteration_rule`
-(``backward.py``). SVD-Padé with
-the official [50/50] coefficients equals the exact gradient to float64 round-off, because the Padé
-table of 1/(1−x) is degenerate (see ``krules.py`` and ``analysis.py``).
+Tables 2-7 and Song et al. ICLR'22); the papers' names are aliases (``resolve_method``).
+
+Layout: ``registry.py`` (methods, options, failure contract) · ``api.py`` (the functions above) ·
+``spectral.py`` (eigh forward, Loewner backward, the decorators :func:`k_rule` /
+:func:`series_rule` / :func:`iteration_rule`) · ``krules.py`` (K builders, Taylor and Padé
+approximants) · ``eigen_rules.py`` (the registered K and series rules) · ``iteration_rules.py``
+(svd-newton, svd-pi) · ``iterative.py`` (ns, mpa-lya) · ``modules.py`` (the nn.Modules) ·
+``analysis.py`` (ICCV'21 Tables 6 and 7). SVD-Padé with the official [50/50] coefficients equals
+the exact gradient to float64 round-off, because the Padé table of 1/(1−x) is degenerate (see
+``krules.py`` and ``analysis.py``).
 """
 
+from . import eigen_rules as _eigen_rules  # noqa: F401  (registers svd, svd-topn/trunc/taylor/pade)
+from . import iteration_rules as _iteration_rules  # noqa: F401  (registers svd-newton, svd-pi)
 from . import iterative as _iterative  # noqa: F401  (registers ns, mpa-lya)
-from ._registry import METHODS, MetaLayerFailure, MethodSpec, resolve_method
 from .api import covariance, inv_sqrtm, spectrum_stats, sqrtm
-from .backward import iteration_rule, k_rule, series_rule
+from .modules import CovariancePooling, ZCAWhitening
+from .registry import METHODS, MetaLayerFailure, MethodSpec, resolve_method
+from .spectral import iteration_rule, k_rule, series_rule
 
 __all__ = [
     "METHODS",
+    "CovariancePooling",
     "MetaLayerFailure",
     "MethodSpec",
+    "ZCAWhitening",
     "covariance",
     "inv_sqrtm",
     "iteration_rule",

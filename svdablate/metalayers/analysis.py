@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from . import krules
-from .backward import top_n_spectrum
+from .eigen_rules import top_n_spectrum
 
 __all__ = ["approximation_errors", "gradient_bounds", "pade_degeneracy"]
 

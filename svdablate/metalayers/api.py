@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._registry import METHODS, MetaLayerFailure, resolve_method, validate_options
+from .registry import METHODS, MetaLayerFailure, resolve_method, validate_options
 
 __all__ = ["covariance", "inv_sqrtm", "spectrum_stats", "sqrtm"]
 
@@ -54,11 +54,24 @@ def covariance(X: Tensor) -> Tensor:
     return torch.matmul(xc, xc.mT) / X.shape[-1]
 
 
-def spectrum_stats(P: Tensor, eps: float | None = None) -> dict[str, Tensor]:
-    """κ = λmax/λmin and λ1/λ2 per matrix, in float64, no grad.
+def _kappa_and_ratio(lam: Tensor) -> tuple[Tensor, Tensor]:
+    """κ = λmax/λmin and λ1/λ2 of ascending eigenvalues (..., d); λ1/λ2 = 1 when d = 1."""
+    kappa = lam[..., -1] / lam[..., 0]
+    ratio = lam[..., -1] / lam[..., -2] if lam.shape[-1] > 1 else torch.ones_like(kappa)
+    return kappa, ratio
 
-    Eigenvalues are floored at ``eps`` (default float64 machine epsilon, the meta-layer's floor),
-    so κ is finite. Returns Tensors of shape (B,) (scalars for a single (d, d) matrix).
+
+def spectrum_stats(
+    P: Tensor, eps: float | None = None, ridge: float | None = None
+) -> dict[str, Tensor]:
+    """κ = λmax/λmin and λ1/λ2 of P per matrix (the papers' κ of the covariance, ICCV'21 eq. 2).
+
+    With ``ridge`` = ε also ``kappa_ridged``, κ of P + εI, taken from the same eigenvalues (those
+    of P + εI are λ + ε): one ``eigvalsh`` gives both. In float64, no grad. Eigenvalues (λ, and
+    λ + ε) are floored at ``eps`` (default float64 machine epsilon, the meta-layer's floor): a
+    rank-deficient P, whose smallest eigenvalues come out of ``eigvalsh`` as ~0 or slightly
+    negative round-off, gets a finite, positive κ = λmax/eps instead of ±inf or a negative value.
+    Returns Tensors of shape (B,) (scalars for a single (d, d) matrix).
     """
     floor = float(torch.finfo(torch.float64).eps) if eps is None else float(eps)
     with torch.no_grad():
@@ -66,7 +79,8 @@ def spectrum_stats(P: Tensor, eps: float | None = None) -> dict[str, Tensor]:
             lam = torch.linalg.eigvalsh(P.detach().to(torch.float64))
         except torch.linalg.LinAlgError as exc:
             raise MetaLayerFailure(f"eigvalsh failed: {exc}") from exc
-        lam = lam.clamp_min(floor)
-        kappa = lam[..., -1] / lam[..., 0]
-        ratio = lam[..., -1] / lam[..., -2] if lam.shape[-1] > 1 else torch.ones_like(kappa)
-    return {"kappa": kappa, "lambda_ratio": ratio}
+        kappa, ratio = _kappa_and_ratio(lam.clamp_min(floor))
+        stats = {"kappa": kappa, "lambda_ratio": ratio}
+        if ridge is not None:
+            stats["kappa_ridged"] = _kappa_and_ratio((lam + ridge).clamp_min_(floor))[0]
+    return stats

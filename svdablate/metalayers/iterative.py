@@ -2,6 +2,7 @@
 
 ``ns`` (iSQRT-COV, ICCV'21 eqs. 7-10): coupled Newton-Schulz on A = P/tr(P), 5 iterations,
 post-compensated by √tr(P) (inverse: Z_N/√tr(P)); backward by autograd through the iteration.
+The same :func:`newton_schulz` is SVD-Newton's backward (``iteration_rules.py``).
 Forward accuracy (tested): with the spectrum of A in [0.1, 1] the relative error of 5 iterations
 is below 1e-3; NS converges slowly for small eigenvalues of A (an eigenvalue a grows by ≤ 1.5× per
 iteration until it is near 1), which is the intended smoothing, not a bug.
@@ -25,10 +26,15 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._registry import MetaLayerFailure, register_method
-from .backward import _positive_int, check_finite, compute_dtype, newton_schulz
+from .registry import (
+    MetaLayerFailure,
+    check_finite,
+    check_positive_int,
+    compute_dtype,
+    register_method,
+)
 
-__all__ = ["mpa_coefficients"]
+__all__ = ["mpa_lya", "newton_schulz", "ns"]
 
 
 class _GradGuard(torch.autograd.Function):
@@ -55,13 +61,43 @@ def _run(p: Tensor, opts: dict[str, Any], body: Any) -> Tensor:
     return out
 
 
+def newton_schulz(p: Tensor, power: float, iters: int) -> Tensor:
+    """Coupled Newton-Schulz, trace pre-normalisation and post-compensation (ICCV'21 eqs. 7-9).
+
+    A = P/tr(P), Y₀ = A, Z₀ = I, T = ½(3I − Z Y), Y ← Y T, Z ← T Z; returns √tr(P)·Y_N
+    (power +½) or Z_N/√tr(P) (power −½). Differentiable by autograd.
+    """
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters!r}")
+    tr = p.diagonal(dim1=-2, dim2=-1).sum(-1).unsqueeze(-1).unsqueeze(-1)
+    a = p / tr
+    eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device)
+    eye15 = (1.5 * eye).expand_as(p)
+    t = eye15 - 0.5 * a  # Z₀ = I
+    y = torch.matmul(a, t) if (power > 0 or iters > 1) else None
+    z = t
+    for k in range(1, iters):
+        last = k == iters - 1
+        t = torch.baddbmm(eye15, z, y, alpha=-0.5)
+        if power > 0:
+            y = torch.matmul(y, t)
+            if not last:
+                z = torch.matmul(t, z)
+        else:
+            z = torch.matmul(t, z)
+            if not last:
+                y = torch.matmul(y, t)
+    s = tr.sqrt()
+    return y * s if power > 0 else z / s
+
+
 def ns(p: Tensor, power: float, *, iters: int = 5) -> Tensor:
     """Coupled Newton-Schulz with trace normalisation (iSQRT-COV, ICCV'21 eqs. 7-9)."""
     return newton_schulz(p, power, iters)
 
 
 def _ns_impl(p: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
-    _positive_int("iters", opts["iters"], 1)
+    check_positive_int("iters", opts["iters"], 1)
     return _run(p, opts, lambda a: ns(a, power, iters=opts["iters"]))
 
 
@@ -71,7 +107,6 @@ register_method(
     impl=_ns_impl,
     option_sources=(ns,),
     aliases=("iSQRT-COV", "iSQRT", "NS", "Newton-Schulz", "newton-schulz-iteration"),
-    doc=ns.__doc__ or "",
 )
 
 
@@ -83,11 +118,6 @@ def _mpa_mp(m: int, n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         one = mpf(1)
         p, q = pade(taylor(lambda x: sqrt(one - x), 0, m + n), m, n)
     return tuple(float(c) for c in p), tuple(float(c) for c in q)
-
-
-def mpa_coefficients(m: int = 5, n: int = 5) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Ascending coefficients of the [m/n] Padé approximant of √(1−x), cached (ICLR'22 eq. 9)."""
-    return _mpa_mp(m, n)
 
 
 def _mpa_parts(a: Tensor, degree: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -153,8 +183,8 @@ def mpa_lya(p: Tensor, power: float, *, degree: int = 5, iters: int = 8) -> Tens
 
 
 def _mpa_impl(p: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
-    _positive_int("degree", opts["degree"], 1)
-    _positive_int("iters", opts["iters"], 0)
+    check_positive_int("degree", opts["degree"], 1)
+    check_positive_int("iters", opts["iters"], 0)
     return _run(p, opts, lambda a: mpa_lya(a, power, degree=opts["degree"], iters=opts["iters"]))
 
 
@@ -164,5 +194,4 @@ register_method(
     impl=_mpa_impl,
     option_sources=(mpa_lya,),
     aliases=("MPA-Lya", "MPA", "MPA_Lya"),
-    doc=mpa_lya.__doc__ or "",
 )

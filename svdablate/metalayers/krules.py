@@ -3,7 +3,7 @@
 Each K builder is a pure function of the (floored, ascending) eigenvalues ``lam`` of shape
 (..., d) that returns K of shape (..., d, d) with a zero diagonal. The series-based rules are
 defined by their approximant g(x) ≈ 1/(1−x) (:func:`taylor_series`, :func:`pade_series`), which
-``backward.py`` registers with one decorator line; :func:`series_k` turns g into K. The sign/tie
+``eigen_rules.py`` registers with one decorator line; :func:`series_k` turns g into K. The sign/tie
 conventions follow the official code (KingJamesSong/DifferentiableSVD): K_ij = +g(x)/λ_i when
 λ_i ≥ λ_j and −g(x)/λ_j otherwise, with x = λ_small/λ_large, so at equal eigenvalues
 K_ij = K_ji = g(1)/λ.

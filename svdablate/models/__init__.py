@@ -1,18 +1,11 @@
-"""svdablate.models: backbones with an SVD meta-layer (dbn, gcp) and the datasets."""
+"""svdablate.models: the networks, each a backbone with one SVD meta-layer (dbn, gcp).
 
-from svdablate.models.data import DATASETS, DataError, DataInfo, build_datasets
-from svdablate.models.metalayer import CovariancePooling, ZCAWhitening
-from svdablate.models.networks import APPLICATIONS, MODELS, SVDNet, build_model
+``svdnet.py`` (the model contract) · ``convnet.py`` (the CPU convnet) · ``torchvision_backbones.py``
+(ResNets, AlexNet) · ``registry.py`` (``MODELS``, options, ``build_model``). The meta-layer modules
+live in ``svdablate.metalayers``, the datasets in ``svdablate.data``.
+"""
 
-__all__ = [
-    "APPLICATIONS",
-    "DATASETS",
-    "MODELS",
-    "CovariancePooling",
-    "DataError",
-    "DataInfo",
-    "SVDNet",
-    "ZCAWhitening",
-    "build_datasets",
-    "build_model",
-]
+from svdablate.models.registry import MODELS, build_model
+from svdablate.models.svdnet import APPLICATIONS, SVDNet
+
+__all__ = ["APPLICATIONS", "MODELS", "SVDNet", "build_model"]

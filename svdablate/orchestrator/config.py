@@ -138,7 +138,7 @@ class TrialConfig(BaseModel):
     @field_validator("dataset", "fake_like")
     @classmethod
     def _known_dataset(cls, value: str | None) -> str | None:
-        from svdablate.models import DATASETS  # moves to svdablate.data
+        from svdablate.data import DATASETS
 
         return None if value is None else _one_of(value, DATASETS, "dataset")
 

@@ -63,7 +63,7 @@ class StudyOutcome:
 
 def check_data(configs: list[TrialConfig]) -> None:
     """Open every dataset of the grid once on the driver, so a bad --data-dir fails before Ray."""
-    from svdablate.models import DataError, build_datasets
+    from svdablate.data import DataError, build_datasets
 
     seen = set()
     for config in configs:

@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from svdablate.data import build_datasets
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.models import build_datasets, build_model
+from svdablate.data import build_datasets
+from svdablate.models import build_model
 from svdablate.schema import Metric
 from svdablate.treatments import attach_treatments
 

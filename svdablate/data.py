@@ -2,7 +2,8 @@
 
 ``build_datasets(name, ...) -> (train, val, DataInfo)``. Each builder checks its data directory
 before loading anything and raises ``DataError`` (one line naming the expected layout) when it is
-missing or malformed. The splits never depend on ``seed``: every trial of a grid sees the same data.
+missing or malformed. The splits are fixed (no seed): every trial of a grid sees the same data, so
+rows stay paired.
 """
 
 from __future__ import annotations
@@ -294,11 +295,9 @@ def build_datasets(
     data_dir: str | Path | None = None,
     download: bool = False,
     smoke: bool = False,
-    seed: int = 0,
     like: str | None = None,
 ) -> tuple[Dataset, Dataset, DataInfo]:
-    """(train, val, DataInfo) of ``name``; ``like`` picks what ``fake`` mimics; ``seed`` never
-    changes the data (every trial of a grid sees the same split, so rows stay paired)."""
+    """(train, val, DataInfo) of ``name``; ``like`` picks what ``fake`` mimics (``fake-<name>``)."""
     key = name.lower().replace(":", "-")
     if key == "fake" and like:
         key = f"fake-{like.lower()}"

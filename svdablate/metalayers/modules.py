@@ -1,8 +1,8 @@
 """The two SVD meta-layer modules: ZCA whitening (decorrelated BN) and global covariance pooling.
 
-Both call `svdablate.metalayers` at forward time (``inv_sqrtm`` / ``sqrtm`` / ``covariance`` /
+Both call this package's functions at forward time (``inv_sqrtm`` / ``sqrtm`` / ``covariance`` /
 ``spectrum_stats``), compute in the meta-layer's precision and cast back to the input's dtype.
-Solver failures surface as ``metalayers.MetaLayerFailure`` and are not caught here.
+Solver failures surface as ``MetaLayerFailure`` and are not caught here.
 """
 
 from __future__ import annotations
@@ -12,13 +12,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from svdablate import metalayers as ml
+from .api import covariance, inv_sqrtm, spectrum_stats, sqrtm
+from .registry import resolve_method
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
 class _MetaLayerBase(nn.Module):
-    """Shared state of the meta-layers: settable method/precision, optional spectrum telemetry."""
+    """Shared state of the meta-layers: settable method/precision, optional spectrum telemetry.
+
+    With ``record_stats`` on, each training forward sets ``last_stats`` to the medians over the
+    batch of matrices of ``kappa`` (κ = λmax/λmin of the covariance P of eq. 2, float64) and
+    ``lambda_ratio`` (λ1/λ2 of P); ZCA whitening adds ``kappa_ridged`` (κ of P + εI, the matrix
+    its solver sees). Eigenvalues are floored at float64 eps (:func:`spectrum_stats`).
+    """
 
     def __init__(self, method: str, precision: str, opts: dict[str, Any] | None) -> None:
         super().__init__()
@@ -35,7 +42,7 @@ class _MetaLayerBase(nn.Module):
 
     @method.setter
     def method(self, name: str) -> None:
-        self._method = ml.resolve_method(name)
+        self._method = resolve_method(name)
 
     @property
     def precision(self) -> str:
@@ -57,8 +64,12 @@ class _MetaLayerBase(nn.Module):
         """Apply ``fn`` (sqrtm/inv_sqrtm) to P with the current method, precision and options."""
         return fn(P, self._method, **{**self.opts, "precision": self._precision})
 
-    def _maybe_record(self, P: torch.Tensor) -> None:
-        """Store median κ and λ1/λ2 of the batch of matrices P when ``record_stats`` is on."""
+    def _maybe_record(self, P: torch.Tensor, ridge: float | None = None) -> None:
+        """Store the batch medians of :func:`spectrum_stats` of P when ``record_stats`` is on.
+
+        P is the covariance of eq. 2 (before any ridge); with ``ridge`` = ε the stats also hold
+        ``kappa_ridged``, κ of P + εI, from the same eigendecomposition.
+        """
         if not (self.record_stats and self.training):
             return
         self.last_stats = None
@@ -67,13 +78,10 @@ class _MetaLayerBase(nn.Module):
             if not bool(torch.isfinite(P64).all()):
                 return  # the solver reports the failure; telemetry must not crash the step
             try:
-                stats = ml.spectrum_stats(P64)
+                stats = spectrum_stats(P64, ridge=ridge)
             except (RuntimeError, torch.linalg.LinAlgError):
                 return
-            self.last_stats = {
-                "kappa": float(stats["kappa"].reshape(-1).median().item()),
-                "lambda_ratio": float(stats["lambda_ratio"].reshape(-1).median().item()),
-            }
+            self.last_stats = {k: float(v.reshape(-1).median().item()) for k, v in stats.items()}
 
     def extra_repr(self) -> str:
         return f"method={self._method!r}, precision={self._precision!r}"
@@ -129,9 +137,9 @@ class ZCAWhitening(_MetaLayerBase):
             Xc = Xc - mu
             d = Xc.shape[1]
             eye = torch.eye(d, dtype=Xc.dtype, device=Xc.device)
-            P = Xc @ Xc.transpose(1, 2) / Xc.shape[-1] + self.eps * eye
-            self._maybe_record(P)
-            S = self._solve(ml.inv_sqrtm, P)
+            cov = Xc @ Xc.transpose(1, 2) / Xc.shape[-1]  # P of eq. 2
+            self._maybe_record(cov, ridge=self.eps)
+            S = self._solve(inv_sqrtm, cov + self.eps * eye)
             y = (S @ Xc).to(x.dtype)
             with torch.no_grad():
                 m = self.momentum
@@ -185,9 +193,9 @@ class CovariancePooling(_MetaLayerBase):
         """(B, C, H, W) → (B, d(d+1)/2): upper triangle of the covariance's square root."""
         z = self.relu(self.bn(self.conv(x)))
         X = z.flatten(2).to(self.compute_dtype)
-        P = ml.covariance(X)
+        P = covariance(X)
         self._maybe_record(P)
-        Q = self._solve(ml.sqrtm, P)
+        Q = self._solve(sqrtm, P)
         return Q[:, self.triu_rows, self.triu_cols].to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,77 @@
+"""The model contract: ``SVDNet`` (a backbone plus its two handles) and its meta-layer from options.
+
+Every builder (``convnet.py``, ``torchvision_backbones.py``) returns an ``SVDNet``: the backbone
+plus ``pre_svd_layer`` (the conv whose output feeds the meta-layer; treatments attach to it) and
+``metalayer`` (``ZCAWhitening`` for ``dbn``, ``CovariancePooling`` for ``gcp``), both resolved by
+module path (``get_submodule``) at each access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from svdablate.metalayers import CovariancePooling, ZCAWhitening
+
+__all__ = ["APPLICATIONS", "SVDNet", "gcp_from_options", "zca_from_options"]
+
+APPLICATIONS = ("dbn", "gcp")
+
+
+class SVDNet(nn.Module):
+    """A backbone with one meta-layer; ``pre_svd_layer`` and ``metalayer`` resolve by path."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        *,
+        pre_svd_path: str,
+        metalayer_path: str,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.pre_svd_path = pre_svd_path
+        self.metalayer_path = metalayer_path
+        self.body.get_submodule(pre_svd_path)
+        self.body.get_submodule(metalayer_path)
+
+    @property
+    def pre_svd_layer(self) -> nn.Module:
+        """The Pre-SVD conv (its output is what the meta-layer's covariance is taken of)."""
+        return self.body.get_submodule(self.pre_svd_path)
+
+    @property
+    def metalayer(self) -> ZCAWhitening | CovariancePooling:
+        """The ZCA whitening (dbn) or covariance pooling (gcp) module."""
+        return self.body.get_submodule(self.metalayer_path)  # type: ignore[return-value]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of the backbone."""
+        return self.body(x)
+
+
+def zca_from_options(channels: int, method: str, precision: str, o: dict[str, Any]) -> ZCAWhitening:
+    """The dbn meta-layer on ``channels`` with the model options ``o``."""
+    return ZCAWhitening(
+        channels,
+        method=method,
+        precision=precision,
+        groups=int(o["groups"]),
+        eps=float(o["eps"]),
+        momentum=float(o["momentum"]),
+        opts=o["metalayer_opts"],
+    )
+
+
+def gcp_from_options(
+    channels: int, method: str, precision: str, o: dict[str, Any]
+) -> CovariancePooling:
+    """The gcp head on ``channels`` with the model options ``o``."""
+    return CovariancePooling(
+        channels,
+        reduction_dim=int(o["reduction_dim"]),
+        method=method,
+        precision=precision,
+        opts=o["metalayer_opts"],
+    )

@@ -1,0 +1,116 @@
+"""torchvision backbones with a meta-layer: ResNet-18/50/101 and AlexNet (both papers' networks).
+
+dbn: ZCA whitening replaces the stem's BN; gcp: covariance pooling replaces the average pool (the
+1×1 reduction conv of the head is the Pre-SVD layer). Images up to ``SMALL_IMAGE_MAX`` pixels get
+the CIFAR stem (3×3 stride-1 conv, no max-pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+from torchvision import models as tvm
+
+from .svdnet import SVDNet, gcp_from_options, zca_from_options
+
+__all__ = ["SMALL_IMAGE_MAX", "build_alexnet", "resnet_builder"]
+
+SMALL_IMAGE_MAX = 64  # images up to this size get the CIFAR stem (3×3 stride-1 conv, no max-pool)
+
+
+def _stem_conv(in_channels: int, image_size: int) -> nn.Conv2d | None:
+    """CIFAR stem for small images, or an ImageNet stem re-made for a non-RGB input."""
+    if image_size <= SMALL_IMAGE_MAX:
+        conv = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    elif in_channels != 3:
+        conv = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    else:
+        return None
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def resnet_builder(factory: Callable[..., tvm.ResNet]) -> Callable[..., SVDNet]:
+    """A builder for the torchvision ResNet ``factory`` makes (resnet18, resnet50, resnet101)."""
+
+    def build(
+        application: str,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        method: str,
+        precision: str,
+        o: dict[str, Any],
+    ) -> SVDNet:
+        """torchvision ResNet; dbn: ZCA replaces bn1; gcp: covariance pooling replaces avgpool."""
+        net = factory(weights=None, num_classes=num_classes)
+        stem = _stem_conv(in_channels, image_size)
+        if stem is not None:
+            net.conv1 = stem
+        if image_size <= SMALL_IMAGE_MAX:
+            net.maxpool = nn.Identity()
+        if application == "dbn":
+            net.bn1 = zca_from_options(64, method, precision, o)
+            return SVDNet(net, pre_svd_path="conv1", metalayer_path="bn1")
+        if o["layer4_stride1"]:
+            for m in net.layer4[0].modules():
+                if isinstance(m, nn.Conv2d) and m.stride != (1, 1):
+                    m.stride = (1, 1)
+        head = gcp_from_options(net.fc.in_features, method, precision, o)
+        net.avgpool = head
+        net.fc = nn.Linear(head.output_dim, num_classes)
+        return SVDNet(
+            net,
+            pre_svd_path="avgpool.conv",
+            metalayer_path="avgpool",
+        )
+
+    return build
+
+
+def build_alexnet(
+    application: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    method: str,
+    precision: str,
+    o: dict[str, Any],
+) -> SVDNet:
+    """torchvision AlexNet features (BN after each conv, as the ICCV'21 code) as GCP backbone."""
+    net = tvm.alexnet(weights=None, num_classes=num_classes)
+    layers = list(net.features.children())
+    if image_size <= SMALL_IMAGE_MAX or in_channels != 3:
+        k, s, p = (3, 1, 1) if image_size <= SMALL_IMAGE_MAX else (11, 4, 2)
+        layers[0] = nn.Conv2d(in_channels, layers[0].out_channels, k, stride=s, padding=p)
+    if o["alexnet_bn"]:
+        with_bn: list[nn.Module] = []
+        for m in layers:
+            with_bn.append(m)
+            if isinstance(m, nn.Conv2d):
+                with_bn.append(nn.BatchNorm2d(m.out_channels))
+        layers = with_bn
+    if application == "dbn":
+        stem_out = layers[0].out_channels
+        zca = zca_from_options(stem_out, method, precision, o)
+        if o["alexnet_bn"]:
+            layers[1] = zca
+        else:
+            layers.insert(1, zca)
+        net.features = nn.Sequential(*layers)
+        return SVDNet(
+            net,
+            pre_svd_path="features.0",
+            metalayer_path="features.1",
+        )
+    net.features = nn.Sequential(*layers[:-1])  # the last max-pool is dropped (as in MPN-COV)
+    head = gcp_from_options(256, method, precision, o)
+    net.avgpool = head
+    net.classifier = nn.Linear(head.output_dim, num_classes)
+    return SVDNet(
+        net,
+        pre_svd_path="avgpool.conv",
+        metalayer_path="avgpool",
+    )
