@@ -511,22 +511,45 @@ def test_soc_jacobian_is_orthogonal(name):
         assert torch.allclose(Jt_g.flatten(1).norm(dim=1), g.flatten(1).norm(dim=1), rtol=1e-4)
 
 
-def test_soc_is_exp_of_a_skew_symmetric_conv():
-    """The dense operator: L⋆ is skew-symmetric and the layer's Jacobian is exp(L⋆) restricted to
-    the real input channels (float64, 10 terms: to 1e-7)."""
+@pytest.mark.parametrize("c_in,c_out", [(2, 4), (4, 2)])
+def test_soc_is_exp_of_a_skew_symmetric_conv(c_in, c_out):
+    """The dense operator (float64, 10 terms: to 1e-7): L⋆ is skew-symmetric and the Jacobian is
+    exp(L⋆) with the input zero-padded after its channels (columns of the first C_in channels) and
+    the output's first C_out channels kept (rows), as the official code: JᵀJ = I or JJᵀ = I."""
     torch.manual_seed(15)
-    soc, _ = _soc(nn.Conv2d(2, 4, 3, padding=1, bias=False).double())
+    soc, _ = _soc(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False).double())
     soc.eval()
-    M, H = 4, 4
+    M, H = max(c_in, c_out), 4
     L = soc.scaled_skew_kernel().detach()
     basis = torch.eye(M * H * H, dtype=torch.float64).reshape(-1, M, H, H)
     A = torch.nn.functional.conv2d(basis, L, padding=1).reshape(M * H * H, -1).T  # column j = L⋆e_j
     assert torch.allclose(A, -A.T, atol=1e-14)
-    x_basis = torch.eye(2 * H * H, dtype=torch.float64).reshape(-1, 2, H, H)
-    J = soc(x_basis).reshape(2 * H * H, -1).T
-    expected = torch.linalg.matrix_exp(A)[:, : 2 * H * H]
-    assert torch.allclose(J, expected, atol=1e-7)
-    assert torch.allclose(J.T @ J, torch.eye(2 * H * H, dtype=torch.float64), atol=1e-7)
+    n_in, n_out = c_in * H * H, c_out * H * H
+    x_basis = torch.eye(n_in, dtype=torch.float64).reshape(-1, c_in, H, H)
+    J = soc(x_basis).reshape(n_in, -1).T
+    assert torch.allclose(J, torch.linalg.matrix_exp(A)[:n_out, :n_in], atol=1e-7)
+    gram = J.T @ J if c_out >= c_in else J @ J.T
+    assert torch.allclose(gram, torch.eye(min(n_in, n_out), dtype=torch.float64), atol=1e-7)
+
+
+def test_soc_sigma_is_the_smallest_fantastic_four_norm():
+    """σ (converged power iteration) = min over the four reshapes of the skew kernel L (out, in,
+    h, w) of their spectral norms: (out·h)×(in·w), (out·w)×(in·h), out×(in·h·w), in×(out·h·w)."""
+    torch.manual_seed(20)
+    opts = SOCOptions(init_iters=300)
+    soc = SkewOrthogonalConv2d(3, 6, (5, 3), bias=False, options=opts, dtype=torch.float64)
+    soc.eval()
+    L = 0.5 * (soc.kernel - soc.kernel.transpose(0, 1).flip(2, 3)).detach()
+    o, i, h, w = L.shape
+    reshapes = [
+        torch.einsum("oihw->ohiw", L).reshape(o * h, i * w),
+        torch.einsum("oihw->owih", L).reshape(o * w, i * h),
+        L.reshape(o, i * h * w),
+        torch.einsum("oihw->iohw", L).reshape(i, o * h * w),
+    ]
+    sigma = min(float(torch.linalg.matrix_norm(R, ord=2)) for R in reshapes)
+    scaled = soc.scaled_skew_kernel().detach()
+    assert torch.allclose(scaled, soc.correction * L / sigma, rtol=1e-6)
 
 
 def test_soc_options_named_with_official_defaults():

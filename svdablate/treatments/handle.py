@@ -189,10 +189,11 @@ def attach_treatments(
     once, before the optimizer is built, then install ``handle.layer`` where ``layer`` was (it is
     ``layer`` itself unless OW runs as SOC). SN and OW re-parametrize the weight in place (the
     free parameter becomes ``layer.parametrizations.weight.original``); OW starts from an
-    orthogonalised copy of the current weight (torch's trivialization ``base``; the free parameter
-    starts at 0). With ``ow_map="soc"``, OW builds a :class:`SkewOrthogonalConv2d` of the same
-    shape (ValueError, naming the fix, for a layer SOC cannot represent, and with SN or OL, which
-    act on a weight matrix SOC does not have); its kernel starts from SOC's random init.
+    orthogonalised copy of the current weight (torch's trivialization ``base``; the free
+    parameter starts at −I, whose skew part is 0). With ``ow_map="soc"``, OW builds a
+    :class:`SkewOrthogonalConv2d` of the same shape (ValueError, naming the fix, for a layer SOC
+    cannot represent, and with SN or OL, which act on a weight matrix SOC does not have); its
+    kernel starts from SOC's random init.
     """
     if not isinstance(layer, (nn.Conv2d, nn.Linear)):
         raise TypeError(

@@ -166,9 +166,11 @@ class SkewOrthogonalConv2d(nn.Module):
 
     @classmethod
     def from_conv(cls, conv: nn.Module, options: SOCOptions | None = None) -> SkewOrthogonalConv2d:
-        """The SOC layer with ``conv``'s shape (and a copy of its bias); ValueError if it has none.
+        """The SOC layer with ``conv``'s channels, kernel size and a copy of its bias.
 
-        The kernel starts from SOC's own random init (as the official code), not from conv's weight.
+        ValueError, naming the fix, when SOC cannot represent ``conv`` (stride ≠ 1, even kernel,
+        padding other than zero "same", dilation, groups). The kernel starts from SOC's own
+        random init (as the official code), not from conv's weight.
         """
         fix = "; use ow_map='matrix_exp' for this layer"
         if not isinstance(conv, nn.Conv2d):
