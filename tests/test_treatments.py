@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from svdablate.schema import TREATMENT_ORDER
 from svdablate.treatments import (
-    CANONICAL_ORDER,
     TREATMENTS,
+    SkewOrthogonalConv2d,
+    SOCOptions,
     Treatment,
     attach_treatments,
     combination_warning,
@@ -19,6 +21,7 @@ from svdablate.treatments import (
     optimal_lr,
     parse_treatments,
 )
+from svdablate.treatments.registry import check_registry_order
 
 ECCV22_ROWS = [
     "",
@@ -250,7 +253,6 @@ def test_set_learning_rate_olr_sets_only_pre_svd_group(sign, base_lr, expected):
     lin.weight.grad = sign * lin.weight.detach().clone()  # l = ±w: η* = ±1/3 exactly
     lr = h.set_learning_rate(opt, base_lr)
     assert lr == pytest.approx(expected)
-    assert h.last_optimal_lr == pytest.approx(sign / 3)
     assert [g["lr"] for g in opt.param_groups] == [0.05, pytest.approx(expected), 0.02]
 
 
@@ -258,13 +260,38 @@ def test_set_learning_rate_olr_random_matches_eq21():
     conv, h = _conv_step("NOG+OW+OLR")
     h.after_backward()
     opt = _optimizer_with_groups(h, nn.Linear(2, 2), nn.Linear(2, 2))
+    free = conv.parametrizations.weight.original
+    with torch.no_grad():
+        free.normal_()  # torch's trivialization starts it at -I (its forward ignores that)
     for base_lr in (1.0, 1e-3):
         lr = h.set_learning_rate(opt, base_lr)
-        eta = optimal_lr(h.effective_weight(), conv.parametrizations.weight.original.grad)
+        eta = optimal_lr(free, free.grad)
         assert lr == pytest.approx(olr_switch(eta, base_lr))
         assert lr in (pytest.approx(eta), base_lr)
         assert opt.param_groups[1]["lr"] == lr
         assert [opt.param_groups[i]["lr"] for i in (0, 2)] == [0.05, 0.02]
+
+
+@pytest.mark.parametrize(
+    "row,ow_map", [("OW+OLR", "matrix_exp"), ("SN+OLR", "matrix_exp"), ("OW+OLR", "soc")]
+)
+def test_olr_uses_the_free_parameter_and_its_gradient(row, ow_map):
+    """OLR in one space (official script): η* = η*(free parameter, its gradient), not η* of the
+    effective (orthogonal / spectrally normalised) weight with the free parameter's gradient."""
+    torch.manual_seed(13)
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    h = attach_treatments(conv, row, ow_map=ow_map)
+    free = h.weight_parameter()
+    assert free is not getattr(h.layer, "weight", None)
+    with torch.no_grad():
+        free.normal_()
+    free.grad = free.detach() + 0.3 * torch.randn_like(free)  # lᵀw > 0: η* ≈ 1/3, inside (0, 10)
+    opt = torch.optim.SGD([{"params": h.parameters()}], lr=10.0)
+    lr = h.set_learning_rate(opt, 10.0)
+    assert lr == pytest.approx(optimal_lr(free, free.grad), rel=1e-9)
+    assert 0.1 < lr < 1.0
+    if ow_map != "soc":  # what the effective-weight convention would have given
+        assert lr != pytest.approx(optimal_lr(h.effective_weight(), free.grad), rel=1e-2)
 
 
 def test_set_learning_rate_without_olr_is_base_lr():
@@ -385,7 +412,7 @@ def test_ow_is_on_the_matrix_not_on_the_kernels():
 
 
 def test_ow_map_validated():
-    with pytest.raises(ValueError, match="matrix_exp, cayley"):
+    with pytest.raises(ValueError, match="matrix_exp, cayley, soc"):
         attach_treatments(nn.Linear(3, 3), "OW", ow_map="householder-ish")
 
 
@@ -438,11 +465,225 @@ def test_ol_gradient_matches_finite_differences():
 
 
 # ---------------------------------------------------------------------------------------------
+# OW as Skew Orthogonal Convolution (ow_map="soc"; ECCV'22 ref. [43], the official code's operator)
+
+#: the project's Pre-SVD convs SOC can represent: convnet stems (dbn), the CIFAR ResNet/AlexNet
+#: stems (dbn) and the GCP 1×1 reductions (C_out < C_in, = and a small one with C_out > C_in)
+SOC_LAYERS = {
+    "convnet-stem-3to16-5x5": lambda: nn.Conv2d(3, 16, 5, padding=2, bias=False),
+    "convnet-stem-1to16-5x5": lambda: nn.Conv2d(1, 16, 5, padding=2, bias=False),
+    "resnet-cifar-stem-3to64": lambda: nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False),
+    "alexnet-cifar-stem-3to64-bias": lambda: nn.Conv2d(3, 64, 3, padding=1),
+    "gcp-2048to256-1x1": lambda: nn.Conv2d(2048, 256, 1, bias=False),
+    "gcp-512to256-1x1": lambda: nn.Conv2d(512, 256, 1, bias=False),
+    "gcp-256to256-1x1": lambda: nn.Conv2d(256, 256, 1, bias=False),
+    "convnet-gcp-64to32-1x1": lambda: nn.Conv2d(64, 32, 1, bias=False),
+}
+
+
+def _soc(conv: nn.Conv2d, row: str = "OW") -> tuple[SkewOrthogonalConv2d, object]:
+    h = attach_treatments(conv, row, ow_map="soc")
+    assert isinstance(h.layer, SkewOrthogonalConv2d) and h.layer is not conv
+    return h.layer, h
+
+
+@pytest.mark.parametrize("name", list(SOC_LAYERS))
+def test_soc_jacobian_is_orthogonal(name):
+    """Eval (10 Taylor terms), float32: C_out ≥ C_in: ‖y − b‖ = ‖x‖ (the input, zero-padded to
+    C_out channels, keeps its norm and exp(L⋆) is orthogonal); C_out < C_in: y = the first C_out
+    channels of exp(L⋆)x, so ‖y‖ ≤ ‖x‖ and the Jacobian has orthonormal rows: ‖Jᵀg‖ = ‖g‖."""
+    torch.manual_seed(14)
+    conv = SOC_LAYERS[name]()
+    soc, _ = _soc(conv)
+    assert (soc.in_channels, soc.out_channels) == (conv.in_channels, conv.out_channels)
+    soc.eval()
+    x = torch.randn(3, conv.in_channels, 8, 8, requires_grad=True)
+    y = soc(x)
+    assert y.shape == conv(x).shape
+    lin = y if soc.bias is None else y - soc.bias.view(1, -1, 1, 1)
+    x_norm, y_norm = x.detach().flatten(1).norm(dim=1), lin.detach().flatten(1).norm(dim=1)
+    if conv.out_channels >= conv.in_channels:
+        assert torch.allclose(y_norm, x_norm, rtol=1e-4, atol=0)
+    else:
+        assert (y_norm < x_norm).all()
+        g = torch.randn_like(y)
+        (Jt_g,) = torch.autograd.grad(y, x, g)
+        assert torch.allclose(Jt_g.flatten(1).norm(dim=1), g.flatten(1).norm(dim=1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("c_in,c_out", [(2, 4), (4, 2)])
+def test_soc_is_exp_of_a_skew_symmetric_conv(c_in, c_out):
+    """The dense operator (float64, 10 terms: to 1e-7): L⋆ is skew-symmetric and the Jacobian is
+    exp(L⋆) with the input zero-padded after its channels (columns of the first C_in channels) and
+    the output's first C_out channels kept (rows), as the official code: JᵀJ = I or JJᵀ = I."""
+    torch.manual_seed(15)
+    soc, _ = _soc(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False).double())
+    soc.eval()
+    M, H = max(c_in, c_out), 4
+    L = soc.scaled_skew_kernel().detach()
+    basis = torch.eye(M * H * H, dtype=torch.float64).reshape(-1, M, H, H)
+    A = torch.nn.functional.conv2d(basis, L, padding=1).reshape(M * H * H, -1).T  # column j = L⋆e_j
+    assert torch.allclose(A, -A.T, atol=1e-14)
+    n_in, n_out = c_in * H * H, c_out * H * H
+    x_basis = torch.eye(n_in, dtype=torch.float64).reshape(-1, c_in, H, H)
+    J = soc(x_basis).reshape(n_in, -1).T
+    assert torch.allclose(J, torch.linalg.matrix_exp(A)[:n_out, :n_in], atol=1e-7)
+    gram = J.T @ J if c_out >= c_in else J @ J.T
+    assert torch.allclose(gram, torch.eye(min(n_in, n_out), dtype=torch.float64), atol=1e-7)
+
+
+def test_soc_sigma_is_the_smallest_fantastic_four_norm():
+    """σ (converged power iteration) = min over the four reshapes of the skew kernel L (out, in,
+    h, w) of their spectral norms: (out·h)×(in·w), (out·w)×(in·h), out×(in·h·w), in×(out·h·w)."""
+    torch.manual_seed(20)
+    opts = SOCOptions(init_iters=300)
+    soc = SkewOrthogonalConv2d(3, 6, (5, 3), bias=False, options=opts, dtype=torch.float64)
+    soc.eval()
+    L = 0.5 * (soc.kernel - soc.kernel.transpose(0, 1).flip(2, 3)).detach()
+    o, i, h, w = L.shape
+    reshapes = [
+        torch.einsum("oihw->ohiw", L).reshape(o * h, i * w),
+        torch.einsum("oihw->owih", L).reshape(o * w, i * h),
+        L.reshape(o, i * h * w),
+        torch.einsum("oihw->iohw", L).reshape(i, o * h * w),
+    ]
+    sigma = min(float(torch.linalg.matrix_norm(R, ord=2)) for R in reshapes)
+    scaled = soc.scaled_skew_kernel().detach()
+    assert torch.allclose(scaled, soc.correction * L / sigma, rtol=1e-6)
+
+
+def test_soc_options_named_with_official_defaults():
+    opts = SOCOptions()
+    assert (opts.train_terms, opts.eval_terms) == (5, 10)
+    assert (opts.init_iters, opts.update_iters, opts.update_freq) == (50, 1, 200)
+    assert (opts.correction, opts.correction_1x1) == (0.7, 1.0)
+    torch.manual_seed(16)
+    stem, _ = _soc(nn.Conv2d(3, 16, 5, padding=2, bias=False))
+    reduction, _ = _soc(nn.Conv2d(64, 32, 1, bias=False))
+    assert (stem.correction, reduction.correction) == (0.7, 1.0)
+    # σ bounds the 1×1 operator's norm exactly (one reshape is the matrix): ‖scaled L‖₂ ≈ 1
+    L = reduction.scaled_skew_kernel().detach()[:, :, 0, 0]
+    assert torch.linalg.matrix_norm(L, ord=2).item() == pytest.approx(1.0, abs=0.05)
+    # fewer Taylor terms in training: the norm is kept less precisely (‖L‖ ≈ 1.6 for this stem)
+    x = torch.randn(4, 3, 8, 8)
+    errs = {}
+    for mode in ("train", "eval"):
+        getattr(stem, mode)()
+        with torch.no_grad():
+            y = stem(x)
+        errs[mode] = float((y.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1) - 1).abs().max())
+    assert errs["eval"] < 1e-5 < errs["train"] < 1e-2
+    custom, _ = (
+        SkewOrthogonalConv2d(3, 16, (5, 5), bias=False, options=SOCOptions(eval_terms=2)),
+        None,
+    )
+    custom.eval()
+    with torch.no_grad():
+        assert abs(float(custom(x).norm() / x.norm()) - 1) > 1e-3  # 2 terms: visibly not exact
+    with pytest.raises(ValueError, match="train_terms"):
+        SOCOptions(train_terms=0)
+    with pytest.raises(ValueError, match="correction"):
+        SOCOptions(correction=float("nan"))
+
+
+@pytest.mark.parametrize("row", ["OW", "NOG+OW", "NOG+OW+OLR"])
+def test_soc_gradient_nog_and_olr_act_on_the_free_kernel(row):
+    torch.manual_seed(17)
+    conv = nn.Conv2d(3, 16, 5, padding=2, bias=False)
+    soc, h = _soc(conv, row)
+    kernel = soc.kernel
+    assert kernel.shape == (16, 16, 5, 5)
+    assert h.weight_parameter() is kernel
+    assert [id(p) for p in h.parameters()] == [id(kernel)]  # buffers are not parameters
+    x = torch.randn(8, 3, 8, 8)
+    (soc(x).tanh() ** 2).mean().backward()
+    assert kernel.grad is not None and torch.isfinite(kernel.grad).all()
+    assert kernel.grad.abs().sum() > 0
+    raw = kernel.grad.clone()
+    h.after_backward()
+    G = kernel.grad.reshape(16, -1)
+    if "NOG" in row:
+        sv = torch.linalg.svdvals(G)
+        assert torch.allclose(sv, torch.ones_like(sv), atol=1e-5)
+        assert torch.allclose(G, nearest_orthogonal(raw).reshape(16, -1))
+    else:
+        assert torch.equal(kernel.grad, raw)
+    opt = torch.optim.SGD([{"params": h.parameters()}], lr=10.0)
+    lr = h.set_learning_rate(opt, 10.0)
+    expected = olr_switch(optimal_lr(kernel, kernel.grad), 10.0) if "OLR" in row else 10.0
+    assert lr == pytest.approx(expected, rel=1e-9)
+    before = kernel.detach().clone()
+    opt.step()
+    assert not torch.equal(kernel.detach(), before)
+
+
+def test_soc_state_dict_round_trip():
+    torch.manual_seed(18)
+    a, _ = _soc(nn.Conv2d(3, 8, 3, padding=1))
+    b, _ = _soc(nn.Conv2d(3, 8, 3, padding=1))
+    x = torch.randn(2, 3, 6, 6)
+    a.train()
+    for _ in range(3):  # moves the power-iteration buffers and the step counter
+        a(x)
+    keys = set(a.state_dict())
+    assert {"kernel", "bias", "num_updates", "u1", "v4"} <= keys
+    assert int(a.num_updates) == 3
+    b.load_state_dict(a.state_dict())
+    for mode in ("train", "eval"):
+        getattr(a, mode)()
+        getattr(b, mode)()
+        assert torch.equal(a(x), b(x))
+    assert int(b.num_updates) == int(a.num_updates) == 4
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), "stride"),  # ImageNet ResNet
+        (lambda: nn.Conv2d(3, 64, 11, stride=4, padding=2), "stride"),  # ImageNet AlexNet
+        (lambda: nn.Conv2d(3, 8, 4, padding=2), "odd kernel"),
+        (lambda: nn.Conv2d(3, 8, 3), "padding"),
+        (lambda: nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular"), "padding"),
+        (lambda: nn.Conv2d(4, 8, 3, padding=2, dilation=2), "dilation"),
+        (lambda: nn.Conv2d(4, 8, 3, padding=1, groups=2), "groups"),
+        (lambda: nn.Linear(8, 8), "nn.Conv2d"),
+    ],
+)
+def test_soc_rejects_layers_it_cannot_represent(make, match):
+    with pytest.raises(ValueError, match=match) as info:
+        attach_treatments(make(), "NOG+OW", ow_map="soc")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.endswith("use ow_map='matrix_exp' for this layer")
+
+
+@pytest.mark.parametrize("row", ["SN+OW", "OL+OW", "NOG+SN+OW"])
+def test_soc_rejects_treatments_on_the_weight_matrix(row):
+    with pytest.raises(ValueError, match="use ow_map='matrix_exp'"):
+        attach_treatments(nn.Conv2d(3, 8, 3, padding=1), row, ow_map="soc")
+
+
+def test_soc_only_with_ow_and_same_layer_otherwise():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    h = attach_treatments(conv, "NOG+OLR", ow_map="soc")  # no OW: the map is not used
+    assert h.layer is conv and h.weight_parameter() is conv.weight
+    h2 = attach_treatments(nn.Conv2d(3, 8, 3, stride=2), "NOG", ow_map="soc")
+    assert isinstance(h2.layer, nn.Conv2d)
+    with pytest.raises(ValueError, match="weight matrix"):
+        attach_treatments(nn.Conv2d(3, 8, 3, padding=1), "OW", ow_map="soc").effective_weight()
+
+
+# ---------------------------------------------------------------------------------------------
 # parsing, registry, warnings, attach errors
 
 
-def test_registry_and_canonical_order():
-    assert tuple(TREATMENTS) == CANONICAL_ORDER == ("NOG", "SN", "OL", "OW", "OLR")
+def test_registry_follows_schema_treatment_order():
+    assert tuple(TREATMENTS) == TREATMENT_ORDER == ("NOG", "SN", "OL", "OW", "OLR")
+    check_registry_order(TREATMENTS, TREATMENT_ORDER)
+    swapped = dict(reversed(list(TREATMENTS.items())))
+    with pytest.raises(RuntimeError, match="TREATMENT_ORDER"):
+        check_registry_order(swapped, TREATMENT_ORDER)
+    with pytest.raises(RuntimeError, match="TREATMENT_ORDER"):
+        check_registry_order({**TREATMENTS, "HALF": Treatment}, TREATMENT_ORDER)
 
 
 @pytest.mark.parametrize(
@@ -550,11 +791,32 @@ class _StandIn(nn.Module):
         return self.fc(cov.flatten(1))
 
 
-@pytest.mark.parametrize("row", ECCV22_ROWS, ids=[r or "SVD" for r in ECCV22_ROWS])
-def test_three_step_sgd_each_row(row):
+#: every ECCV'22 row with the matrix form of OW, and the rows SOC can run (OW without SN or OL)
+ROW_CASES = [(r, "matrix_exp") for r in ECCV22_ROWS] + [
+    (r, "soc") for r in ECCV22_ROWS if "OW" in r and "SN" not in r and "OL+" not in r + "+"
+]
+
+
+def _assert_soc_norm_preserving(layer: nn.Module, in_channels: int) -> None:
+    """Eval-mode SOC with C_out ≥ C_in: ‖y − b‖ = ‖x‖ to 1e-4."""
+    assert isinstance(layer, SkewOrthogonalConv2d)
+    was_training = layer.training
+    layer.eval()
+    x = torch.randn(4, in_channels, 8, 8)
+    with torch.no_grad():
+        y = layer(x)
+        if layer.bias is not None:
+            y = y - layer.bias.view(1, -1, 1, 1)
+    layer.train(was_training)
+    assert torch.allclose(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("row,ow_map", ROW_CASES, ids=[f"{r or 'SVD'}-{m}" for r, m in ROW_CASES])
+def test_three_step_sgd_each_row(row, ow_map):
     torch.manual_seed(11)
     model = _StandIn()
-    h = attach_treatments(model.pre_svd_layer, row)
+    h = attach_treatments(model.pre_svd_layer, row, ow_map=ow_map)
+    model.set_submodule("pre_svd_layer", h.layer)  # a new module under SOC, else the same one
     ids = {id(p) for p in h.parameters()}
     rest = [p for p in model.parameters() if id(p) not in ids]
     assert len(rest) + len(ids) == len(list(model.parameters()))
@@ -563,7 +825,7 @@ def test_three_step_sgd_each_row(row):
         [{"params": rest}, {"params": h.parameters()}], lr=base_lr, momentum=0.9, weight_decay=5e-4
     )
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 5, (8,))
-    W0 = h.effective_weight().detach().clone()
+    free0 = h.weight_parameter().detach().clone()
     for _ in range(3):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x), y) + h.regularizer()
@@ -573,43 +835,40 @@ def test_three_step_sgd_each_row(row):
         lr = h.set_learning_rate(opt, base_lr)
         assert 0 < lr <= base_lr and opt.param_groups[0]["lr"] == base_lr
         opt.step()
-    W = h.effective_weight().detach()
-    assert torch.isfinite(W).all()
-    assert not torch.allclose(W, W0)
-    if "OW" in row:
-        _assert_orthonormal(W, 1e-5)
+    free = h.weight_parameter().detach()
+    assert torch.isfinite(free).all() and not torch.allclose(free, free0)
+    if ow_map == "soc":
+        _assert_soc_norm_preserving(model.pre_svd_layer, 3)
+    elif "OW" in row:
+        _assert_orthonormal(h.effective_weight().detach(), 1e-5)
     assert (combination_warning(row) is not None) == (row in ("NOG+OLR", "OW+OLR"))
 
 
 DEMO_ROWS = ["", "NOG", "OW", "NOG+OW+OLR"]
+DEMO_CASES = [(r, "matrix_exp") for r in DEMO_ROWS] + [("OW", "soc"), ("NOG+OW+OLR", "soc")]
 
 
-@pytest.mark.parametrize("application", ["dbn", "gcp"])
-@pytest.mark.parametrize("row", DEMO_ROWS, ids=[r or "SVD" for r in DEMO_ROWS])
-def test_three_step_sgd_demo_rows_on_convnet(application, row):
-    """The same run on the project's `convnet` (models/), Pre-SVD layer as the model declares it."""
+def _build_model(name: str, application: str, in_channels: int, image_size: int) -> nn.Module:
     try:
         from svdablate.models import build_model
     except ImportError as exc:  # models/ or metalayers/ not importable in this checkout
         pytest.skip(f"svdablate.models unavailable: {exc}")
-    torch.manual_seed(12)
-    model = build_model(
-        "convnet",
+    return build_model(
+        name,
         application=application,
         num_classes=10,
-        in_channels=1,
-        image_size=8,
+        in_channels=in_channels,
+        image_size=image_size,
         method="svd",
     )
-    layer = model.pre_svd_layer
-    assert isinstance(layer, nn.Conv2d)
-    h = attach_treatments(layer, row)
+
+
+def _train_steps(model: nn.Module, h, x: torch.Tensor, steps: int) -> None:
     ids = {id(p) for p in h.parameters()}
     rest = [p for p in model.parameters() if id(p) not in ids]
     opt = torch.optim.SGD([{"params": rest}, {"params": h.parameters()}], lr=0.05, momentum=0.9)
-    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
-    W0 = h.effective_weight().detach().clone()
-    for _ in range(3):
+    y = torch.randint(0, 10, (x.shape[0],))
+    for _ in range(steps):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x), y) + h.regularizer()
         assert torch.isfinite(loss)
@@ -617,9 +876,44 @@ def test_three_step_sgd_demo_rows_on_convnet(application, row):
         h.after_backward()
         assert 0 < h.set_learning_rate(opt, 0.05) <= 0.05
         opt.step()
-    W = h.effective_weight().detach()
-    assert torch.isfinite(W).all() and not torch.allclose(W, W0)
+
+
+@pytest.mark.parametrize("application", ["dbn", "gcp"])
+@pytest.mark.parametrize("row,ow_map", DEMO_CASES, ids=[f"{r or 'SVD'}-{m}" for r, m in DEMO_CASES])
+def test_three_step_sgd_demo_rows_on_convnet(application, row, ow_map):
+    """The same run on the project's `convnet` (models/), Pre-SVD layer as the model declares it;
+    under SOC the caller installs ``handle.layer`` at ``model.pre_svd_path``."""
+    torch.manual_seed(12)
+    model = _build_model("convnet", application, in_channels=1, image_size=8)
+    layer = model.pre_svd_layer
+    assert isinstance(layer, nn.Conv2d)
+    h = attach_treatments(layer, row, ow_map=ow_map)
+    model.body.set_submodule(model.pre_svd_path, h.layer)
+    assert model.pre_svd_layer is h.layer
+    free0 = h.weight_parameter().detach().clone()
+    _train_steps(model, h, torch.randn(8, 1, 8, 8), steps=3)
+    free = h.weight_parameter().detach()
+    assert torch.isfinite(free).all() and not torch.allclose(free, free0)
     if "NOG" in row:
-        G = h.weight_parameter().grad.reshape(W.shape[0], -1)
+        G = h.weight_parameter().grad.reshape(free.shape[0], -1)
         sv = torch.linalg.svdvals(G)
         assert torch.allclose(sv, torch.ones_like(sv), atol=1e-4)
+    if ow_map == "soc" and application == "dbn":  # 1 → 16 channels: norm-preserving
+        _assert_soc_norm_preserving(model.pre_svd_layer, 1)
+
+
+@pytest.mark.parametrize("application", ["dbn", "gcp"])
+def test_soc_installs_in_resnet18(application):
+    """ResNet-18's Pre-SVD layers: the CIFAR stem 3→64 3×3 (dbn) and the 512→256 1×1 reduction
+    (gcp) run as SOC after ``set_submodule``; the state_dict carries the SOC kernel."""
+    torch.manual_seed(19)
+    model = _build_model("resnet18", application, in_channels=3, image_size=32)
+    h = attach_treatments(model.pre_svd_layer, "NOG+OW+OLR", ow_map="soc")
+    model.body.set_submodule(model.pre_svd_path, h.layer)
+    expected = (3, 64, (3, 3)) if application == "dbn" else (512, 256, (1, 1))
+    soc = model.pre_svd_layer
+    assert (soc.in_channels, soc.out_channels, soc.kernel_size) == expected
+    assert f"body.{model.pre_svd_path}.kernel" in model.state_dict()
+    free0 = h.weight_parameter().detach().clone()
+    _train_steps(model, h, torch.randn(4, 3, 32, 32), steps=1)
+    assert not torch.allclose(h.weight_parameter().detach(), free0)

@@ -1,12 +1,11 @@
 """svdablate.treatments: ECCV'22 treatments (SN, OL, OW, NOG, OLR) of the Pre-SVD layer.
 
-See ``docs/internals.md`` (treatments) for the contract and :mod:`.handle` for the per-step calls.
+See ``docs/internals.md`` (treatments) for the contract and :mod:`.handle` for the calls.
 """
 
 from .functional import nearest_orthogonal, olr_switch, optimal_lr
 from .handle import PreSVDTreatments, attach_treatments
 from .registry import (
-    CANONICAL_ORDER,
     OW_MAPS,
     TREATMENTS,
     Treatment,
@@ -14,12 +13,14 @@ from .registry import (
     combination_warning,
     parse_treatments,
 )
+from .soc import SkewOrthogonalConv2d, SOCOptions
 
 __all__ = [
-    "CANONICAL_ORDER",
     "OW_MAPS",
     "TREATMENTS",
     "PreSVDTreatments",
+    "SOCOptions",
+    "SkewOrthogonalConv2d",
     "Treatment",
     "TreatmentOptions",
     "attach_treatments",

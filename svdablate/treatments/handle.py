@@ -1,7 +1,14 @@
 """`attach_treatments`: put the ECCV'22 treatments on a model's Pre-SVD layer.
 
-The trial loop, per training step (after ``attach_treatments`` and then building the optimizer
-with ``handle.parameters()`` as their own group)::
+The trial loop, once (before the optimizer is built)::
+
+    handle = attach_treatments(model.pre_svd_layer, names, ol_weight=..., ow_map=..., soc=...)
+    model.body.set_submodule(model.pre_svd_path, handle.layer)   # a new module under OW "soc";
+                                                                 # a no-op otherwise
+    pre = handle.parameters()                                    # their own optimizer group
+    optimizer = SGD([{"params": others}, {"params": pre}], ...)
+
+and per training step::
 
     optimizer.zero_grad()
     loss = criterion(model(x), y) + handle.regularizer()      # OL (eq. 12); 0 without OL
@@ -25,6 +32,7 @@ from torch.optim import Optimizer
 
 from .functional import as_matrix
 from .registry import TREATMENTS, Treatment, TreatmentOptions, parse_treatments
+from .soc import SkewOrthogonalConv2d, SOCOptions
 
 __all__ = ["PreSVDTreatments", "attach_treatments"]
 
@@ -58,7 +66,11 @@ class _FromMatrix(nn.Module):
 
 
 class PreSVDTreatments:
-    """Handle on the treated Pre-SVD layer; see the module docstring for the per-step calls."""
+    """Handle on the treated Pre-SVD layer; see the module docstring for the calls.
+
+    ``layer`` is the module the model must run: the given layer (parametrized in place) or, under
+    OW with ``ow_map="soc"``, a new :class:`SkewOrthogonalConv2d` the caller installs in its place.
+    """
 
     def __init__(
         self, layer: nn.Module, names: tuple[str, ...], treatments: list[Treatment]
@@ -66,12 +78,8 @@ class PreSVDTreatments:
         self.layer = layer
         self.names = names
         self.treatments = treatments
-        #: the lr set by the last ``set_learning_rate`` call, and η* (eq. 20) when OLR computed it
-        self.last_lr: float | None = None
-        self.last_optimal_lr: float | None = None
-        #: Frobenius norm of the weight gradient before / after ``after_backward``'s rewrite
+        #: Frobenius norm of the free weight parameter's gradient before ``after_backward``'s NOG
         self.last_grad_norm: float | None = None
-        self.last_applied_grad_norm: float | None = None
 
     def __repr__(self) -> str:
         row = "+".join(("SVD", *self.names))
@@ -83,13 +91,21 @@ class PreSVDTreatments:
         return [p for p in self.layer.parameters() if p.requires_grad]
 
     def weight_parameter(self) -> nn.Parameter:
-        """The free weight parameter the optimizer steps (SN/OW: ``original``, else the weight)."""
+        """The free weight parameter the optimizer steps: SOC's ``kernel``, SN's/OW's ``original``,
+        else the weight."""
+        if isinstance(self.layer, SkewOrthogonalConv2d):
+            return self.layer.kernel
         if parametrize.is_parametrized(self.layer, "weight"):
             return self.layer.parametrizations.weight.original
         return self.layer.weight
 
     def effective_weight(self) -> Tensor:
         """The (C_out, C_in·k·k) weight W the layer uses (differentiable; SN iterates in train)."""
+        if isinstance(self.layer, SkewOrthogonalConv2d):
+            raise ValueError(
+                "a Skew Orthogonal Convolution has no weight matrix W (its operator is exp of a "
+                "skew conv); use ow_map='matrix_exp' for treatments on W"
+            )
         return as_matrix(self.layer.weight)
 
     # ---- per-step hooks ---------------------------------------------------------------------
@@ -110,7 +126,7 @@ class PreSVDTreatments:
         """Rewrite the free weight parameter's gradient in place (NOG, eq. 17), after backward."""
         p = self.weight_parameter()
         if p.grad is None:
-            self.last_grad_norm = self.last_applied_grad_norm = None
+            self.last_grad_norm = None
             return
         G = as_matrix(p.grad)
         self.last_grad_norm = float(torch.linalg.vector_norm(G))
@@ -119,7 +135,6 @@ class PreSVDTreatments:
             new = t.transform_grad(new)
         if new is not G:
             p.grad.copy_(new.reshape(p.grad.shape))
-        self.last_applied_grad_norm = float(torch.linalg.vector_norm(new))
 
     def find_group(self, optimizer: Optimizer) -> dict:
         """The optimizer param group holding exactly ``parameters()`` (by identity, not by name)."""
@@ -142,25 +157,21 @@ class PreSVDTreatments:
     def set_learning_rate(self, optimizer: Optimizer, base_lr: float) -> float:
         """Set the Pre-SVD group's lr: OLR's η* when 0 < η* < base_lr (eq. 21), else base_lr.
 
-        OLR's w is the effective weight W the layer uses (orthogonal under OW, as in ECCV'22 §5);
-        l is the post-NOG gradient of the free parameter the optimizer actually updates (W itself
-        without SN/OW, OW's/SN's ``original`` otherwise; same shape as W).
+        OLR's w and l live in one space, as in the official script: w is the free weight
+        parameter the optimizer steps (the weight without SN/OW, SN's/OW's ``original``, SOC's
+        ``kernel``) and l its post-NOG gradient.
         """
         group = self.find_group(optimizer)
         lr = float(base_lr)
-        self.last_optimal_lr = None
         if any(type(t).learning_rate is not Treatment.learning_rate for t in self.treatments):
             p = self.weight_parameter()
-            with torch.no_grad():
-                W = self.effective_weight().detach()
+            w = as_matrix(p.detach())
             grad = None if p.grad is None else as_matrix(p.grad)
             for t in self.treatments:
-                new = t.learning_rate(W, grad, lr)
+                new = t.learning_rate(w, grad, lr)
                 if new is not None:
                     lr = float(new)
-                    self.last_optimal_lr = getattr(t, "last_optimal_lr", None)
         group["lr"] = lr
-        self.last_lr = lr
         return lr
 
 
@@ -170,13 +181,19 @@ def attach_treatments(
     *,
     ol_weight: float = 1e-2,
     ow_map: str = "matrix_exp",
+    soc: SOCOptions | None = None,
 ) -> PreSVDTreatments:
     """Apply the treatments ``names`` (e.g. ``"NOG+OW+OLR"``) to the Pre-SVD ``layer``.
 
     ``layer`` is an ``nn.Conv2d`` (weight viewed as (C_out, C_in·k·k)) or an ``nn.Linear``. Call it
-    once, before the optimizer is built: SN and OW re-parametrize the weight (the layer's weight
-    becomes ``layer.parametrizations.weight.original``). OW starts from an orthogonalised copy of
-    the current weight (torch's trivialization ``base``).
+    once, before the optimizer is built, then install ``handle.layer`` where ``layer`` was (it is
+    ``layer`` itself unless OW runs as SOC). SN and OW re-parametrize the weight in place (the
+    free parameter becomes ``layer.parametrizations.weight.original``); OW starts from an
+    orthogonalised copy of the current weight (torch's trivialization ``base``; the free
+    parameter starts at −I, whose skew part is 0). With ``ow_map="soc"``, OW builds a
+    :class:`SkewOrthogonalConv2d` of the same shape (ValueError, naming the fix, for a layer SOC
+    cannot represent, and with SN or OL, which act on a weight matrix SOC does not have); its
+    kernel starts from SOC's random init.
     """
     if not isinstance(layer, (nn.Conv2d, nn.Linear)):
         raise TypeError(
@@ -185,8 +202,22 @@ def attach_treatments(
     if parametrize.is_parametrized(layer, "weight"):
         raise ValueError("the Pre-SVD layer's weight is already parametrized (attached twice?)")
     parsed = parse_treatments(names)
-    options = TreatmentOptions(ol_weight=float(ol_weight), ow_map=ow_map)
+    options = TreatmentOptions(ol_weight=float(ol_weight), ow_map=ow_map, soc=soc or SOCOptions())
     treatments = [TREATMENTS[n](options) for n in parsed]
+
+    for t in treatments:
+        layer = t.replace_layer(layer)
+    if isinstance(layer, SkewOrthogonalConv2d):
+        on_matrix = [
+            t.name
+            for t in treatments
+            if t.parametrizes or type(t).regularizer is not Treatment.regularizer
+        ]
+        if on_matrix:
+            raise ValueError(
+                f"{'+'.join(on_matrix)} act(s) on the weight matrix W, which a Skew Orthogonal "
+                "Convolution does not have; use ow_map='matrix_exp'"
+            )
 
     if any(t.parametrizes for t in treatments):
         shape = layer.weight.shape

@@ -3,27 +3,34 @@
 A treatment is one subclass of :class:`Treatment` plus one line in :data:`TREATMENTS`. Each hook
 sees the Pre-SVD weight as the (C_out, C_in·k·k) matrix W of eq. 9:
 
+- ``replace_layer(layer)``: the module that takes the layer's place (OW as SOC builds a new one);
 - ``parametrize(layer)``: register a parametrization on ``layer.weight`` (already viewed as W);
 - ``regularizer(W)``: a loss term added to the objective;
 - ``transform_grad(G)``: rewrite the gradient of the free weight parameter after ``backward()``;
-- ``learning_rate(W, G, base_lr)``: the Pre-SVD layer's learning rate for this step.
+- ``learning_rate(w, G, base_lr)``: the Pre-SVD layer's learning rate for this step, from the free
+  weight parameter w the optimizer steps and its gradient G (one space, as the official script).
+
+The registry's keys are exactly :data:`svdablate.schema.TREATMENT_ORDER`, in that order (checked at
+import), so the canonical order is defined once.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
+from svdablate.schema import TREATMENT_ORDER
+
 from .functional import nearest_orthogonal, olr_switch, optimal_lr
+from .soc import SkewOrthogonalConv2d, SOCOptions
 
 __all__ = [
-    "CANONICAL_ORDER",
     "OW_MAPS",
     "TREATMENTS",
     "NearestOrthogonalGradient",
@@ -37,15 +44,18 @@ __all__ = [
     "parse_treatments",
 ]
 
-OW_MAPS: tuple[str, ...] = ("matrix_exp", "cayley")
+#: OW's operator: eq. 13 on the (C_out, C_in·k·k) matrix (matrix exponential or Cayley map), or
+#: Skew Orthogonal Convolution (``soc``), the operator the official code runs.
+OW_MAPS: tuple[str, ...] = ("matrix_exp", "cayley", "soc")
 
 
 @dataclass(frozen=True)
 class TreatmentOptions:
-    """Options shared by the treatments: OL's λ (eq. 12) and OW's map (eq. 13)."""
+    """Options shared by the treatments: OL's λ (eq. 12), OW's map (eq. 13) and SOC's settings."""
 
     ol_weight: float = 1e-2
     ow_map: str = "matrix_exp"
+    soc: SOCOptions = field(default_factory=SOCOptions)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.ol_weight, (int, float)) and math.isfinite(self.ol_weight)):
@@ -54,17 +64,26 @@ class TreatmentOptions:
             raise ValueError(f"ol_weight must be >= 0, got {self.ol_weight!r}")
         if self.ow_map not in OW_MAPS:
             raise ValueError(f"unknown ow_map {self.ow_map!r}; valid: {', '.join(OW_MAPS)}")
+        if not isinstance(self.soc, SOCOptions):
+            raise TypeError(f"soc must be a SOCOptions, got {type(self.soc).__name__}")
 
 
 class Treatment:
     """Base class: every hook is a no-op; a treatment overrides the ones it needs."""
 
     name: ClassVar[str] = ""
-    #: True when ``parametrize`` registers a parametrization on the weight.
-    parametrizes: ClassVar[bool] = False
 
     def __init__(self, options: TreatmentOptions) -> None:
         self.options = options
+
+    @property
+    def parametrizes(self) -> bool:
+        """True when ``parametrize`` registers a parametrization on the weight."""
+        return False
+
+    def replace_layer(self, layer: nn.Module) -> nn.Module:
+        """The module that takes the Pre-SVD layer's place (``layer`` itself unless replaced)."""
+        return layer
 
     def parametrize(self, layer: nn.Module) -> None:
         """Register a parametrization on ``layer.weight`` (a (C_out, C_in·k·k) matrix here)."""
@@ -78,7 +97,8 @@ class Treatment:
         return grad
 
     def learning_rate(self, weight: Tensor, grad: Tensor | None, base_lr: float) -> float | None:
-        """Learning rate of the Pre-SVD parameter group for this step, or None (keep base_lr)."""
+        """Learning rate of the Pre-SVD group for this step from the free weight parameter and its
+        gradient, or None (keep base_lr)."""
         return None
 
     def __repr__(self) -> str:
@@ -89,7 +109,10 @@ class SpectralNorm(Treatment):
     """SN (eq. 11): W / σ_max(W), σ_max by one power iteration per training forward."""
 
     name = "SN"
-    parametrizes = True
+
+    @property
+    def parametrizes(self) -> bool:
+        return True
 
     def parametrize(self, layer: nn.Module) -> None:
         parametrizations.spectral_norm(layer, "weight", n_power_iterations=1, dim=0)
@@ -113,10 +136,20 @@ class OrthogonalLoss(Treatment):
 
 
 class OrthogonalWeights(Treatment):
-    """OW (eq. 13): W = exp(A − Aᵀ) (or the Cayley map) of a free A, orthonormal rows/columns."""
+    """OW (eq. 13): W = exp(A − Aᵀ) (or the Cayley map) of a free A, orthonormal rows/columns;
+    with ``ow_map="soc"`` the conv is replaced by a Skew Orthogonal Convolution (orthogonal
+    Jacobian, free parameter its kernel)."""
 
     name = "OW"
-    parametrizes = True
+
+    @property
+    def parametrizes(self) -> bool:
+        return self.options.ow_map != "soc"
+
+    def replace_layer(self, layer: nn.Module) -> nn.Module:
+        if self.options.ow_map != "soc":
+            return layer
+        return SkewOrthogonalConv2d.from_conv(layer, self.options.soc)
 
     def parametrize(self, layer: nn.Module) -> None:
         parametrizations.orthogonal(layer, "weight", orthogonal_map=self.options.ow_map)
@@ -132,24 +165,17 @@ class NearestOrthogonalGradient(Treatment):
 
 
 class OptimalLearningRate(Treatment):
-    """OLR (eqs. 18–21): lr = η*(W, G) when 0 < η* < base_lr, else base_lr; every step."""
+    """OLR (eqs. 18–21): lr = η*(w, G) when 0 < η* < base_lr, else base_lr; every step."""
 
     name = "OLR"
 
-    def __init__(self, options: TreatmentOptions) -> None:
-        super().__init__(options)
-        #: η* of the last step (eq. 20, before the switch), None before the first gradient
-        self.last_optimal_lr: float | None = None
-
     def learning_rate(self, weight: Tensor, grad: Tensor | None, base_lr: float) -> float:
         if grad is None:
-            self.last_optimal_lr = None
             return base_lr
-        self.last_optimal_lr = optimal_lr(weight, grad)
-        return olr_switch(self.last_optimal_lr, base_lr)
+        return olr_switch(optimal_lr(weight, grad), base_lr)
 
 
-#: name → treatment class; insertion order is the canonical order ``NOG SN OL OW OLR``.
+#: name → treatment class, in the canonical order ``svdablate.schema.TREATMENT_ORDER``.
 TREATMENTS: dict[str, type[Treatment]] = {
     "NOG": NearestOrthogonalGradient,
     "SN": SpectralNorm,
@@ -158,14 +184,24 @@ TREATMENTS: dict[str, type[Treatment]] = {
     "OLR": OptimalLearningRate,
 }
 
-CANONICAL_ORDER: tuple[str, ...] = tuple(TREATMENTS)
+
+def check_registry_order(registry: dict[str, type[Treatment]], order: tuple[str, ...]) -> None:
+    """Raise if the registry's keys are not exactly ``order``, in that order."""
+    if tuple(registry) != tuple(order):
+        raise RuntimeError(
+            f"treatment registry {tuple(registry)} differs from schema.TREATMENT_ORDER {order}: "
+            "add a treatment to both, in the same place"
+        )
+
+
+check_registry_order(TREATMENTS, TREATMENT_ORDER)
 
 
 def parse_treatments(names: str | Iterable[str] | None) -> tuple[str, ...]:
     """Canonical tuple of treatment names from ``"ow+NOG"``, ``["NOG", "OW"]``, ``""`` or None.
 
     Case and order are free; unknown or duplicated names raise ``ValueError`` listing the valid
-    ones. The result follows the registry's order, :data:`CANONICAL_ORDER` (``NOG SN OL OW OLR``).
+    ones. The result follows the registry's order, ``schema.TREATMENT_ORDER``: NOG SN OL OW OLR.
     """
     if names is None:
         return ()
