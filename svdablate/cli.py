@@ -294,9 +294,11 @@ def _print_report(
 
 
 def _store(tracking_uri: str | None, results_dir: Path) -> str:
-    from svdablate.orchestrator.tracking import resolve_tracking_uri
+    from svdablate.orchestrator.tracking import check_store, resolve_tracking_uri
 
-    return resolve_tracking_uri(tracking_uri, results_dir, create=False)
+    uri = resolve_tracking_uri(tracking_uri, results_dir, create=False)
+    check_store(uri)
+    return uri
 
 
 @app.command("report")

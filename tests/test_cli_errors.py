@@ -51,7 +51,7 @@ def assert_one_error_line(code, err, needle):
         (["run", "--set", "model_options.grops=2"], "did you mean model_options.groups"),
         (["run", "--set", "model_options.groups=x"], "model_options.groups"),
         (["run", "--set", "seed=3"], "--seeds"),
-        (["run", "--set", "ow_map=sco"], "'matrix_exp', 'cayley' or 'soc'"),
+        (["run", "--set", "ow_map=sco"], "valid: matrix_exp, cayley, soc"),
         (["run", "--cpus-per-trial", "0"], "--cpus-per-trial 0"),
         (["run", "--gpus-per-trial", "1.5", "--smoke"], "whole number"),
         (["run", "--max-failures", "-1"], "--max-failures -1"),

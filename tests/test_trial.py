@@ -131,3 +131,22 @@ def test_init_checkpoint_loads_the_backbone_and_skips_a_mismatched_head(tmp_path
     assert torch.equal(
         model.state_dict()["body.conv1.weight"], first.states[-1]["model"]["body.conv1.weight"]
     )
+
+
+def test_ow_as_skew_orthogonal_convolution_replaces_the_pre_svd_conv(monkeypatch):
+    from svdablate.treatments.soc import SkewOrthogonalConv2d
+
+    built = {}
+    real_build = trial_module.build_model
+
+    def keep(*args, **kwargs):
+        built["model"] = real_build(*args, **kwargs)
+        return built["model"]
+
+    monkeypatch.setattr(trial_module, "build_model", keep)
+    rec = Recorder()
+    train_trial(_config("SVD+NOG+OW+OLR", epochs=1, ow_map="soc"), rec)
+    layer = built["model"].pre_svd_layer
+    assert isinstance(layer, SkewOrthogonalConv2d)
+    assert layer.kernel.grad is not None, "the installed layer is the one that trained"
+    assert 0 < rec.metrics[0]["pre_svd_lr"] <= 0.05 + 1e-12

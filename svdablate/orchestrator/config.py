@@ -110,8 +110,9 @@ class TrialConfig(BaseModel):
     )
     # treatments
     ol_weight: float = _field(1e-2, "OL: λ of λ‖WWᵀ − I‖_F (eq. 12)", ge=0)
-    ow_map: Literal["matrix_exp", "cayley", "soc"] = _field(
-        "matrix_exp", "OW operator: matrix_exp/cayley of the weight matrix, soc = skew conv"
+    ow_map: str = _field(
+        "matrix_exp",
+        "OW operator: matrix_exp or cayley of the weight matrix, soc (Skew Orthogonal Conv)",
     )
     # telemetry and limits
     kappa_every: int = _field(10, "sample κ every this many steps", unit="steps", ge=1)
@@ -141,6 +142,13 @@ class TrialConfig(BaseModel):
         from svdablate.data import DATASETS
 
         return None if value is None else _one_of(value, DATASETS, "dataset")
+
+    @field_validator("ow_map")
+    @classmethod
+    def _known_ow_map(cls, value: str) -> str:
+        from svdablate.treatments import OW_MAPS
+
+        return _one_of(value, OW_MAPS, "ow_map")
 
     @field_validator("milestones")
     @classmethod

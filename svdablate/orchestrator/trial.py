@@ -224,6 +224,8 @@ def train_trial(
         ol_weight=config.ol_weight,
         ow_map=config.ow_map,
     )
+    # OW as Skew Orthogonal Convolution replaces the conv itself (a no-op for the other maps)
+    model.body.set_submodule(model.pre_svd_path, treatments.layer)
     model.to(device)
     pre_svd = treatments.parameters()
     pre_ids = {id(p) for p in pre_svd}
