@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench docs clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/metalayer_speed.py
 	$(BIN)/python benchmarks/orchestration_overhead.py
+
+# The README's "Trial config" table is generated from TrialConfig (a test checks it is current).
+docs: install
+	$(BIN)/python -c "import re, subprocess, pathlib; p = pathlib.Path('README.md'); \
+	table = subprocess.run(['$(BIN)/svdablate', 'fields', '--markdown'], check=True, \
+	capture_output=True, text=True).stdout; \
+	p.write_text(re.sub(r'(<!-- trial-config:begin -->\n).*?(<!-- trial-config:end -->)', \
+	lambda m: m[1] + table + m[2], p.read_text(), flags=re.S))"
 
 clean:
 	rm -rf $(RESULTS) .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""`svdablate`: plan · run · resume · status · report · plot · analyze · ui.
+"""`svdablate`: plan · run · resume · status · report · plot · analyze · fields · ui.
 
 Thin: each command parses its options, calls the `Study` API (or the report), and prints.
 """
@@ -92,6 +92,26 @@ def plan(
     )
     _warn(study.warnings)
     console.print(plan_table(study.preset, study.configs, study.resources))
+
+
+@app.command("fields")
+def fields_cmd(
+    markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+) -> None:
+    """Every trial-config field `--set` accepts: type, default, allowed range, unit, meaning."""
+    from rich.table import Table
+
+    from svdablate.orchestrator.config import field_reference, reference_markdown
+
+    if markdown:
+        sys.stdout.write(reference_markdown() + "\n")
+        return
+    table = Table(title="Trial config: svdablate run --set KEY=VALUE")
+    for column in ("key", "type", "default", "allowed", "unit", "meaning"):
+        table.add_column(column, overflow="fold")
+    for row in field_reference():
+        table.add_row(*(row[k] for k in ("key", "type", "default", "range", "unit", "meaning")))
+    console.print(table)
 
 
 def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> None:

@@ -130,7 +130,7 @@ def test_without_an_address_the_cli_starts_its_own_ray(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="stale"):
         ray_cluster.resolve_address("auto")
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
-    with pytest.raises(UserError, match="127.0.0.1:1"):
+    with pytest.raises(UserError, match=r"127\.0\.0\.1:1"):
         ray_cluster.resolve_address(None)
 
 

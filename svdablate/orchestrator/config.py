@@ -267,9 +267,8 @@ def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]
             out.setdefault("model_options", {})[name] = value
             continue
         if key not in TrialConfig.model_fields:
-            raise UserError(
-                f"--set {key}: unknown key{_closest(key)}; valid keys: {', '.join(settable_fields())}"
-            )
+            valid = ", ".join(settable_fields())
+            raise UserError(f"--set {key}: unknown key{_closest(key)}; valid keys: {valid}")
         if not _meta(key).get("settable", True):
             raise UserError(
                 f"--set {key}: {key} is set by the grid ({_grid_option(key)}), not --set"

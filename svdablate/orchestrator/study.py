@@ -305,7 +305,7 @@ class Study:
         }
 
     def table(self, *, layout: str | None = None, metric: str = "best") -> Any:
-        """The report's table of this study as a pandas DataFrame (what `svdablate report` prints)."""
+        """The report's table of this study, a pandas DataFrame (what `svdablate report` prints)."""
         from svdablate.report import report_table
 
         if self.manifest is None:

@@ -25,8 +25,9 @@ def results_folder(results_dir: str | os.PathLike, *, create: bool) -> Path:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            reason = exc.strerror or exc
             raise UserError(
-                f"cannot create --results-dir {path} ({exc.strerror or exc}): pass a writable folder"
+                f"cannot create --results-dir {path} ({reason}): pass a writable folder"
             ) from None
     return path
 

@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader
 
 from svdablate.data import build_datasets
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.data import build_datasets
 from svdablate.models import build_model
 from svdablate.schema import Metric
 from svdablate.treatments import attach_treatments
@@ -74,9 +73,14 @@ def _test_hooks(config: TrialConfig) -> dict[str, Any]:
 
 
 def _inject_test_faults(hooks: dict[str, Any], epoch: int, trial_id: str) -> None:
-    """Sleep per epoch, or crash each trial once (a marker file remembers) at an epoch."""
+    """Sleep per epoch; crash each trial once at an epoch (a marker file remembers); crash at an
+    epoch every time (`crash_at_epoch`); raise a deterministic ValueError (`bad_value_at_epoch`)."""
     if hooks.get("sleep_per_epoch"):
         time.sleep(float(hooks["sleep_per_epoch"]))
+    if hooks.get("bad_value_at_epoch") == epoch:
+        raise ValueError(f"injected bad value at epoch {epoch}")
+    if hooks.get("crash_at_epoch") == epoch:
+        raise RuntimeError(f"injected crash at epoch {epoch}")
     crash = hooks.get("raise_once_at_epoch")
     if crash is not None and epoch == int(crash[0]):
         marker = Path(crash[1]) / f"crashed-{trial_id}"

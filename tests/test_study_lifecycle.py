@@ -1,0 +1,157 @@
+"""A study's life through Ray Tune and MLflow: the README's Study API example, exit codes of
+failed and interrupted studies, Ctrl-C and SIGTERM leaving a resumable study."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from polling import wait_for
+
+from svdablate.schema import Tag
+
+pytestmark = pytest.mark.slow
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "svdablate.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=kwargs.pop("timeout", 600),
+        **kwargs,
+    )
+
+
+def trial_runs(results: Path):
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, f"tags.`{Tag.ROLE}` = 'trial'", max_results=1000)
+
+
+def parent_run(results: Path):
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (parent,) = client.search_runs(experiments, f"tags.`{Tag.ROLE}` = 'parent'")
+    return parent
+
+
+def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
+    import ray
+
+    text = README.read_text()
+    code = re.search(r"<!-- study-api-example -->\n```python\n(.*?)```", text, re.S)[1]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 6
+    monkeypatch.chdir(tmp_path)
+    try:
+        namespace: dict = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    study, outcome = namespace["study"], namespace["outcome"]
+    assert outcome.exit_code == 0 and outcome.finished == 4
+    assert list(namespace["study"].table().index) == ["SVD", "NS"] or "SVD" in out
+    assert "'finished': 4" in out
+    assert study.parent_run_id in {p.name[:-5] for p in (tmp_path / "results/studies").iterdir()}
+
+
+def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_path):
+    starts = tmp_path / "starts.log"
+    hooks = [{"rows": ["NS"], "bad_value_at_epoch": 0, "start_log": str(starts)}]
+    args = ["--results-dir", str(tmp_path)]
+    run = cli(
+        "run", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "1", "--no-progress",
+        "--max-failures", "2", "--set", f"test_hooks={json.dumps(hooks)}", *args,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "1 failed" in " ".join(run.stdout.split())
+    assert "svdablate resume" in run.stderr.strip().splitlines()[-1]
+    assert starts.read_text().count("start-epoch-0") == 1, "a deterministic error is not retried"
+    statuses = {r.data.tags[Tag.ROW]: r.data.tags[Tag.STATUS] for r in trial_runs(tmp_path)}
+    assert statuses == {"SVD": "finished", "NS": "failed"}
+    assert parent_run(tmp_path).data.tags[Tag.STATUS] == "failed"
+    for command in (["status"], ["resume", "--latest", "--no-progress"], ["report"]):
+        result = cli(*command, *args)
+        assert result.returncode == 1, (command, result.stderr[-2000:])
+    assert starts.read_text().count("start-epoch-0") == 1, "resume does not rerun a bad value"
+
+
+def _interrupt(tmp_path: Path, sig: int, group: bool):
+    """Start a study, send `sig` once every trial that runs has logged an epoch; returns the
+    finished process and the results dir."""
+    results = tmp_path / "results"
+    hooks = [{"sleep_per_epoch": 1.5}]
+    command = [
+        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "2",
+        "--epochs", "3", "--results-dir", str(results), "--no-progress", "--no-report",
+        "--set", f"test_hooks={json.dumps(hooks)}",
+    ]  # fmt: skip
+    driver = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def an_epoch_logged() -> bool:
+        if not (results / "mlflow.db").exists():
+            return False
+        try:
+            runs = trial_runs(results)
+        except Exception:
+            return False
+        return any(r.data.metrics.get("epochs_completed", 0) >= 1 for r in runs)
+
+    try:
+        assert wait_for(an_epoch_logged, 300), "no epoch was logged"
+        if group:
+            os.killpg(driver.pid, sig)  # Ctrl-C reaches the whole foreground process group
+        else:
+            os.kill(driver.pid, sig)
+        out, err = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    return driver.returncode, out, err, results
+
+
+def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
+    code, out, err, results = _interrupt(tmp_path, signal.SIGINT, group=True)
+    assert code == 130, out[-2000:] + err[-2000:]
+    last = err.strip().splitlines()[-1]
+    parent = parent_run(results)
+    assert f"svdablate resume {parent.info.run_id} --results-dir {results}" in last
+    assert parent.data.tags[Tag.STATUS] == "interrupted" and parent.info.status == "KILLED"
+    before = trial_runs(results)
+    assert any(r.data.tags[Tag.STATUS] != "finished" for r in before)
+    began = time.time()
+    resumed = cli(
+        "resume", parent.info.run_id, "--results-dir", str(results), "--no-progress", "--no-report"
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = trial_runs(results)
+    assert len(after) == 4, "one MLflow child run per trial"
+    assert {r.data.tags[Tag.STATUS] for r in after} == {"finished"}
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    for run in after:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_err")]
+        assert sorted(steps) == [0, 1, 2], steps
+    assert parent_run(results).data.tags[Tag.STATUS] == "finished"
+    assert time.time() - began < 300
+
+
+def test_sigterm_stops_the_study_as_interrupted_with_exit_code_1(tmp_path):
+    code, out, err, results = _interrupt(tmp_path, signal.SIGTERM, group=False)
+    assert code == 1, out[-2000:] + err[-2000:]
+    assert "svdablate resume" in err.strip().splitlines()[-1]
+    parent = parent_run(results)
+    assert parent.data.tags[Tag.STATUS] == "interrupted"
