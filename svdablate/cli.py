@@ -8,19 +8,22 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import ClickException
 
+from svdablate import __version__
 from svdablate.orchestrator.errors import ExitCode, UserError
+from svdablate.orchestrator.presets import PRESETS
+from svdablate.schema import ERROR_METRICS, REPORT_FORMATS, REPORT_LAYOUTS
 
 EXIT_CODES = (
     "Exit codes: 0 every trial finished (diverged trials are results); 1 a trial failed after "
     "its retries, or the study was interrupted; 2 bad input (nothing started); 130 Ctrl-C."
 )
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Ablation studies of SVD meta-layers (ICCV'21, ECCV'22): Ray Tune grids, MLflow records, "
@@ -30,6 +33,53 @@ analyze_app = typer.Typer(no_args_is_help=True, help="Numerical analyses of the 
 app.add_typer(analyze_app, name="analyze")
 console = Console()
 err_console = Console(stderr=True)
+
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+Format = Literal[REPORT_FORMATS]  # type: ignore[valid-type]
+Layout = Literal[REPORT_LAYOUTS]  # type: ignore[valid-type]
+ErrorMetric = Literal[ERROR_METRICS]  # type: ignore[valid-type]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"svdablate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Ablation studies of SVD meta-layers (ICCV'21, ECCV'22)."""
+
+
+def _complete_presets(incomplete: str) -> list[str]:
+    """Shell completion of --preset (comma-separated lists complete their last name)."""
+    head, _, last = incomplete.rpartition(",")
+    prefix = f"{head}," if head else ""
+    return [prefix + name for name in PRESETS if name.startswith(last)]
+
+
+def _complete_rows(incomplete: str) -> list[str]:
+    """Shell completion of --rows: the preset rows' spellings, methods and treatments."""
+    from svdablate.schema import TREATMENT_ORDER
+
+    head, _, last = incomplete.rpartition(",")
+    prefix = f"{head}," if head else ""
+    rows = dict.fromkeys(r for p in PRESETS.values() for r in p.rows)
+    method, plus, _ = last.partition("+")
+    if plus:
+        return [f"{prefix}{method}+{t}" for t in TREATMENT_ORDER]
+    return [prefix + row for row in rows if row.lower().startswith(last.lower())]
+
+
+def _examples(*lines: str) -> str:
+    """A command's examples, shown under its --help."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
 
 ResultsDir = Annotated[
     Path,
@@ -46,7 +96,13 @@ TrackingUri = Annotated[
     ),
 ]
 Seeds = Annotated[int | None, typer.Option(help="Seeds per row (default: the preset's).")]
-Rows = Annotated[str | None, typer.Option(help="Comma-separated rows, e.g. 'SVD,SVD+NOG'.")]
+Rows = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated rows, e.g. 'SVD,SVD+NOG' (method + treatments, any order/case).",
+        autocompletion=_complete_rows,
+    ),
+]
 Epochs = Annotated[int | None, typer.Option(help="Epochs per trial (default: the preset's).")]
 Smoke = Annotated[bool, typer.Option(help="Every trial on fake data, 2 steps, on CPU.")]
 GpusPerTrial = Annotated[float | None, typer.Option(help="GPUs per trial; 0.25 packs four.")]
@@ -66,9 +122,14 @@ def _warn(lines: list[str]) -> None:
         err_console.print(f"[yellow]warning[/]: {line}", soft_wrap=True, highlight=False)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "svdablate plan --preset eccv22-dbn-cifar100",
+        "svdablate plan --preset demo --epochs 30 --set milestones=[0.5,0.75]",
+    )
+)
 def plan(
-    preset: Annotated[str, typer.Option("--preset", help="A preset name (see README).")] = "demo",
+    preset: Annotated[PresetName, typer.Option("--preset", help="The preset.")] = "demo",
     seeds: Seeds = None,
     rows: Rows = None,
     epochs: Epochs = None,
@@ -94,7 +155,9 @@ def plan(
     console.print(plan_table(study.preset, study.configs, study.resources))
 
 
-@app.command("fields")
+@app.command(
+    "fields", epilog=_examples("svdablate fields", "svdablate fields --markdown > fields.md")
+)
 def fields_cmd(
     markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
 ) -> None:
@@ -141,10 +204,24 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         )
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "svdablate run                                   (the demo: digits, CPU, minutes)",
+        "svdablate run --preset demo --rows SVD,SVD+NOG --seeds 5 --set lr=0.1",
+        "svdablate run --preset eccv22-dbn-cifar100 --data-dir /data --address ray://head:10001 "
+        "--gpus-per-trial 0.25 --tracking-uri http://mlflow:5000",
+        "svdablate run --preset demo --extend RUN_ID --seeds 10",
+        EXIT_CODES,
+    )
+)
 def run(
     preset: Annotated[
-        str, typer.Option("--preset", help="Preset name(s), comma-separated (see README).")
+        str,
+        typer.Option(
+            "--preset",
+            help=f"Preset name(s), comma-separated: {', '.join(PRESETS)}.",
+            autocompletion=_complete_presets,
+        ),
     ] = "demo",
     seeds: Seeds = None,
     rows: Rows = None,
@@ -152,6 +229,12 @@ def run(
     smoke: Smoke = False,
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else the preset's name)."
+        ),
+    ] = None,
     address: Annotated[
         str | None,
         typer.Option(
@@ -183,7 +266,8 @@ def run(
     set_: Sets = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
     metric: Annotated[
-        str, typer.Option(help="Error of each run in the table: best (papers) or final epoch.")
+        ErrorMetric,
+        typer.Option(help="Error of each run in the table: best epoch (the papers') or final."),
     ] = "best",
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     keep_checkpoints: Annotated[
@@ -224,6 +308,7 @@ def run(
             tracking_uri=tracking_uri,
             storage_path=storage_path,
             address=address,
+            experiment=experiment,
             data_dir=data_dir,
             download=download,
             cpus_per_trial=cpus_per_trial,
@@ -249,14 +334,23 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "svdablate resume --latest",
+        "svdablate resume RUN_ID --results-dir /shared/results --address ray://head:10001",
+        EXIT_CODES,
+    )
+)
 def resume(
     run_id: Annotated[str | None, typer.Argument(help="Parent run id of the study.")] = None,
     latest: Annotated[bool, typer.Option(help="The newest study under --results-dir.")] = False,
     results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
-    metric: Annotated[str, typer.Option(help="best (papers) or final epoch's error.")] = "best",
+    metric: Annotated[
+        ErrorMetric, typer.Option(help="Error of each run: best epoch (the papers') or final.")
+    ] = "best",
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
@@ -264,7 +358,7 @@ def resume(
 
     if run_id is None and not latest:
         raise UserError("name the study: `svdablate resume RUN_ID` or `svdablate resume --latest`")
-    study = Study.load(results_dir, None if latest else run_id)
+    study = Study.load(results_dir, None if latest else run_id, tracking_uri=tracking_uri)
     if address:
         study.address = address
     console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
@@ -273,12 +367,13 @@ def resume(
     raise typer.Exit(outcome.exit_code)
 
 
-@app.command()
+@app.command(epilog=_examples("svdablate status", "svdablate status RUN_ID --results-dir DIR"))
 def status(
     run_id: Annotated[
         str | None, typer.Argument(help="Parent run id (default: the newest).")
     ] = None,
     results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Trial counts of a study that may be running elsewhere (reads its MLflow runs).
 
@@ -289,7 +384,7 @@ def status(
     from svdablate.orchestrator.study import Study
     from svdablate.schema import StudyStatus, TrialStatus
 
-    counts = Study.load(results_dir, run_id).status()
+    counts = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
     table = Table(title=f"{counts['study']} · parent run {counts['parent_run_id']}")
     columns = ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]
     for column in columns:
@@ -321,30 +416,43 @@ def _store(tracking_uri: str | None, results_dir: Path) -> str:
     return uri
 
 
-@app.command("report")
+@app.command(
+    "report",
+    epilog=_examples(
+        "svdablate report --latest",
+        "svdablate report RUN_ID --format latex --out table4.tex",
+        "svdablate report RUN_A,RUN_B --layout eccv22-t2 --metric final",
+        "svdablate report --format html --out report.html",
+    ),
+)
 def report_cmd(
     run_id: Annotated[str | None, typer.Argument(help="Parent run id(s), comma-separated.")] = None,
     latest: Annotated[bool, typer.Option(help="The newest study in the store.")] = False,
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="rich (terminal), markdown, latex, csv or html.")
+        Format, typer.Option("--format", help="rich is the terminal's; html a page of its own.")
     ] = "rich",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
     layout: Annotated[
-        str | None, typer.Option(help="Paper table layout (default: chosen from the study).")
+        Layout | None, typer.Option(help="Paper table layout (default: chosen from the study).")
     ] = None,
     metric: Annotated[
-        str, typer.Option(help="Error of each run: best epoch (the papers') or final epoch.")
+        ErrorMetric, typer.Option(help="Error of each run: best epoch (the papers') or final.")
     ] = "best",
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="Newest study of this experiment (default: $MLFLOW_EXPERIMENT_NAME)."),
+    ] = None,
 ) -> None:
     """The study's table in the paper's layout, beside the published numbers, with statistics."""
     uri = _store(tracking_uri, results_dir)
     ids = None if latest or not run_id else [r for r in run_id.split(",") if r]
-    _print_report(uri, ids, fmt=fmt, out=out, layout=layout, metric=metric)
+    experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    _print_report(uri, ids, fmt=fmt, out=out, layout=layout, metric=metric, experiment=experiment)
 
 
-@app.command()
+@app.command(epilog=_examples("svdablate plot --latest", "svdablate plot RUN_ID --out-dir figs"))
 def plot(
     run_id: Annotated[
         str | None, typer.Argument(help="Parent run id (default: the newest).")
@@ -366,7 +474,7 @@ def plot(
         console.print(f"wrote {path}")
 
 
-@app.command()
+@app.command(epilog=_examples("svdablate ui", "svdablate ui --results-dir DIR --port 5001"))
 def ui(
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
@@ -396,7 +504,9 @@ def _sci(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-@analyze_app.command("approx")
+@analyze_app.command(
+    "approx", epilog=_examples("svdablate analyze approx", "svdablate analyze approx --degree 50")
+)
 def analyze_approx(
     degree: Annotated[int, typer.Option(help="Taylor degree; Padé is [degree/2, degree/2].")] = 100,
 ) -> None:
@@ -431,7 +541,9 @@ def analyze_approx(
     console.print(note)
 
 
-@analyze_app.command("bounds")
+@analyze_app.command(
+    "bounds", epilog=_examples("svdablate analyze bounds", "svdablate analyze bounds --eps 1e-12")
+)
 def analyze_bounds(
     eps: Annotated[
         float | None, typer.Option(help="Eigenvalue floor (default: float64 machine epsilon).")
@@ -469,13 +581,28 @@ def main() -> None:
     """
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no store-migration chatter
     try:
-        app()
+        code = app(standalone_mode=False)
+    except ClickException as exc:  # a wrong option, value or type: click's message, one line
+        if exc.exit_code == 0 or type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()
+            sys.exit(exc.exit_code)
+        command = getattr(getattr(exc, "ctx", None), "command_path", "svdablate")
+        _error(f"{exc.format_message()} (see `{command} --help`)")
+        sys.exit(ExitCode.USAGE)
+    except typer.Abort:
+        sys.exit(ExitCode.CTRL_C)
     except (UserError, LookupError) as exc:
         if isinstance(exc, KeyError | IndexError):  # bugs, not an unknown study
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err_console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(ExitCode.USAGE)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _error(text: str) -> None:
+    """One line on stderr, whatever the terminal's width."""
+    message = text.strip().splitlines()[0] if text.strip() else "error"
+    err_console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,16 @@ class Tag:
     METHOD_USED = PREFIX + "method_used"  # the last epoch's solver (`ns` before a hybrid switch)
     ERROR = PREFIX + "error"  # the last error of a failed trial
     DEVICE = PREFIX + "device"  # the device the trial resolved
+    # provenance (parent run)
+    VERSION_PREFIX = PREFIX + "version."  # + svdablate, torch, ray, mlflow
+    HOST = PREFIX + "host"
+    PYTHON = PREFIX + "python"
+
+
+#: MLflow's experiment tag that makes its UI open an experiment on its runs (model training),
+#: not on MLflow 3's GenAI traces page.
+EXPERIMENT_KIND_TAG: Final = "mlflow.experimentKind"
+EXPERIMENT_KIND: Final = "custom_model_development"
 
 
 #: The per-trial tags that also describe a variant of a row (the report splits rows by them).
@@ -165,6 +175,22 @@ RUN_METRICS: Final = (
     Metric.FAILURES_TOTAL,
     Metric.EPOCHS_COMPLETED,
 )
+
+#: What `svdablate report` can print: formats, the papers' table layouts, which error of a run.
+REPORT_FORMATS: Final = ("rich", "markdown", "latex", "csv", "html")
+REPORT_LAYOUTS: Final = (
+    "summary",
+    "eccv22-t1",
+    "eccv22-t2",
+    "eccv22-t3",
+    "eccv22-t4",
+    "eccv22-t5",
+    "iccv21-t2",
+    "iccv21-t3",
+    "iccv21-t4",
+    "iccv21-t5",
+)
+ERROR_METRICS: Final = ("best", "final")  # best epoch (the papers' convention) or final epoch
 
 #: Artifacts of a parent run.
 REPORT_ARTIFACT_DIR: Final = "report"

@@ -18,6 +18,8 @@ from ray import tune
 
 from svdablate.schema import (
     EPOCH_METRICS,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     FINAL_OF,
     Role,
     StudyStatus,
@@ -35,11 +37,16 @@ PARAM_VALUE_LIMIT = 6000
 def get_or_create_experiment(
     client: MlflowClient, name: str, artifact_location: str | None = None
 ) -> str:
-    """Experiment id of `name`, created if missing (artifacts where given, else the store's)."""
+    """Experiment id of `name`, created if missing (artifacts where given, else the store's),
+    tagged as model training so that the MLflow UI opens it on its runs."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment is None:
+        experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+    else:
+        experiment_id = experiment.experiment_id
+    if experiment is None or EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment_id
 
 
 def create_parent_run(
@@ -48,11 +55,12 @@ def create_parent_run(
     tags: dict[str, str],
     params: dict[str, str],
     artifact_location: str | None = None,
+    run_name: str | None = None,
 ) -> str:
     """Create the study's parent run and return its id."""
     client = MlflowClient(tracking_uri)
     experiment_id = get_or_create_experiment(client, experiment, artifact_location)
-    run = client.create_run(experiment_id, tags={**tags, Tag.ROLE: Role.PARENT})
+    run = client.create_run(experiment_id, tags={**tags, Tag.ROLE: Role.PARENT}, run_name=run_name)
     client.log_batch(
         run.info.run_id,
         params=[Param(k, v[:PARAM_VALUE_LIMIT]) for k, v in params.items()],

@@ -13,6 +13,7 @@ before Ray starts. A study lives in its results dir: `mlflow.db` (unless another
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from .config import Resources, StudySpec, TrialConfig, parse_overrides, validate
 from .errors import ExitCode, UserError
 from .manifest import TUNE_DIR, StudyManifest, default_tracking_uri
 from .presets import Preset
+
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 
 
 @dataclass
@@ -96,9 +99,11 @@ class Study:
         tracking_uri: str | None = None,
         storage_path: str | None = None,
         address: str | None = None,
+        experiment: str | None = None,
         manifest: StudyManifest | None = None,
     ) -> None:
         self.spec = spec
+        self.experiment_option = experiment
         self.preset: Preset = grid.resolve_preset(spec)
         self.configs = configs
         self.resources = resources
@@ -123,6 +128,7 @@ class Study:
         tracking_uri: str | None = None,
         storage_path: str | None = None,
         address: str | None = None,
+        experiment: str | None = None,
         data_dir: str | None = None,
         download: bool = False,
         cpus_per_trial: float | None = None,
@@ -170,12 +176,28 @@ class Study:
             tracking_uri=tracking_uri,
             storage_path=storage_path,
             address=address,
+            experiment=experiment,
         )
 
     @classmethod
-    def load(cls, results_dir: str | Path = "results", run_id: str | None = None) -> Study:
-        """The study `run_id` (its parent run id) under `results_dir`, or the newest one there."""
+    def load(
+        cls,
+        results_dir: str | Path = "results",
+        run_id: str | None = None,
+        *,
+        tracking_uri: str | None = None,
+    ) -> Study:
+        """The study `run_id` (its parent run id) under `results_dir`, or the newest one there.
+
+        Its store: `tracking_uri`, else $MLFLOW_TRACKING_URI, else the one it was run with (the
+        results dir's own `mlflow.db` wherever the folder now is).
+        """
+        from .tracking import TRACKING_URI_ENV, resolve_tracking_uri
+
         manifest = StudyManifest.load(results_dir, run_id)
+        override = tracking_uri or os.environ.get(TRACKING_URI_ENV)
+        if override:
+            manifest.tracking_uri = resolve_tracking_uri(override, results_dir, create=False)
         return cls(
             StudySpec.model_validate(manifest.spec),
             manifest.trial_configs(),
@@ -196,6 +218,11 @@ class Study:
     @property
     def name(self) -> str:
         return self.preset.name
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment: --experiment, else $MLFLOW_EXPERIMENT_NAME, else the preset."""
+        return self.experiment_option or os.environ.get(EXPERIMENT_ENV) or self.name
 
     @property
     def parent_run_id(self) -> str | None:
@@ -334,6 +361,7 @@ class Study:
 
     def _start(self, uri: str) -> StudyManifest:
         from .mlflow_writer import create_parent_run
+        from .provenance import provenance_tags
 
         grid_id = uuid.uuid4().hex[:8]
         results = self.results_dir.resolve()
@@ -342,14 +370,15 @@ class Study:
         artifacts = (results / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
         parent = create_parent_run(
             uri,
-            self.name,
-            self._parent_tags(grid_id),
+            self.experiment,
+            {**provenance_tags(), **self._parent_tags(grid_id)},
             {
                 "trials": str(len(self.configs)),
                 "grid_id": grid_id,
                 **{f"resources.{k}": str(v) for k, v in self.resources.model_dump().items()},
             },
             artifact_location=artifacts,
+            run_name=f"{self.name} · {grid_id}",
         )
         default_storage = str(results / TUNE_DIR)
         manifest = StudyManifest(
