@@ -36,7 +36,8 @@ tables show, 'best' (default: each run's best epoch, as the papers' scripts repo
 """
 
 from .api import Report, claims_frame, make_report, report_table
-from .layouts import LAYOUTS, default_layout, layout_table
+from .layout_specs import LAYOUTS, default_layout
+from .layouts import layout_table
 from .parents import latest_parent, parent_info, resolve_parents
 from .plots import plot_study, row_curves
 from .published import load_published

@@ -17,7 +17,8 @@ from rich.console import Console
 
 from svdablate.schema import REPORT_ARTIFACT_DIR, Metric, Tag, TrialStatus
 
-from .layouts import default_layout, layout_table
+from .layout_specs import default_layout
+from .layouts import layout_table
 from .parents import client, parent_info, resolve_parents
 from .render import EXTENSIONS, render
 from .render_csv import claims_csv

@@ -7,7 +7,7 @@ import pandas as pd
 from svdablate.schema import SPEED_METRICS, paper_method_name
 
 from . import notes
-from .layouts import ICCV21_ROWS
+from .layout_specs import ICCV21_ROWS
 from .published import published_value
 from .table import Column, ReportTable
 
