@@ -220,3 +220,13 @@ def test_every_claim_cites_the_paper_and_every_format_shows_the_claims():
     csv = pd.read_csv(io.StringIO(claims_csv(table)))
     assert list(csv["verdict"]) == list(table.claims["verdict"])
     assert "claim" not in render(table, "csv").splitlines()[0]  # the table's CSV stays one table
+
+
+def test_the_caption_names_the_ow_operator_the_study_ran():
+    runs = _runs({"SVD": [20.0, 20.3], "SVD+OW": [20.1, 20.2]})
+    runs.attrs["ow_map"] = "soc"
+    for layout in ("eccv22-t4", "summary"):
+        assert layout_table(runs, ["SVD", "SVD+OW"], layout).title.endswith("(OW: soc)")
+    without_ow = runs[runs["row"] == "SVD"]
+    without_ow.attrs["ow_map"] = "soc"
+    assert "OW:" not in layout_table(without_ow, ["SVD"], "eccv22-t4").title

@@ -30,13 +30,15 @@ from svdablate.schema import Tag
 def test_tables_do_not_depend_on_the_order_the_store_returns_runs_in(store, layout):  # noqa: F811
     """Two stores holding the same runs return them in different orders: same table."""
     runs = load_runs(store["uri"], [store["parent"], store["parent_b"]])
-    reference = layout_table(runs, runs.attrs["rows"], layout).values
-    assert reference.filter(like="ci_low").notna().any().any()  # a bootstrap CI is compared
+    reference = layout_table(runs, runs.attrs["rows"], layout)
+    assert reference.values.filter(like="ci_low").notna().any().any()  # a bootstrap CI
+    assert reference.claims["p"].notna().any()  # and a tested claim are compared
     for seed in range(4):
         shuffled = runs.sample(frac=1, random_state=seed).reset_index(drop=True)
         shuffled.attrs = dict(runs.attrs)
-        table = layout_table(shuffled, runs.attrs["rows"], layout).values
-        pd.testing.assert_frame_equal(table, reference)
+        table = layout_table(shuffled, runs.attrs["rows"], layout)
+        pd.testing.assert_frame_equal(table.values, reference.values)
+        pd.testing.assert_frame_equal(table.claims, reference.claims)
 
 
 def test_loaded_runs_come_in_canonical_order(store):  # noqa: F811

@@ -9,8 +9,10 @@ for the newest study; layout: 'summary', 'eccv22-t1'..'eccv22-t5', 'iccv21-t2'..
 None for the table the study's preset reproduces; metric: which epoch's validation error the
 tables show, 'best' (default: each run's best epoch, as the papers' scripts report) or 'final'):
 
-- ``report_table(tracking_uri, parent_ids, *, layout=None, metric="best") -> ReportTable``:
-  the table; ``ReportTable.to_frame()`` gives its numbers as a DataFrame (one row per table
+- ``report_table(tracking_uri, parent_ids, *, layout=None, metric="best", trend=True)
+  -> ReportTable``: the table (trend=False skips reading the per-epoch κ histories, one
+  ``get_metric_history`` per finished run, about 2 ms each on SQLite);
+  ``ReportTable.to_frame()`` gives its numbers as a DataFrame (one row per table
   row, a column per shown value: 'val_err_mean', 'kappa', 'cifar100.val_err_mean.paper', ...;
   the κ trend cell is the per-epoch series), ``ReportTable.claims`` the claims under it.
 - ``claims_frame(tracking_uri, parent_ids, *, layout=None, metric="best") -> DataFrame``: each

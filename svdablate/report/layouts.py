@@ -231,9 +231,8 @@ def layout_table(
         table_notes.append(notes.smoke_note())
     if any(c.kind == "paper" for c in columns):
         table_notes.append(notes.paper_note(spec.paper))
-    if runs_df.attrs.get("ow_map"):
-        table_notes.append(notes.ow_note(runs_df.attrs["ow_map"]))
     table_notes.append(notes.rank_note(spec.top_k))
-    title = spec.title.format(error=f"{metric}-epoch")
+    ow = notes.ow_caption(str(runs_df.attrs.get("ow_map", "")), rows)
+    title = spec.title.format(error=f"{metric}-epoch") + ow
     claims = table_claims(runs, rows, metric=metric)
     return ReportTable(spec.name, title, columns, values, spec.top_k, table_notes, claims, metric)

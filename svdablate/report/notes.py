@@ -6,6 +6,7 @@ import pandas as pd
 
 from svdablate.schema import TrialStatus
 
+from .rows import treatments
 from .table import RANK_COLOURS
 from .trend import MAX_WIDTH, log_range
 
@@ -76,8 +77,10 @@ def smoke_note() -> str:
     return "Smoke runs (FakeData): not compared with the paper's numbers."
 
 
-def ow_note(ow_map: str) -> str:
-    return f"OW operator: {ow_map}."
+def ow_caption(ow_map: str, rows: list[str]) -> str:
+    """' (OW: soc)' for a table with an OW row whose study names its OW operator, else ''."""
+    has_ow = any("OW" in treatments(row) for row in rows)
+    return f" (OW: {ow_map})" if ow_map and has_ow else ""
 
 
 def rank_note(top_k: int) -> str:

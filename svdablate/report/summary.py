@@ -216,10 +216,9 @@ def summary_report(
         notes.stats_note(summary.attrs["baseline"]),
         notes.rank_note(4),
     ]
-    if runs_df.attrs.get("ow_map"):
-        table_notes.append(notes.ow_note(runs_df.attrs["ow_map"]))
     where = [_unique(runs, k) for k in ("application", "model", "dataset")]
     context = f" ({', '.join(p for p in where if p)})" if any(where) else ""
-    title = f"{metric.capitalize()}-epoch validation error (%) over seeds{context}"
+    ow = notes.ow_caption(str(runs_df.attrs.get("ow_map", "")), list(runs["row"]))
+    title = f"{metric.capitalize()}-epoch validation error (%) over seeds{context}{ow}"
     claims = table_claims(runs, list(dict.fromkeys(runs["row"])), metric=metric)
     return ReportTable("summary", title, columns, values, 4, table_notes, claims, metric)
