@@ -23,17 +23,19 @@ from svdablate.report import (
     load_runs,
     load_speed_runs,
     make_report,
-    paper_row_name,
     plot_study,
     render,
     render_rich,
     speed_table,
+    summary_report,
     summary_table,
 )
+from svdablate.report.rows import paper_names
 
 T0 = 1_700_000_000_000
 ROWS = ["SVD", "SVD+NOG", "SVD+OW", "NS", "SVD+NOG+SN"]
-# Final top-1 errors of the finished runs that survive de-duplication.
+BEST_GAIN = 0.5  # every run's best epoch is this much below its final epoch
+# Final top-1 errors of the finished runs that survive de-duplication (best: BEST_GAIN lower).
 KEPT = {
     "SVD": [20.0, 20.3, 19.9],
     "SVD+NOG": [19.4, 19.6, 19.3],
@@ -83,7 +85,13 @@ def _child(client, exp, parent, row, seed, status, start, final=None, **extra):
 
 
 def _final(err, kappa=1e10, failures=0.0):
-    return {"final_val_err": err, "final_kappa": kappa, "failures_total": failures}
+    best = err - BEST_GAIN
+    return {
+        "final_val_err": err,
+        "best_val_err": best,
+        "final_kappa": kappa,
+        "failures_total": failures,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +123,7 @@ def store(tmp_path_factory):
                 start,
                 _final(err, kappa, failures),
                 kappa_median=history,
-                val_err=[60.0 - seed, 40.0 - seed, err],
+                val_err=[60.0 - seed, err - BEST_GAIN, err],
             )
             start += 1
     _child(client, exp, parent, "SVD", 2, "failed", 500)
@@ -166,7 +174,7 @@ def test_deduplicate_keeps_newest_finished(store):
 
 def test_summary_table_statistics(store):
     runs = load_runs(store["uri"], store["parent"])
-    summary = summary_table(runs, runs.attrs["rows"])
+    summary = summary_table(runs, runs.attrs["rows"], metric="final")
     assert list(summary.index) == ROWS
     assert summary.attrs["dropped"] == 3 and summary.attrs["baseline"] == "SVD"
     svd, ow = summary.loc["SVD"], summary.loc["SVD+OW"]
@@ -183,12 +191,16 @@ def test_summary_table_statistics(store):
     assert summary.loc["NS", "p_value"] == pytest.approx(expected_p, rel=1e-12)
     diff = np.mean(KEPT["NS"]) - np.mean(KEPT["SVD"])
     assert summary.loc["NS", "ci_low"] <= diff <= summary.loc["NS", "ci_high"]
+    best = summary_table(runs, runs.attrs["rows"])  # the default: each run's best epoch
+    assert best.attrs["metric"] == "best"
+    assert best.loc["SVD", "val_err_mean"] == pytest.approx(np.mean(KEPT["SVD"]) - BEST_GAIN)
+    assert best.loc["SVD", "val_err_min"] == pytest.approx(19.9 - BEST_GAIN)
 
 
 def test_render_rich_shows_every_row(store):
     runs = load_runs(store["uri"], store["parent"])
     console = Console(file=StringIO(), width=100, color_system=None)
-    render_rich(summary_table(runs, runs.attrs["rows"]), console)
+    render_rich(summary_report(runs, runs.attrs["rows"], metric="final"), console)
     out = console.file.getvalue()
     for row in ROWS:
         assert re.search(rf"^\s*{re.escape(row)}\s", out, re.M)
@@ -216,27 +228,29 @@ def _ci(a, b):
 
 
 def test_golden_eccv22_table4_markdown(store):
+    # The final-epoch table (the old default); κ columns added; the best-epoch default below.
     runs = load_runs(store["uri"], store["parent"])
-    table = layout_table(runs, runs.attrs["rows"], "eccv22-t4")
+    table = layout_table(runs, runs.attrs["rows"], "eccv22-t4", metric="final")
     ci_nog, ci_ns = _ci("SVD+NOG", "SVD"), _ci("NS", "SVD")
     g = "CIFAR100"
     header = (
-        f"| row | {g} mean ± std | {g} paper | {g} Δ | {g} min | {g} paper | {g} Δ | {g} n "
-        f"| {g} p (Welch) | {g} 95% CI Δ |"
+        f"| row | {g} mean ± std | {g} paper | {g} Δ | {g} min | {g} paper | {g} Δ | {g} κ "
+        f"| {g} n | {g} p (Welch) | {g} 95% CI Δ |"
     )
     expected = [
-        "**ECCV'22 Table 4: decorrelated BN, all methods - validation error (%)**",
+        "**ECCV'22 Table 4: decorrelated BN, all methods - final-epoch validation error (%)**",
         "",
         header,
-        "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| SVD | 20.07 ± 0.21⁴ | 19.99 ± 0.16 | +0.08 | 19.90⁴ | 19.80 | +0.10 | 3/3 "
+        "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| SVD | 20.07 ± 0.21⁴ | 19.99 ± 0.16 | +0.08 | 19.90⁴ | 19.80 | +0.10 | 2.0e+12 | 3/3 "
         "| baseline |  |",
-        "| SVD+OW | 20.10 | 20.06 ± 0.17 | +0.04 | 20.10 | 19.94 | +0.16 | 1/3 | n<2 |  |",
-        f"| SVD+NOG | 19.43 ± 0.15¹ | 19.43 ± 0.24 | +0.00 | 19.30¹ | 19.15 | +0.15 | 3/3 "
-        f"| {_p('SVD+NOG', 'SVD')} | [{ci_nog[0]:+.2f}, {ci_nog[1]:+.2f}] |",
-        f"| NS | 19.53 ± 0.15² | 19.45 ± 0.33 | +0.08 | 19.40² | 19.01 | +0.39 | 3/3 "
+        "| SVD+OW | 20.10 | 20.06 ± 0.17 | +0.04 | 20.10 | 19.94 | +0.16 | 1.0e+10 | 1/3 "
+        "| n<2 |  |",
+        f"| SVD+NOG | 19.43 ± 0.15¹ | 19.43 ± 0.24 | +0.00 | 19.30¹ | 19.15 | +0.15 | 1.0e+10 "
+        f"| 3/3 | {_p('SVD+NOG', 'SVD')} | [{ci_nog[0]:+.2f}, {ci_nog[1]:+.2f}] |",
+        f"| NS | 19.53 ± 0.15² | 19.45 ± 0.33 | +0.08 | 19.40² | 19.01 | +0.39 | 1.0e+10 | 3/3 "
         f"| {_p('NS', 'SVD')} | [{ci_ns[0]:+.2f}, {ci_ns[1]:+.2f}] |",
-        "| SVD+NOG+SN | 19.80³ |  |  | 19.80³ |  |  | 1/1 | n<2 |  |",
+        "| SVD+NOG+SN | 19.80³ |  |  | 19.80³ |  |  | 1.0e+10 | 1/1 | n<2 |  |",
         "",
         "- 16 runs loaded; 3 duplicate(s) of (row, seed, config hash) dropped, keeping the "
         "newest finished run.",
@@ -244,11 +258,18 @@ def test_golden_eccv22_table4_markdown(store):
     ]
     lines = render(table, "markdown").splitlines()
     assert lines[: len(expected)] == expected
+    # The default shows each run's best epoch, as the papers do, and says so.
+    best = render(layout_table(runs, runs.attrs["rows"], "eccv22-t4"), "markdown").splitlines()
+    assert best[0] == (
+        "**ECCV'22 Table 4: decorrelated BN, all methods - best-epoch validation error (%)**"
+    )
+    assert best[4].startswith("| SVD | 19.57 ± 0.21⁴ | 19.99 ± 0.16 | -0.42 | 19.40⁴ | 19.80 |")
+    assert any(line.startswith("- Error: best-epoch") for line in best)
 
 
 def test_golden_eccv22_table4_csv(store):
     runs = load_runs(store["uri"], store["parent"])
-    csv = render(layout_table(runs, runs.attrs["rows"], "eccv22-t4"), "csv")
+    csv = render(layout_table(runs, runs.attrs["rows"], "eccv22-t4", metric="final"), "csv")
     frame = pd.read_csv(StringIO(csv))
     c = "cifar100"
     assert list(frame.columns) == [
@@ -261,6 +282,7 @@ def test_golden_eccv22_table4_csv(store):
         f"{c}.val_err_min",
         f"{c}.val_err_min.paper",
         f"{c}.val_err_min.diff",
+        f"{c}.kappa",
         f"{c}.n",
         f"{c}.total",
         f"{c}.p_value",
@@ -282,6 +304,7 @@ def test_golden_eccv22_table4_csv(store):
         "19.9",
         "19.8",
         f"{19.9 - 19.8:.6g}",
+        "2e+12",
         "3",
         "3",
         "",
@@ -312,28 +335,33 @@ def test_table1_keeps_only_its_rows_and_matches_published(store):
 
 def test_latex_and_html_mark_ranks(store):
     runs = load_runs(store["uri"], store["parent"])
-    table = layout_table(runs, runs.attrs["rows"], "eccv22-t4")
+    table = layout_table(runs, runs.attrs["rows"], "eccv22-t4", metric="final")
     latex = render(table, "latex")
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
-        assert latex.count(rule) == 1
+        assert latex.count(rule) == 2  # the table's, then the claims'
     assert r"\textcolor{red}{19.43 $\pm$ 0.15}" in latex
     assert r"\textcolor{cyan}{20.07 $\pm$ 0.21}" in latex
-    assert r"\multicolumn{9}{c}{CIFAR100}" in latex
+    assert r"\multicolumn{10}{c}{CIFAR100}" in latex
     page = render(table, "html")
     assert '<span style="color:blue;font-weight:bold">19.53 ± 0.15</span>' in page
-    assert '<th colspan="9">CIFAR100</th>' in page
+    assert '<th colspan="10">CIFAR100</th>' in page
 
 
 def test_make_report_writes_and_logs_artifacts(store, tmp_path):
     out = tmp_path / "table.md"
-    text = make_report(store["uri"], store["parent"], fmt="markdown", out=out)
+    report = make_report(store["uri"], store["parent"], fmt="markdown", out=out)
+    text = report.text
     assert out.read_text() == text and text.startswith("**ECCV'22 Table 4")
-    assert f"parent run(s) {store['parent']}" in text
+    assert f"parent run(s) {store['parent']}" in text and report.warnings == []
     logged = {a.path for a in MlflowClient(store["uri"]).list_artifacts(store["parent"], "report")}
-    assert {"report/eccv22-t4.md", "report/eccv22-t4.csv"} <= logged
+    assert {"report/eccv22-t4.md", "report/eccv22-t4.csv", "report/eccv22-t4.claims.csv"} <= logged
     both = make_report(
-        store["uri"], [store["parent"], store["parent_b"]], fmt="csv", log_artifacts=False
-    )
+        store["uri"],
+        [store["parent"], store["parent_b"]],
+        fmt="csv",
+        metric="final",
+        log_artifacts=False,
+    ).text
     ns = pd.read_csv(StringIO(both)).set_index("row").loc["NS"]
     assert ns["cifar100.n"] == 4 and ns["cifar100.val_err_mean"] == pytest.approx(19.55)
 
@@ -363,20 +391,31 @@ def test_plot_study_data_match_histories(store, tmp_path):
         assert result["val_err"][row]["runs"][rid] == dict(enumerate(logged))
     logged = {a.path for a in client.list_artifacts(store["parent"], "report")}
     assert {"report/kappa.png", "report/kappa.pdf", "report/val_err.png"} <= logged
+    assert result["warnings"] == []
 
 
 # --------------------------------------------------------------------------- names, papers
 
 
-def test_paper_row_names_and_shipped_csv():
-    assert paper_row_name("NS", "eccv22") == "NS"
-    assert paper_row_name("ns", "iccv21") == "iSQRT-COV"
-    assert paper_row_name("svd", "iccv21") == "MPN-COV"
-    assert paper_row_name("MPN-COV", "eccv22") == "SVD"
-    assert paper_row_name("SVD-Padé", "iccv21") == "SVD-Pade"
-    assert paper_row_name("svd-pade", "iccv21") == "SVD-Pade"
-    assert paper_row_name("svd+ow+nog", "eccv22") == "SVD+NOG+OW"
-    assert paper_row_name("Newton-Schulz", "eccv22") == "NS"
+def test_rows_match_the_papers_names_through_their_method_tag_and_shipped_csv():
+    methods = {
+        "NS": "ns",
+        "MPN-COV": "svd",
+        "svd+ow+nog": "svd",
+        "Newton": "ns",
+        "Pade": "svd-pade",
+    }
+    rows = [*methods, "untagged"]
+    assert paper_names(rows, methods, "eccv22") == {
+        "NS": "NS",
+        "MPN-COV": "SVD",
+        "svd+ow+nog": "SVD+NOG+OW",
+        "Newton": "NS",
+        "Pade": "SVD-Pade",
+    }
+    iccv = paper_names(rows, methods, "iccv21")
+    assert (iccv["NS"], iccv["MPN-COV"], iccv["Pade"]) == ("iSQRT-COV", "MPN-COV", "SVD-Pade")
+    assert "untagged" not in iccv  # a row whose runs carry no method tag matches no paper row
     pub = load_published()
     assert len(pub) == 217 and set(pub["paper"]) == {"eccv22", "iccv21"}
 
@@ -385,17 +424,27 @@ def _hash(record):
     return "-".join(str(record[k]) for k in ("row", "protocol", "model", "dataset"))
 
 
+METHOD_OF = {  # the `method` tag the orchestrator writes for each row label of these tests
+    "SVD": "svd",
+    "SVD+NOG": "svd",
+    "NS": "ns",
+    "iSQRT-COV": "ns",
+    "MPN-COV": "svd",
+    "SVD-Pade": "svd-pade",
+    "SVD-Taylor": "svd-taylor",
+}
+
+
 def _frame(records):
     base = {
         "run_id": "",
         "parent_run_id": "p",
         "status": "finished",
-        "method": "",
         "application": "gcp",
         "precision": "float64",
         "preset": "",
+        "smoke": False,
         "start_time": 0,
-        "end_time": 0,
         "best_val_err": np.nan,
         "best_val_err5": np.nan,
         "final_kappa": np.nan,
@@ -406,7 +455,8 @@ def _frame(records):
         {**base, "trial_id": str(i), "run_id": f"r{i}", "config_hash": _hash(r), **r}
         for i, r in enumerate(records)
     ]
-    return pd.DataFrame.from_records(rows)
+    frame = pd.DataFrame.from_records(rows)
+    return frame.assign(method=frame["row"].map(METHOD_OF))
 
 
 def test_iccv21_table2_protocols_and_hybrid_ns():
@@ -447,7 +497,7 @@ def test_eccv22_table5_accuracy_and_failures():
              "failures_total": 1},
         ]
     )  # fmt: skip
-    table = layout_table(runs, ["SVD", "SVD+NOG"], "eccv22-t5")
+    table = layout_table(runs, ["SVD", "SVD+NOG"], "eccv22-t5", metric="final")
     md = render(table, "markdown")
     assert "| SVD | 5² | 5 | +0.00 | 73.10² | 73.13 | -0.03 | 91.00² | 91.02 | -0.02 |" in md
     assert "| SVD+NOG | 1¹ | 1 | +0.00 | 73.50¹ | 73.51 | -0.01 | 91.40¹ |  |  |" in md
@@ -483,10 +533,10 @@ def test_smoke_runs_are_not_compared_with_the_paper():
             for row in ("SVD", "NS")
         ]
     )
-    table = layout_table(runs, ["SVD", "NS"], "eccv22-t4")
+    table = layout_table(runs, ["SVD", "NS"], "eccv22-t4", metric="final")
     assert not any(c.kind in ("paper", "diff") for c in table.columns)
     assert any("Smoke runs" in note for note in table.notes)
-    real = layout_table(runs.assign(smoke=False), ["SVD", "NS"], "eccv22-t4")
+    real = layout_table(runs.assign(smoke=False), ["SVD", "NS"], "eccv22-t4", metric="final")
     assert real.values.set_index("row").loc["NS", "cifar100.val_err_mean.paper"] == 19.45
 
 
@@ -498,7 +548,9 @@ def test_iccv21_table3_sections_per_model():
         for row, err in (("SVD-Pade", 21.5), ("MPN-COV", 21.8))
     ]  # fmt: skip
     records.append({**records[0], "model": "resnet50", "row": "SVD-Taylor", "final_val_err": 23.0})
-    table = layout_table(_frame(records), ["MPN-COV", "SVD-Pade", "SVD-Taylor"], "iccv21-t3")
+    table = layout_table(
+        _frame(records), ["MPN-COV", "SVD-Pade", "SVD-Taylor"], "iccv21-t3", metric="final"
+    )
     assert list(table.values["section"]) == ["ResNet-50"] * 3 + ["ResNet-101"] * 2
     assert table.rows == ["SVD-Pade", "SVD-Taylor", "MPN-COV", "SVD-Pade", "MPN-COV"]
     v = table.values
@@ -542,7 +594,7 @@ def test_summary_splits_rows_whose_runs_differ_in_precision():
     ]  # fmt: skip
     runs = _frame(records)
     runs["config_hash"] += runs["precision"]
-    summary = summary_table(runs, ["MPN-COV", "iSQRT-COV"])
+    summary = summary_table(runs, ["MPN-COV", "iSQRT-COV"], metric="final")
     assert list(summary.index) == [
         "MPN-COV (float32)",
         "MPN-COV (float64)",

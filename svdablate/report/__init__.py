@@ -1,72 +1,88 @@
-"""svdablate.report: MLflow runs -> the papers' tables, statistics, figures.
+"""svdablate.report: a study's MLflow runs -> the papers' tables, the papers' claims, figures.
 
-Reads MLflow only (docs/internals.md, "MLflow layout"); imports nothing else of svdablate.
+Reads MLflow only (docs/internals.md, "MLflow layout") and imports nothing of svdablate but the
+torch-free `svdablate.schema`.
+
+Public API (tracking_uri: an MLflow tracking URI, e.g. ``sqlite:///results/mlflow.db``;
+parent_ids: a study's parent run id, several (a study and its reruns make one table), or None
+for the newest study; layout: 'summary', 'eccv22-t1'..'eccv22-t5', 'iccv21-t2'..'iccv21-t5' or
+None for the table the study's preset reproduces; metric: which epoch's validation error the
+tables show, 'best' (default: each run's best epoch, as the papers' scripts report) or 'final'):
+
+- ``report_table(tracking_uri, parent_ids, *, layout=None, metric="best", trend=True)
+  -> ReportTable``: the table (trend=False skips reading the per-epoch κ histories, one
+  ``get_metric_history`` per finished run, about 2 ms each on SQLite);
+  ``ReportTable.to_frame()`` gives its numbers as a DataFrame (one row per table
+  row, a column per shown value: 'val_err_mean', 'kappa', 'cifar100.val_err_mean.paper', ...;
+  the κ trend cell is the per-epoch series), ``ReportTable.claims`` the claims under it.
+- ``claims_frame(tracking_uri, parent_ids, *, layout=None, metric="best") -> DataFrame``: each
+  claim of the papers the study's rows can test, one row each (``verdicts.CLAIM_COLUMNS``:
+  paper, where, application, claim, context, rows, quantity, direction, values, n, estimate,
+  p, p_holm, p_opposite, p_opposite_holm, verdict, seeds_needed, note). Verdicts are computed
+  from the finished runs: one-sided Welch t-tests (κ claims on log10 κ), Holm-corrected over
+  the table's claims, α = 0.05.
+- ``make_report(tracking_uri, parent_ids, *, fmt="rich", out=None, layout=None,
+  metric="best", log_artifacts=True) -> Report``: renders (rich | markdown | latex | csv |
+  html; every format carries the claims, CSV as a second file ``<stem>.claims.csv`` beside
+  ``out``), prints or writes it, and attaches the files and a ``svdablate.claims`` tag to the
+  parent run(s). On a read-only store or artifact folder the attaching is skipped with one
+  warning line that make_report itself prints to stderr and returns in ``Report.warnings``.
+- ``plot_study(tracking_uri, parent_id, out_dir) -> dict``: κ and validation error over epochs
+  per row (median, min-max band over seeds), PNG and PDF; read-only stores as make_report.
+- ``latest_parent(tracking_uri)``, ``resolve_parents(...)``: find studies. Every lookup that
+  misses (unknown run id, a store with no study, a run that is not a study's parent run)
+  raises ``LookupError`` with one line that names the fix.
+- Lower level: ``load_runs`` / ``deduplicate`` (runs as a DataFrame, canonical order),
+  ``summary_table`` / ``layout_table`` / ``speed_table`` (tables from such frames), ``render``,
+  ``render_rich``, ``load_published`` (the papers' printed numbers).
 """
 
-from .api import log_report_artifacts, make_report, report_table, resolve_parents
+from .api import Report, claims_frame, make_report, report_table
+from .layout_specs import LAYOUTS, default_layout
+from .layouts import layout_table
+from .parents import latest_parent, parent_info, resolve_parents
 from .plots import plot_study, row_curves
-from .published import load_published, paper_row_name
-from .render import (
-    FORMATS,
-    render,
-    render_rich,
-    rich_table,
-    rich_text,
-    to_csv,
-    to_html,
-    to_latex,
-    to_markdown,
-)
-from .runs import (
-    deduplicate,
-    latest_parent,
-    load_runs,
-    load_speed_runs,
-    metric_history,
-    parent_info,
-)
+from .published import load_published
+from .render import FORMATS, render
+from .render_csv import claims_csv
+from .render_rich import render_rich
+from .runs import deduplicate, load_runs, load_speed_runs, metric_histories
+from .speed import SPEED_LAYOUT, speed_table
 from .stats import compare
+from .summary import summary_report, summary_table
 from .table import Column, ReportTable
-from .tables import (
-    LAYOUT_NAMES,
-    default_layout,
-    layout_table,
-    speed_table,
-    summary_report,
-    summary_table,
-)
+from .verdicts import CLAIM_COLUMNS, holm
+
+LAYOUT_NAMES = ("summary", *LAYOUTS, SPEED_LAYOUT)
 
 __all__ = [
+    "CLAIM_COLUMNS",
     "FORMATS",
     "LAYOUT_NAMES",
     "Column",
+    "Report",
     "ReportTable",
+    "claims_csv",
+    "claims_frame",
     "compare",
     "deduplicate",
     "default_layout",
+    "holm",
     "latest_parent",
     "layout_table",
     "load_published",
     "load_runs",
     "load_speed_runs",
-    "log_report_artifacts",
     "make_report",
-    "metric_history",
-    "paper_row_name",
+    "metric_histories",
     "parent_info",
     "plot_study",
     "render",
     "render_rich",
     "report_table",
     "resolve_parents",
-    "rich_table",
-    "rich_text",
     "row_curves",
     "speed_table",
     "summary_report",
     "summary_table",
-    "to_csv",
-    "to_html",
-    "to_latex",
-    "to_markdown",
 ]

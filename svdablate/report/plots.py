@@ -17,14 +17,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .api import log_report_artifacts, resolve_parents
-from .runs import deduplicate, load_runs, metric_history, parent_info
-from .tables import ordered_rows, variant_rows
+from svdablate.schema import Metric
+
+from .api import attach_to_parents, print_warning
+from .parents import parent_info, resolve_parents
+from .rows import ordered_rows, variant_rows
+from .runs import deduplicate, load_runs, metric_histories
 
 # metric history -> (file stem, y label, log scale, title)
 FIGURES = {
-    "kappa_median": ("kappa", "κ = λmax/λmin (median over the epoch)", True, "covariance κ"),
-    "val_err": ("val_err", "validation error (%)", False, "validation error"),
+    Metric.KAPPA_MEDIAN: (
+        "kappa",
+        "κ = λmax/λmin of the batch covariance P (median over the epoch)",
+        True,
+        "covariance κ",
+    ),
+    Metric.VAL_ERR: ("val_err", "validation error (%)", False, "validation error"),
 }
 FORMATS = ("png", "pdf")
 
@@ -50,18 +58,22 @@ def row_curves(histories: dict[str, pd.Series]) -> dict[str, Any]:
 
 
 def study_curves(
-    tracking_uri: str | None, runs: pd.DataFrame, rows: Sequence[str], metric: str
+    runs: pd.DataFrame, rows: Sequence[str], history: pd.DataFrame
 ) -> dict[str, dict[str, Any]]:
-    """For each row label (runs' 'label' column) with any history of `metric`: `row_curves`."""
+    """For each row label (runs' 'label' column) with any history: `row_curves` of its runs.
+
+    history: `runs.metric_histories` of the runs (run_id, step, value).
+    """
+    series = {
+        rid: part.set_index("step")["value"] for rid, part in history.groupby("run_id", sort=False)
+    }
     curves = {}
     for row in rows:
-        histories = {
-            rid: metric_history(tracking_uri, rid, metric)
-            for rid in runs.loc[runs["label"] == row, "run_id"]
+        mine = {
+            rid: series[rid] for rid in runs.loc[runs["label"] == row, "run_id"] if rid in series
         }
-        histories = {rid: h for rid, h in histories.items() if len(h)}
-        if histories:
-            curves[row] = row_curves(histories)
+        if mine:
+            curves[row] = row_curves(mine)
     return curves
 
 
@@ -106,9 +118,10 @@ def plot_study(
     """Plot κ (log scale) and validation error over epochs per row; PNG and PDF in `out_dir`.
 
     Returns {"kappa": {row: curves}, "val_err": {row: curves}, "paths": [files], "rows": [...],
-    "dropped": duplicates dropped}; curves as in `row_curves`. Rows whose runs differ in
-    dataset, model, protocol or precision are split as in `summary_table`. With log_artifacts
-    the files are logged to every parent run under `report/`.
+    "dropped": duplicates dropped, "warnings": [lines]}; curves as in `row_curves`. Rows whose
+    runs differ in dataset, model, protocol or precision are split as in `summary_table`. With
+    log_artifacts the files are attached to every parent run under `report/`; a read-only store
+    skips that with one warning line on stderr (also in "warnings").
     """
     parents = resolve_parents(tracking_uri, parent_run_id, experiment)
     runs, dropped = deduplicate(load_runs(tracking_uri, parents))
@@ -116,12 +129,12 @@ def plot_study(
     preset = parent_info(tracking_uri, parents[0])["preset"] or "study"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"rows": rows, "paths": [], "dropped": dropped}
+    result: dict[str, Any] = {"rows": rows, "paths": [], "dropped": dropped, "warnings": []}
     for metric, (stem, ylabel, log, what) in FIGURES.items():
-        curves = study_curves(tracking_uri, runs, rows, metric)
+        curves = study_curves(runs, rows, metric_histories(tracking_uri, runs["run_id"], metric))
         title = f"{preset}: {what} (median, min-max over seeds)"
         result[stem] = curves
         result["paths"] += _save(_draw(curves, ylabel, log, title), out, stem)
     if log_artifacts:
-        log_report_artifacts(tracking_uri, parents, result["paths"])
+        print_warning(attach_to_parents(tracking_uri, parents, result["paths"]), result["warnings"])
     return result

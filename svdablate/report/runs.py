@@ -1,74 +1,75 @@
-"""Read a study's runs from MLflow (the layout of docs/internals.md) into pandas.
+"""Read a study's child runs from MLflow (docs/internals.md, "MLflow layout") into pandas.
 
-Nothing here imports the rest of svdablate: the report reads MLflow only.
+Every axis of a trial is read from the child's tags (`schema.Tag`), falling back to the parent's
+tag for the axes a study shares; params are never read. Frames come out in the canonical order
+(`canonical_order`), so no statistic depends on the order the store returns runs in.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-FINAL_METRICS = (
-    "final_val_err",
-    "final_val_err5",
-    "best_val_err",
-    "best_val_err5",
-    "final_kappa",
-    "failures_total",
-    "epochs_completed",
+from svdablate.schema import (
+    CONTEXT_TAGS,
+    RUN_METRICS,
+    SPEED_EXPERIMENT,
+    SPEED_METRICS,
+    SPEED_PARAMS,
+    Tag,
+    TrialStatus,
 )
-PARENT_TAGS = ("preset", "grid_id", "application", "dataset", "model", "protocol", "smoke")
-# Axes of a trial read from the child's params, falling back to the parent's tags.
-CONTEXT_KEYS = ("application", "dataset", "model", "protocol", "precision")
-STATUSES = ("finished", "diverged", "failed", "running")
+
+from .parents import client, parent_info
+
+#: Axes that split a row into variants ('NS (float32)'); the canonical order sorts by them.
+VARIANT_AXES = ("dataset", "model", "protocol", "precision")
+#: Canonical order of the runs: every statistic sees its sample in this order.
+CANONICAL_ORDER = ("row", *VARIANT_AXES, "seed", "config_hash", "run_id")
 _MLFLOW_STATUS = {
-    "FINISHED": "finished",
-    "FAILED": "failed",
-    "KILLED": "failed",
-    "RUNNING": "running",
-    "SCHEDULED": "running",
+    "FINISHED": TrialStatus.FINISHED,
+    "FAILED": TrialStatus.FAILED,
+    "KILLED": TrialStatus.FAILED,
 }
 # De-duplication keeps the best status first, then the newest start time.
-_STATUS_PRIORITY = {"finished": 3, "diverged": 2, "failed": 1, "running": 1}
+_STATUS_PRIORITY = {
+    TrialStatus.FINISHED: 3,
+    TrialStatus.DIVERGED: 2,
+    TrialStatus.FAILED: 1,
+    TrialStatus.RUNNING: 1,
+}
 RUN_COLUMNS = (
     "run_id",
     "parent_run_id",
-    "experiment_id",
     "row",
     "seed",
     "config_hash",
     "trial_id",
     "status",
     "method",
-    *CONTEXT_KEYS,
+    *CONTEXT_TAGS,
     "preset",
     "smoke",
     "start_time",
-    "end_time",
-    *FINAL_METRICS,
+    *RUN_METRICS,
 )
 
 
-def _client(tracking_uri: str | None) -> MlflowClient:
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Run]:
-    """Every run matching the filter (all pages), active and deleted-excluded."""
+def search_all(mlflow: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Run]:
+    """Every active run matching the filter (all pages)."""
     runs: list[Run] = []
     token = None
     while True:
-        page = client.search_runs(
+        page = mlflow.search_runs(
             experiment_ids,
             filter_string=filter_string,
             run_view_type=ViewType.ACTIVE_ONLY,
             max_results=1000,
-            order_by=["attributes.start_time DESC"],
             page_token=token,
         )
         runs.extend(page)
@@ -77,98 +78,47 @@ def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: 
             return runs
 
 
-def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
-    if experiment is None:
-        return [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        try:
-            exp = client.get_experiment(experiment)
-        except Exception as err:  # MlflowException for an unknown id
-            raise LookupError(f"no MLflow experiment named or numbered {experiment!r}") from err
-    return [exp.experiment_id]
-
-
-def latest_parent(tracking_uri: str | None, experiment: str | None = None) -> str:
-    """Run id of the newest parent run (tag `svdablate.role=parent`), in one experiment or all.
-
-    Raises LookupError when there is none.
-    """
-    client = _client(tracking_uri)
-    ids = _experiment_ids(client, experiment)
-    if not ids:
-        raise LookupError(f"no MLflow experiments at {tracking_uri}")
-    page = client.search_runs(
-        ids,
-        filter_string="tags.`svdablate.role` = 'parent'",
-        max_results=1,
-        order_by=["attributes.start_time DESC"],
-    )
-    if not page:
-        where = f"experiment {experiment!r}" if experiment else tracking_uri
-        raise LookupError(f"no svdablate parent run in {where}")
-    return page[0].info.run_id
-
-
-def parent_info(tracking_uri: str | None, parent_run_id: str) -> dict[str, object]:
-    """The parent's tags without the `svdablate.` prefix; `rows` decoded from JSON to a list."""
-    run = _client(tracking_uri).get_run(parent_run_id)
-    tags = run.data.tags
-    info: dict[str, object] = {k: tags.get(f"svdablate.{k}", "") for k in PARENT_TAGS}
-    try:
-        rows = json.loads(tags.get("svdablate.rows", "[]"))
-    except json.JSONDecodeError:
-        rows = []
-    info["rows"] = [str(r) for r in rows] if isinstance(rows, list) else []
-    info["run_id"] = parent_run_id
-    info["experiment_id"] = run.info.experiment_id
-    info["run_name"] = run.info.run_name
-    return info
+def canonical_order(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs sorted by row, variant axes, seed, config hash and run id; index 0..n-1."""
+    keys = [k for k in CANONICAL_ORDER if k in runs]
+    ordered = runs.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
+    ordered.attrs = dict(runs.attrs)
+    return ordered
 
 
 def _status(run: Run) -> str:
-    tag = run.data.tags.get("svdablate.status", "").strip().lower()
-    if tag in STATUSES:
+    tag = run.data.tags.get(Tag.STATUS, "").strip().lower()
+    if tag in TrialStatus.ALL:
         return tag
-    return _MLFLOW_STATUS.get(run.info.status, "running")
+    return _MLFLOW_STATUS.get(run.info.status, TrialStatus.RUNNING)
 
 
 def _seed(run: Run) -> float:
-    raw = run.data.tags.get("svdablate.seed", run.data.params.get("seed", ""))
     try:
-        return int(raw)
-    except (TypeError, ValueError):
+        return int(run.data.tags.get(Tag.SEED, ""))
+    except ValueError:
         return np.nan
 
 
-def _is_smoke(params: dict[str, str], parent: dict[str, object]) -> bool:
-    """A `--smoke` trial: FakeData standing in for the dataset its tag names."""
-    flags = (str(parent.get("smoke", "")), params.get("smoke", ""))
-    return any(f.lower() == "true" for f in flags) or params.get("dataset") == "fake"
-
-
 def _child_record(run: Run, parent: dict[str, object]) -> dict[str, object]:
-    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    tags = run.data.tags
     record: dict[str, object] = {
         "run_id": run.info.run_id,
         "parent_run_id": parent["run_id"],
-        "experiment_id": run.info.experiment_id,
-        "row": tags.get("svdablate.row", params.get("row", "")),
+        "row": tags.get(Tag.ROW, ""),
         "seed": _seed(run),
-        "config_hash": tags.get("svdablate.config_hash", params.get("config_hash", "")),
-        "trial_id": tags.get("svdablate.trial_id", params.get("trial_id", "")),
+        "config_hash": tags.get(Tag.CONFIG_HASH, ""),
+        "trial_id": tags.get(Tag.TRIAL_ID, ""),
         "status": _status(run),
-        "method": tags.get("svdablate.method", params.get("method", "")),
+        "method": tags.get(Tag.METHOD, ""),
         "preset": parent["preset"],
-        "smoke": _is_smoke(params, parent),
+        "smoke": str(parent["smoke"]).lower() == "true",
         "start_time": run.info.start_time,
-        "end_time": run.info.end_time,
     }
-    for key in CONTEXT_KEYS:
-        value = tags.get(f"svdablate.{key}") or params.get(key) or parent.get(key, "")
-        record[key] = "" if value in (None, "None") else str(value)
-    for key in FINAL_METRICS:
-        record[key] = metrics.get(key, np.nan)
+    for name, tag in CONTEXT_TAGS.items():
+        record[name] = str(tags.get(tag) or parent.get(name) or "")
+    for key in RUN_METRICS:
+        record[key] = run.data.metrics.get(key, np.nan)
     return record
 
 
@@ -179,89 +129,97 @@ def _as_list(parent_run_ids: str | Iterable[str]) -> list[str]:
 
 
 def load_runs(tracking_uri: str | None, parent_run_id: str | Sequence[str]) -> pd.DataFrame:
-    """One row per child run of the parent(s): tags, axes and final metrics.
+    """One row per child run of the parent(s), in the canonical order.
 
-    Columns: RUN_COLUMNS (row, seed, config_hash, status in finished|diverged|failed|running,
-    method, application, dataset, model, protocol, precision, preset, smoke (FakeData run),
-    start/end time in ms and the final metrics, NaN where a run has not logged them). No
-    de-duplication here: see `deduplicate`. The frame's `attrs["rows"]` is the union of the
-    parents' `svdablate.rows` (table order) followed by any other row seen in the children.
+    Columns: RUN_COLUMNS (status in finished|diverged|failed|running, method the canonical
+    meta-layer, smoke: FakeData runs, start_time in ms, the run metrics of schema.RUN_METRICS,
+    NaN where not logged). No de-duplication here: see `deduplicate`. attrs: "rows" (the
+    parents' row lists in table order, then any other row seen), "parents", "ow_map".
     """
-    client = _client(tracking_uri)
+    mlflow = client(tracking_uri)
     records: list[dict[str, object]] = []
     rows: list[str] = []
+    ow_maps: list[str] = []
     for pid in _as_list(parent_run_id):
         parent = parent_info(tracking_uri, pid)
         rows.extend(r for r in parent["rows"] if r not in rows)  # type: ignore[union-attr]
-        children = _search_all(
-            client, [str(parent["experiment_id"])], f"tags.mlflow.parentRunId = '{pid}'"
+        ow_maps.append(str(parent["ow_map"]))
+        children = search_all(
+            mlflow, [str(parent["experiment_id"])], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{pid}'"
         )
         records.extend(_child_record(run, parent) for run in children)
-    frame = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
-    frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
+    frame = canonical_order(pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS)))
     rows.extend(r for r in dict.fromkeys(frame["row"]) if r not in rows)
-    frame.attrs["rows"] = rows
-    frame.attrs["parents"] = _as_list(parent_run_id)
+    frame.attrs.update(
+        rows=rows,
+        parents=_as_list(parent_run_id),
+        ow_map=", ".join(m for m in dict.fromkeys(ow_maps) if m),
+    )
     return frame
 
 
 def deduplicate(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep one run per (row, seed, config_hash): the newest finished one.
+    """Keep one run per (row, seed, config_hash): finished > diverged > failed = running, then
+    the newest start time (then the run id, so ties too are decided the same way everywhere).
 
-    Within a group the status decides first (finished > diverged > failed = running), then the
-    newest start time. Returns the kept runs (original order) and how many were dropped.
+    Returns the kept runs in the canonical order and how many were dropped.
     """
     if runs.empty:
-        return runs.copy(), 0
+        return canonical_order(runs), 0
     priority = runs["status"].map(_STATUS_PRIORITY).fillna(0)
-    order = runs.assign(_priority=priority).sort_values(
-        ["_priority", "start_time"], ascending=[False, False], kind="stable"
+    best_first = runs.assign(_priority=priority).sort_values(
+        ["_priority", "start_time", "run_id"], ascending=[False, False, True], kind="stable"
     )
-    keys = ["row", "seed", "config_hash"]
-    kept = order.drop_duplicates(subset=keys, keep="first").drop(columns="_priority")
-    kept = kept.sort_index()
+    kept = best_first.drop_duplicates(["row", "seed", "config_hash"]).drop(columns="_priority")
     kept.attrs = dict(runs.attrs)
-    return kept, len(runs) - len(kept)
+    return canonical_order(kept), len(runs) - len(kept)
 
 
-def metric_history(tracking_uri: str | None, run_id: str, key: str) -> pd.Series:
-    """A run's per-epoch metric, indexed by step (the latest value of a repeated step)."""
-    history = _client(tracking_uri).get_metric_history(run_id, key)
-    points = sorted(history, key=lambda m: (m.step, m.timestamp))
-    series = pd.Series({m.step: m.value for m in points}, dtype=float)
-    series.index = series.index.astype(int)
-    return series.sort_index()
+def metric_histories(tracking_uri: str | None, run_ids: Iterable[str], key: str) -> pd.DataFrame:
+    """Per-step values of metric `key` for each run: columns run_id, step, value.
+
+    One `MlflowClient.get_metric_history` call per run (about 2 ms each on a SQLite store: the
+    report reads them only for the runs it shows). A step logged twice keeps its latest value.
+    """
+    mlflow = client(tracking_uri)
+    records = [
+        (run_id, m.step, m.timestamp, m.value)
+        for run_id in run_ids
+        for m in mlflow.get_metric_history(run_id, key)
+    ]
+    frame = pd.DataFrame.from_records(records, columns=["run_id", "step", "timestamp", "value"])
+    frame = frame.sort_values(["run_id", "step", "timestamp"], kind="stable")
+    frame = frame.drop_duplicates(["run_id", "step"], keep="last").drop(columns="timestamp")
+    return frame.astype({"step": int, "value": float}).reset_index(drop=True)
 
 
-def load_speed_runs(tracking_uri: str | None, experiment: str = "metalayer-speed") -> pd.DataFrame:
+def load_speed_runs(tracking_uri: str | None, experiment: str = SPEED_EXPERIMENT) -> pd.DataFrame:
     """The meta-layer timings (`benchmarks/metalayer_speed.py --tracking-uri`), newest per key.
 
     One row per (method, batch, dim, dtype) with fp_s, bp_s and total_s = fp_s + bp_s.
     """
-    client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
+    mlflow = client(tracking_uri)
+    exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
-        raise LookupError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
-    records = []
-    for run in _search_all(client, [exp.experiment_id], ""):
-        params, metrics = run.data.params, run.data.metrics
-        if "fp_s" not in metrics or "method" not in params:
-            continue
-        records.append(
-            {
-                "run_id": run.info.run_id,
-                "method": params["method"],
-                "batch": params.get("batch", ""),
-                "dim": params.get("dim", ""),
-                "dtype": params.get("dtype", ""),
-                "fp_s": metrics["fp_s"],
-                "bp_s": metrics.get("bp_s", np.nan),
-                "start_time": run.info.start_time,
-            }
+        raise LookupError(
+            f"no MLflow experiment {experiment!r} at {tracking_uri}: run "
+            f"`benchmarks/metalayer_speed.py --tracking-uri {tracking_uri}` first"
         )
-    columns = ["run_id", "method", "batch", "dim", "dtype", "fp_s", "bp_s", "start_time"]
+    method, fp, bp = SPEED_PARAMS[0], *SPEED_METRICS
+    records = [
+        {
+            "run_id": run.info.run_id,
+            **{p: run.data.params.get(p, "") for p in SPEED_PARAMS},
+            fp: run.data.metrics[fp],
+            bp: run.data.metrics.get(bp, np.nan),
+            "start_time": run.info.start_time,
+        }
+        for run in search_all(mlflow, [exp.experiment_id], "")
+        if fp in run.data.metrics and method in run.data.params
+    ]
+    columns = ["run_id", *SPEED_PARAMS, fp, bp, "start_time"]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    frame = frame.sort_values("start_time", ascending=False, kind="stable")
-    frame = frame.drop_duplicates(["method", "batch", "dim", "dtype"], keep="first")
-    frame["total_s"] = frame["fp_s"] + frame["bp_s"]
-    return frame.sort_values("start_time", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["start_time", "run_id"], ascending=False, kind="stable")
+    frame = frame.drop_duplicates(list(SPEED_PARAMS), keep="first")
+    frame["total_s"] = frame[fp] + frame[bp]
+    return frame.sort_values(list(SPEED_PARAMS), kind="stable").reset_index(drop=True)

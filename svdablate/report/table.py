@@ -1,20 +1,20 @@
 """The table model every layout produces and every renderer reads.
 
-A `ReportTable` holds numbers (`values`, one row per table row) and a list of display `Column`s
+A `ReportTable` holds numbers (`values`, one row per table row), a list of display `Column`s
 that say how to format them, which are ranked (best-k marked as the papers do) and how they are
-grouped under a spanning header.
+grouped under a spanning header, its notes, and the papers' claims tested on its runs.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from .trend import first_last, log_range, sparkline
+
 RANK_COLOURS = ("red", "blue", "green", "cyan")
-SUPERSCRIPTS = ("¹", "²", "³", "⁴")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class Column:
     """One displayed column.
 
     fmt: num (2 decimals) | pm (key ± key2) | sci | int | count | signed | sec | signed_sec |
-    p (p-value, or the note in key2) | ci ([key, key2]) | frac (key/key2) | text.
+    p (p-value, or the note in key2) | ci ([key, key2]) | frac (key/key2) | text |
+    trend (a per-epoch series: a sparkline on the column's shared log scale; first → last in
+    plain-text formats).
     better: 'min' or 'max' ranks the column (the best `top_k` cells are marked).
     kind: measured | paper | diff | stat | count (renderers may style them).
     """
@@ -41,7 +43,11 @@ class Column:
 
 @dataclass
 class ReportTable:
-    """A rendered-to-be table: `values` has columns 'section', 'row' and every Column's keys."""
+    """A rendered-to-be table: `values` has columns 'section', 'row' and every Column's keys.
+
+    `claims` is `verdicts.CLAIM_COLUMNS`-shaped (empty when the rows test no claim of the
+    papers); `metric` says which epoch's error the table shows ('best' or 'final').
+    """
 
     name: str
     title: str
@@ -49,6 +55,8 @@ class ReportTable:
     values: pd.DataFrame
     top_k: int = 4
     notes: list[str] = field(default_factory=list)
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metric: str = "best"
 
     @property
     def rows(self) -> list[str]:
@@ -74,10 +82,28 @@ class ReportTable:
             out[col.key] = ranked.fillna(0).astype(int)
         return out
 
-    def text(self, index: int, col: Column) -> str:
-        """The cell as plain text ('' when empty)."""
+    def text(self, index: int, col: Column, *, plain: bool = False) -> str:
+        """The cell as text ('' when empty); `plain` avoids unicode bars (LaTeX)."""
         row = self.values.loc[index]
+        if col.fmt == "trend":
+            values = row[col.key]
+            if plain:
+                return first_last(values)
+            return sparkline(values, log_range(self.values[col.key]))
         return format_cell(col.fmt, row[col.key], row[col.key2] if col.key2 else None)
+
+    def value_keys(self) -> list[str]:
+        """Every column's value keys, in column order, once each."""
+        return list(dict.fromkeys(k for c in self.columns for k in c.value_keys()))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The numbers the table shows: one row per table row, a column per value key (named
+        by what it shows, e.g. 'val_err_mean', 'cifar100.val_err_mean.paper'); a trend cell is
+        the per-epoch series. Index: row, or (section, row) when the table has sections."""
+        index = ["section", "row"] if self.has_sections else ["row"]
+        frame = self.values[[*index, *self.value_keys()]].set_index(index)
+        frame.attrs.update(name=self.name, title=self.title, metric=self.metric)
+        return frame
 
     def marked(self) -> pd.DataFrame:
         """Rank of each cell if it is among the best `top_k` of its column, else 0."""
@@ -130,11 +156,3 @@ def format_cell(fmt: str, value: object, value2: object = None) -> str:
     if fmt == "frac":
         return f"{round(x)}/{round(float(value2))}"  # type: ignore[arg-type]
     raise ValueError(f"unknown cell format {fmt!r}")
-
-
-def is_finite(value: object) -> bool:
-    """True for a real, finite number."""
-    try:
-        return math.isfinite(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
