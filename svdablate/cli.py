@@ -400,12 +400,15 @@ def status(
 
 def _print_report(
     tracking_uri: str, run_ids: list[str] | None, *, fmt: str, out: Path | None = None, **kw: Any
-) -> None:
+) -> int:
+    """Print (or write) the report; exit code 1 when a reported trial failed."""
     from svdablate.report import make_report
+    from svdablate.schema import TrialStatus
 
-    make_report(tracking_uri, run_ids, fmt=fmt, out=out, console=console, **kw)
+    report = make_report(tracking_uri, run_ids, fmt=fmt, out=out, console=console, **kw)
     if out is not None:
         console.print(f"wrote {out}")
+    return ExitCode.FAILED if report.table.statuses.get(TrialStatus.FAILED) else ExitCode.OK
 
 
 def _store(tracking_uri: str | None, results_dir: Path) -> str:
@@ -445,11 +448,17 @@ def report_cmd(
         typer.Option(help="Newest study of this experiment (default: $MLFLOW_EXPERIMENT_NAME)."),
     ] = None,
 ) -> None:
-    """The study's table in the paper's layout, beside the published numbers, with statistics."""
+    """The study's table in the paper's layout, beside the published numbers, with statistics.
+
+    Exit code 1 when a trial of the study failed (the table is still printed).
+    """
     uri = _store(tracking_uri, results_dir)
     ids = None if latest or not run_id else [r for r in run_id.split(",") if r]
     experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-    _print_report(uri, ids, fmt=fmt, out=out, layout=layout, metric=metric, experiment=experiment)
+    code = _print_report(
+        uri, ids, fmt=fmt, out=out, layout=layout, metric=metric, experiment=experiment
+    )
+    raise typer.Exit(code)
 
 
 @app.command(epilog=_examples("svdablate plot --latest", "svdablate plot RUN_ID --out-dir figs"))

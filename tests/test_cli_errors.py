@@ -97,9 +97,12 @@ def test_a_malformed_store_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_report_of_an_unknown_study_or_an_empty_store_is_one_line(tmp_path, monkeypatch, capsys):
-    db = tmp_path / "mlflow.db"
+    import logging
+
     from mlflow import MlflowClient
 
+    db = tmp_path / "mlflow.db"
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     MlflowClient(f"sqlite:///{db}").search_experiments()  # an empty, valid store
     code, _, err = run_main(monkeypatch, capsys, "report", "--results-dir", str(tmp_path))
     assert_one_error_line(code, err, "no svdablate")

@@ -37,6 +37,8 @@ tables show, 'best' (default: each run's best epoch, as the papers' scripts repo
   ``render_rich``, ``load_published`` (the papers' printed numbers).
 """
 
+from svdablate.schema import REPORT_LAYOUTS
+
 from .api import Report, claims_frame, make_report, report_table
 from .layout_specs import LAYOUTS, default_layout
 from .layouts import layout_table
@@ -53,7 +55,9 @@ from .summary import summary_report, summary_table
 from .table import Column, ReportTable
 from .verdicts import CLAIM_COLUMNS, holm
 
-LAYOUT_NAMES = ("summary", *LAYOUTS, SPEED_LAYOUT)
+LAYOUT_NAMES = REPORT_LAYOUTS  # the names the CLI offers: defined once, in the schema
+if set(LAYOUT_NAMES) != {"summary", *LAYOUTS, SPEED_LAYOUT}:
+    raise RuntimeError("svdablate.schema.REPORT_LAYOUTS and the report's layouts differ")
 
 __all__ = [
     "CLAIM_COLUMNS",

@@ -75,6 +75,8 @@ def report_table(
         kappa_history=history,
     )
     table.notes.append(f"study: preset {preset or '?'}; parent run(s) {', '.join(parents)}.")
+    kept, _ = deduplicate(runs)
+    table.statuses = {str(k): int(v) for k, v in kept["status"].value_counts().items()}
     return table
 
 

@@ -8,6 +8,8 @@ table's numbers alone and writes the claims as a second CSV document (`claims_cs
 
 from __future__ import annotations
 
+from svdablate.schema import REPORT_FORMATS
+
 from .render_csv import to_csv
 from .render_html import to_html
 from .render_latex import to_latex
@@ -15,7 +17,7 @@ from .render_markdown import to_markdown
 from .render_rich import rich_text
 from .table import ReportTable
 
-FORMATS = ("rich", "markdown", "latex", "csv", "html")
+FORMATS = REPORT_FORMATS
 EXTENSIONS = {"rich": "txt", "markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
 _RENDERERS = {
     "rich": rich_text,

@@ -57,6 +57,7 @@ class ReportTable:
     notes: list[str] = field(default_factory=list)
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric: str = "best"
+    statuses: dict[str, int] = field(default_factory=dict)  # the study's runs by status
 
     @property
     def rows(self) -> list[str]:
