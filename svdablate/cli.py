@@ -289,10 +289,15 @@ def run(
     if extend:
         if len(names) != 1:
             raise UserError("--extend takes one study: name one --preset")
-        if epochs is not None or set_:
-            raise UserError("--extend keeps the study's recipe: drop --epochs and --set")
         study = Study.load(results_dir, extend)
-        outcome = study.extend(seeds=seeds, rows=_rows(rows), progress=progress, console=console)
+        outcome = study.extend(
+            seeds=seeds,
+            rows=_rows(rows),
+            epochs=epochs,
+            overrides=set_,
+            progress=progress,
+            console=console,
+        )
         console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
         _print_outcome(study, outcome, report=report, metric=metric)
         raise typer.Exit(outcome.exit_code)
@@ -385,11 +390,12 @@ def status(
     from svdablate.schema import StudyStatus, TrialStatus
 
     counts = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
-    table = Table(title=f"{counts['study']} · parent run {counts['parent_run_id']}")
-    columns = ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-    table.add_row(*(str(counts[c]) for c in columns))
+    console.print(f"{counts['study']} · parent run {counts['parent_run_id']}", highlight=False)
+    table = Table(show_header=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("", justify="right", no_wrap=True)
+    for key in ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]:
+        table.add_row(key.replace("_", " "), str(counts[key]))
     console.print(table)
     bad = counts[TrialStatus.FAILED] or counts["study_status"] in (
         StudyStatus.INTERRUPTED,

@@ -60,7 +60,7 @@ def assert_one_error_line(code, err, needle):
         (["run", "--preset", "eccv22-dbn-cifar10", "--data-dir", "/nonexistent"], "cifar"),
         (["run", "--set", "novalue"], "key=value"),
         (["run", "--preset", "demo,eccv22-dbn-cifar10", "--extend", "abc"], "one --preset"),
-        (["run", "--extend", "abc", "--epochs", "3"], "keeps the study's recipe"),
+        (["run", "--extend", "abc", "--epochs", "3"], "no study abc"),
         (["report", "--results-dir", "/nonexistent"], "--results-dir"),
         (["resume"], "resume --latest"),
         (["resume", "--latest", "--results-dir", "/nonexistent"], "svdablate run"),

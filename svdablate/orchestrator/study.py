@@ -275,14 +275,27 @@ class Study:
         *,
         seeds: int | None = None,
         rows: str | list[str] | tuple[str, ...] | None = None,
+        epochs: int | None = None,
+        overrides: dict[str, Any] | list[str] | None = None,
         progress: bool = False,
         console: Any = None,
     ) -> StudyOutcome:
-        """Add seeds or rows to a started study as new trials under its parent run, and run them."""
+        """Add seeds or rows to a started study as new trials under its parent run, and run them.
+
+        The recipe stays the study's: `epochs` and `overrides` may repeat it, not change it.
+        """
         if self.manifest is None:
             raise UserError("this study has not started: run() it first")
         if isinstance(rows, str):
             rows = tuple(rows.split(","))
+        if isinstance(overrides, list | tuple):
+            overrides = parse_overrides(list(overrides))
+        if (epochs is not None and epochs != self.spec.epochs) or (
+            overrides and overrides != self.spec.overrides
+        ):
+            raise UserError(
+                "--extend keeps the study's recipe: drop --epochs and --set, or start a new study"
+            )
         changes = {"seeds": seeds, "rows": rows}
         spec = validated(
             StudySpec,
@@ -315,10 +328,19 @@ class Study:
 
         if self.manifest is None:
             raise UserError("this study has not started: run() it")
+        from mlflow.exceptions import MlflowException
+
         client = MlflowClient(self.tracking_uri)
-        runs = child_runs(client, self.manifest.parent_run_id)
+        try:
+            parent = client.get_run(self.manifest.parent_run_id)
+            runs = child_runs(client, self.manifest.parent_run_id)
+        except MlflowException:
+            raise UserError(
+                f"study {self.manifest.parent_run_id} is not in the MLflow store "
+                f"{self.tracking_uri}: pass the --tracking-uri it ran with (or unset "
+                "MLFLOW_TRACKING_URI)"
+            ) from None
         counts = Counter(r.data.tags.get(Tag.STATUS, TrialStatus.RUNNING) for r in runs.values())
-        parent = client.get_run(self.manifest.parent_run_id)
         return {
             "study": self.name,
             "parent_run_id": self.manifest.parent_run_id,

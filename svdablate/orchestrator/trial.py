@@ -7,6 +7,7 @@ it reports are `svdablate.schema.Metric`'s.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -94,6 +95,21 @@ def _log_event(hooks: dict[str, Any], log: str, config: TrialConfig, event: str)
     if hooks.get(log):
         with open(hooks[log], "a") as handle:
             handle.write(f"{config.trial_id} {event}\n")
+
+
+def _probe(hooks: dict[str, Any], config: TrialConfig, event: str, device: torch.device) -> None:
+    """Append a JSON line (time, the GPUs Ray made visible, the device chosen) to `probe_log`:
+    the GPU-packing test reads the trials' concurrency and shares from it."""
+    if hooks.get("probe_log"):
+        record = {
+            "trial_id": config.trial_id,
+            "event": event,
+            "time": time.time(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device": str(device),
+        }
+        with open(hooks["probe_log"], "a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
 
 def load_pretrained(model: torch.nn.Module, path: str) -> list[str]:
@@ -257,6 +273,7 @@ def train_trial(
         generator.set_state(state["loader_rng"])
 
     _log_event(hooks, "start_log", config, f"start-epoch-{start_epoch}")
+    _probe(hooks, config, "start", device)
     nan_epoch = hooks.get("nan_at_epoch")
     last: dict[str, Any] = {}
     for epoch in range(start_epoch, config.epochs):
@@ -334,6 +351,7 @@ def train_trial(
         report_fn(metrics, state)
         last = metrics
     _log_event(hooks, "completion_log", config, "finished")
+    _probe(hooks, config, "end", device)
     return {**last, "status": "finished"}
 
 
