@@ -343,7 +343,7 @@ def test_latex_and_html_mark_ranks(store):
     assert r"\textcolor{cyan}{20.07 $\pm$ 0.21}" in latex
     assert r"\multicolumn{10}{c}{CIFAR100}" in latex
     page = render(table, "html")
-    assert '<span style="color:blue;font-weight:bold">19.53 ± 0.15</span>' in page
+    assert 'r2" title="rank 2 (second) of its column">19.53 ± 0.15<sup class="rank">2</sup>' in page
     assert '<th colspan="10">CIFAR100</th>' in page
 
 

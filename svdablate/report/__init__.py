@@ -23,10 +23,19 @@ tables show, 'best' (default: each run's best epoch, as the papers' scripts repo
   the table's claims, α = 0.05.
 - ``make_report(tracking_uri, parent_ids, *, fmt="rich", out=None, layout=None,
   metric="best", log_artifacts=True) -> Report``: renders (rich | markdown | latex | csv |
-  html; every format carries the claims, CSV as a second file ``<stem>.claims.csv`` beside
+  html: one self-contained page with the figures, recipe and provenance too; every format
+  carries the claims, CSV as a second file ``<stem>.claims.csv`` beside
   ``out``), prints or writes it, and attaches the files and a ``svdablate.claims`` tag to the
   parent run(s). On a read-only store or artifact folder the attaching is skipped with one
   warning line that make_report itself prints to stderr and returns in ``Report.warnings``.
+- ``publish_study(tracking_uri, parent_run_id, *, metric="best") -> list[str]``: what the
+  MLflow UI shows of a study, on its parent run (the orchestrator calls it at the end of
+  run/resume): under ``report/`` the table as an MLflow table (``<table>.json``, log_table),
+  the HTML page, the CSV and claims CSV, ``kappa.png`` and ``val_err.png``; the
+  ``svdablate.claims`` tag; per-row metrics ``schema.row_metric_key(stat, row)`` for
+  ``schema.ROW_STATS`` at step = trials done, each logged only when its value changed (a
+  second publish writes no (key, step) twice; files and table are replaced). Returns warning
+  lines (already printed to stderr): one on a read-only store, which publishes nothing.
 - ``plot_study(tracking_uri, parent_id, out_dir) -> dict``: κ and validation error over epochs
   per row (median, min-max band over seeds), PNG and PDF; read-only stores as make_report.
 - ``latest_parent(tracking_uri)``, ``resolve_parents(...)``: find studies. Every lookup that
@@ -44,6 +53,7 @@ from .layout_specs import LAYOUTS, default_layout
 from .layouts import layout_table
 from .parents import latest_parent, parent_info, resolve_parents
 from .plots import plot_study, row_curves
+from .publish import publish_study
 from .published import load_published
 from .render import FORMATS, render
 from .render_csv import claims_csv
@@ -81,6 +91,7 @@ __all__ = [
     "metric_histories",
     "parent_info",
     "plot_study",
+    "publish_study",
     "render",
     "render_rich",
     "report_table",

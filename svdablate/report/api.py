@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from rich.console import Console
 
-from svdablate.schema import REPORT_ARTIFACT_DIR, Metric, Tag, TrialStatus
+from svdablate.schema import Metric, TrialStatus
 
+from .attach import attach_to_parents, print_warning
+from .html_page import html_page
 from .layout_specs import default_layout
 from .layouts import layout_table
-from .parents import client, parent_info, resolve_parents
+from .page import StudyPage, study_page
+from .parents import parent_info, resolve_parents
+from .plots import StudyFigures, figure_histories, study_figures
 from .render import EXTENSIONS, render
 from .render_csv import claims_csv
 from .render_rich import render_rich
 from .runs import deduplicate, load_runs, load_speed_runs, metric_histories
 from .speed import SPEED_LAYOUT, speed_table
 from .table import ReportTable
-
-#: What attaching can raise on a read-only archive: the artifact folder (OSError) or the store.
-ATTACH_ERRORS = (OSError, MlflowException)
 
 
 @dataclass
@@ -66,6 +63,20 @@ def report_table(
         kept, _ = deduplicate(runs)
         shown = kept.loc[kept["status"] == TrialStatus.FINISHED, "run_id"]
         history = metric_histories(tracking_uri, shown, Metric.KAPPA_MEDIAN)
+    return study_table(tracking_uri, parents, runs, layout=layout, metric=metric, history=history)
+
+
+def study_table(
+    tracking_uri: str | None,
+    parents: Sequence[str],
+    runs: pd.DataFrame,
+    *,
+    layout: str | None,
+    metric: str,
+    history: pd.DataFrame | None,
+) -> ReportTable:
+    """The table of the parents' `runs` (`load_runs`); `history`: their κ histories (the trend
+    column; None leaves it out)."""
     preset = str(parent_info(tracking_uri, parents[0])["preset"])
     table = layout_table(
         runs,
@@ -78,6 +89,41 @@ def report_table(
     kept, _ = deduplicate(runs)
     table.statuses = {str(k): int(v) for k, v in kept["status"].value_counts().items()}
     return table
+
+
+@dataclass
+class StudyReport:
+    """Everything a study's page shows: its runs (`load_runs`), table, figures and the rest."""
+
+    runs: pd.DataFrame
+    table: ReportTable
+    figures: StudyFigures
+    page: StudyPage
+
+    @property
+    def html(self) -> str:
+        return html_page(self.table, self.page)
+
+
+def study_report(
+    tracking_uri: str | None, parents: Sequence[str], *, layout: str | None, metric: str
+) -> StudyReport:
+    """Read the parents' runs once and build the table, the figures, the recipe and the
+    provenance from them (the metric histories are read once for the trend and the figures)."""
+    runs = load_runs(tracking_uri, parents)
+    histories = figure_histories(tracking_uri, runs)
+    table = study_table(
+        tracking_uri,
+        parents,
+        runs,
+        layout=layout,
+        metric=metric,
+        history=histories[Metric.KAPPA_MEDIAN],
+    )
+    preset = str(parent_info(tracking_uri, parents[0])["preset"])
+    drawn = study_figures(runs, histories, preset)
+    page = study_page(tracking_uri, parents, drawn, runs.attrs["rows"])
+    return StudyReport(runs, table, drawn, page)
 
 
 def claims_frame(
@@ -95,68 +141,6 @@ def claims_frame(
         tracking_uri, parent_ids, layout=layout, metric=metric, experiment=experiment, trend=False
     )
     return table.claims.copy()
-
-
-def claim_lines(claims: pd.DataFrame) -> list[str]:
-    """One line per claim: where, what, the verdict and its numbers (the parent run's tag)."""
-    lines = []
-    for c in claims.itertuples(index=False):
-        context = f" [{c.context}]" if c.context else ""
-        p = f"; p_Holm {c.p_holm:.3g}" if pd.notna(c.p_holm) else ""
-        note = f"; {c.note}" if c.note else ""
-        lines.append(
-            f"{c.paper} {c.where}: {c.claim}{context}: {c.verdict} "
-            f"({c.rows}: {c.values}, n {c.n}{p}{note})"
-        )
-    return lines
-
-
-@contextlib.contextmanager
-def _quiet_store_errors() -> Iterator[None]:
-    """MLflow's SQL store logs a traceback before raising on a read-only database: hide it
-    (the caller reports the failure in one line)."""
-    logger = logging.getLogger("mlflow.store")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def attach_to_parents(
-    tracking_uri: str | None,
-    parent_ids: Sequence[str],
-    paths: Sequence[Path],
-    claims: pd.DataFrame | None = None,
-) -> str | None:
-    """Attach files under `report/` to each parent run and, with `claims`, tag it with their
-    verdicts (`Tag.CLAIMS`). Returns None, or a one-line warning when the store or its artifact
-    folder refuses (a read-only archive): the report itself is complete either way."""
-    mlflow = client(tracking_uri)
-    try:
-        with _quiet_store_errors():
-            for parent in parent_ids:
-                for path in paths:
-                    mlflow.log_artifact(parent, str(path), artifact_path=REPORT_ARTIFACT_DIR)
-                if claims is not None:
-                    text = "\n".join(claim_lines(claims))
-                    mlflow.set_tag(parent, Tag.CLAIMS, text[:MAX_TAG_VAL_LENGTH])
-    except ATTACH_ERRORS as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return (
-            f"warning: not attached to parent run(s) {', '.join(parent_ids)} (read-only store "
-            f"or artifact folder? {type(err).__name__}: {reason})"
-        )
-    return None
-
-
-def print_warning(message: str | None, warnings: list[str]) -> None:
-    """Print a warning line to stderr and keep it in `warnings` (nothing for None)."""
-    if message:
-        warnings.append(message)
-        sys.stderr.write(message + "\n")
-        sys.stderr.flush()
 
 
 def _emit(
@@ -194,9 +178,11 @@ def make_report(
     """Build, show and attach a study's table and claims.
 
     fmt: rich (coloured in the terminal; the returned text is its plain form) | markdown |
-    latex | csv | html. out: the file to write (else the terminal / stdout); a CSV table's
-    claims go to `<stem>.claims.csv` beside it (stdout gets the table alone). parent_ids: one
-    id, several (de-duplicated reruns), or None for the newest study (in `experiment`).
+    latex | csv | html (one self-contained page: the table, the claims, the κ and error
+    figures, the recipe and the provenance). out: the file to write (else the terminal /
+    stdout); a CSV table's claims go to `<stem>.claims.csv` beside it (stdout gets the table
+    alone). parent_ids: one id, several (de-duplicated reruns), or None for the newest study
+    (in `experiment`).
     With log_artifacts the rendered file, the CSV and the claims CSV are attached to every
     parent run under `report/` and its verdicts set as the `svdablate.claims` tag; when the
     store is read-only that is skipped with one warning line on stderr (also in
@@ -204,10 +190,14 @@ def make_report(
     """
     speed = layout == SPEED_LAYOUT
     parents = [] if speed else resolve_parents(tracking_uri, parent_ids, experiment)
-    table = report_table(
-        tracking_uri, parents or None, layout=layout, metric=metric, experiment=experiment
-    )
-    text = render(table, fmt)
+    if fmt == "html" and parents:  # the page: figures, recipe and provenance too
+        study = study_report(tracking_uri, parents, layout=layout, metric=metric)
+        table, text = study.table, study.html
+    else:
+        table = report_table(
+            tracking_uri, parents or None, layout=layout, metric=metric, experiment=experiment
+        )
+        text = render(table, fmt)
     _emit(table, text, fmt, Path(out) if out is not None else None, console)
     report = Report(text, table)
     if log_artifacts and parents:

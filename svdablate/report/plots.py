@@ -7,7 +7,9 @@ runs); at each epoch the band spans the runs that reached it.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ from matplotlib.ticker import MaxNLocator
 
 from svdablate.schema import Metric
 
-from .api import attach_to_parents, print_warning
+from .attach import attach_to_parents, print_warning
+from .palette import LINE_HUES, LINE_STYLES, OKABE_ITO
 from .parents import parent_info, resolve_parents
 from .rows import ordered_rows, variant_rows
 from .runs import deduplicate, load_runs, metric_histories
@@ -28,7 +31,7 @@ from .runs import deduplicate, load_runs, metric_histories
 FIGURES = {
     Metric.KAPPA_MEDIAN: (
         "kappa",
-        "κ = λmax/λmin of the batch covariance P (median over the epoch)",
+        "κ = λmax/λmin of P (median over the epoch)",
         True,
         "covariance κ",
     ),
@@ -77,15 +80,40 @@ def study_curves(
     return curves
 
 
+@dataclass
+class StudyFigures:
+    """The study's figures (file stem -> Figure) and the curves they draw (stem -> row ->
+    `row_curves`), rows in table order."""
+
+    rows: list[str]
+    curves: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    _png: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def png(self, stem: str) -> bytes:
+        """The figure as PNG bytes (drawn once: the page embeds what publish attaches)."""
+        if stem not in self._png:
+            buffer = io.BytesIO()
+            self.figures[stem].savefig(buffer, format="png", dpi=DPI)
+            self._png[stem] = buffer.getvalue()
+        return self._png[stem]
+
+
+DPI = 150
+
+
 def _draw(curves: dict[str, dict[str, Any]], ylabel: str, log: bool, title: str) -> Figure:
-    """The figure, drawn with the Agg canvas (no pyplot, no global backend change)."""
+    """The figure, drawn with the Agg canvas (no pyplot, no global backend change); a row's
+    colour (Okabe–Ito) and dash pattern both tell it apart."""
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for row, data in curves.items():
+    for i, (row, data) in enumerate(curves.items()):
         epochs = np.asarray(data["epochs"])
-        (line,) = ax.plot(epochs, data["median"], label=row, linewidth=1.5)
-        ax.fill_between(epochs, data["min"], data["max"], color=line.get_color(), alpha=0.2)
+        colour = OKABE_ITO[LINE_HUES[i % len(LINE_HUES)]]
+        style = LINE_STYLES[i % len(LINE_STYLES)]
+        ax.plot(epochs, data["median"], label=row, color=colour, linestyle=style, linewidth=1.6)
+        ax.fill_between(epochs, data["min"], data["max"], color=colour, alpha=0.18)
     if log:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -98,13 +126,28 @@ def _draw(curves: dict[str, dict[str, Any]], ylabel: str, log: bool, title: str)
     return fig
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    paths = []
-    for ext in FORMATS:
-        path = out_dir / f"{stem}.{ext}"
-        fig.savefig(path, dpi=150)
-        paths.append(path)
-    return paths
+def study_figures(
+    runs_df: pd.DataFrame, histories: dict[str, pd.DataFrame], preset: str
+) -> StudyFigures:
+    """κ (log scale) and validation error over epochs per row, from the study's runs
+    (`load_runs`) and their metric histories (metric -> `metric_histories` of the runs kept
+    by `deduplicate`). Rows whose runs differ in dataset, model, protocol or precision are split
+    as in `summary_table`."""
+    runs, _ = deduplicate(runs_df)
+    runs, rows = variant_rows(runs, ordered_rows(runs_df.attrs["rows"], runs))
+    result = StudyFigures(rows)
+    for metric, (stem, ylabel, log, what) in FIGURES.items():
+        curves = study_curves(runs, rows, histories[metric])
+        result.curves[stem] = curves
+        title = f"{preset or 'study'}: {what} (median, min-max over seeds)"
+        result.figures[stem] = _draw(curves, ylabel, log, title)
+    return result
+
+
+def figure_histories(tracking_uri: str | None, runs_df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The metric histories the figures draw, of the runs `deduplicate` keeps."""
+    kept, _ = deduplicate(runs_df)
+    return {metric: metric_histories(tracking_uri, kept["run_id"], metric) for metric in FIGURES}
 
 
 def plot_study(
@@ -124,17 +167,19 @@ def plot_study(
     skips that with one warning line on stderr (also in "warnings").
     """
     parents = resolve_parents(tracking_uri, parent_run_id, experiment)
-    runs, dropped = deduplicate(load_runs(tracking_uri, parents))
-    runs, rows = variant_rows(runs, ordered_rows(runs.attrs["rows"], runs))
-    preset = parent_info(tracking_uri, parents[0])["preset"] or "study"
+    runs = load_runs(tracking_uri, parents)
+    _, dropped = deduplicate(runs)
+    preset = str(parent_info(tracking_uri, parents[0])["preset"])
+    drawn = study_figures(runs, figure_histories(tracking_uri, runs), preset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"rows": rows, "paths": [], "dropped": dropped, "warnings": []}
-    for metric, (stem, ylabel, log, what) in FIGURES.items():
-        curves = study_curves(runs, rows, metric_histories(tracking_uri, runs["run_id"], metric))
-        title = f"{preset}: {what} (median, min-max over seeds)"
-        result[stem] = curves
-        result["paths"] += _save(_draw(curves, ylabel, log, title), out, stem)
+    result: dict[str, Any] = {"rows": drawn.rows, "paths": [], "dropped": dropped, "warnings": []}
+    for stem, fig in drawn.figures.items():
+        result[stem] = drawn.curves[stem]
+        for ext in FORMATS:
+            path = out / f"{stem}.{ext}"
+            fig.savefig(path, dpi=DPI)
+            result["paths"].append(path)
     if log_artifacts:
         print_warning(attach_to_parents(tracking_uri, parents, result["paths"]), result["warnings"])
     return result

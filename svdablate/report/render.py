@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from svdablate.schema import REPORT_FORMATS
 
+from .html_page import to_html
 from .render_csv import to_csv
-from .render_html import to_html
 from .render_latex import to_latex
 from .render_markdown import to_markdown
 from .render_rich import rich_text
