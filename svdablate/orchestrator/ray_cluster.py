@@ -64,17 +64,35 @@ def _is_loopback(address: str) -> bool:
     return host.startswith("127.") or host == "localhost"
 
 
+def _stay_on_loopback() -> None:
+    """Make Ray resolve "this node" to 127.0.0.1, not to the first non-loopback interface.
+
+    Ray turns a 127.0.0.1 cluster address into the machine's outward IP before connecting, unless
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (its switch for single-machine clusters); read when ray
+    is first imported, so it is also set on the imported constant (a notebook may have imported
+    ray already). The variable is inherited by the processes Ray starts from here.
+    """
+    import sys
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
 def connect_ray(address: str | None) -> None:
     """Join the Ray cluster at `address` (or RAY_ADDRESS); start a local one without either."""
+    target = resolve_address(address)
+    loopback = _is_loopback(target)
+    if loopback:
+        _stay_on_loopback()
     import ray
 
     if ray.is_initialized():
         return
-    target = resolve_address(address)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    loopback = _is_loopback(target)
     ray.init(
         address=target,
         # A Ray started here listens on loopback only; a loopback cluster is joined on loopback

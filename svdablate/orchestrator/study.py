@@ -508,4 +508,12 @@ class Study:
         else:
             status = StudyStatus.FINISHED
         set_parent_status(manifest.store_uri, manifest.parent_run_id, status)
+        self._publish()
         return outcome
+
+    def _publish(self) -> None:
+        """Put the table, report, plots and per-row metrics on the parent run (the MLflow UI)."""
+        from svdablate.report import publish_study
+
+        assert self.manifest is not None
+        publish_study(self.manifest.store_uri, self.manifest.parent_run_id)
