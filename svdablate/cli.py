@@ -418,10 +418,14 @@ def _print_report(
 
 
 def _store(tracking_uri: str | None, results_dir: Path) -> str:
+    from svdablate.orchestrator.manifest import default_tracking_uri
+    from svdablate.orchestrator.relocate import relocate_artifacts
     from svdablate.orchestrator.tracking import check_store, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, results_dir, create=False)
     check_store(uri)
+    if uri == default_tracking_uri(results_dir):
+        relocate_artifacts(results_dir)  # a copied or moved folder writes into itself
     return uri
 
 

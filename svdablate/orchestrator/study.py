@@ -194,10 +194,14 @@ class Study:
         """
         from .tracking import TRACKING_URI_ENV, resolve_tracking_uri
 
+        from .relocate import relocate_artifacts
+
         manifest = StudyManifest.load(results_dir, run_id)
         override = tracking_uri or os.environ.get(TRACKING_URI_ENV)
         if override:
             manifest.tracking_uri = resolve_tracking_uri(override, results_dir, create=False)
+        if manifest.tracking_uri is None:
+            relocate_artifacts(results_dir)  # a copied or moved folder writes into itself
         return cls(
             StudySpec.model_validate(manifest.spec),
             manifest.trial_configs(),
@@ -384,12 +388,13 @@ class Study:
     def _start(self, uri: str) -> StudyManifest:
         from .mlflow_writer import create_parent_run
         from .provenance import provenance_tags
+        from .relocate import artifacts_uri
 
         grid_id = uuid.uuid4().hex[:8]
         results = self.results_dir.resolve()
         own_store = uri == default_tracking_uri(results)
         # A local store keeps its artifacts (tables, figures) beside it, not in the caller's cwd.
-        artifacts = (results / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        artifacts = artifacts_uri(results) if uri.startswith("sqlite:") else None
         parent = create_parent_run(
             uri,
             self.experiment,
