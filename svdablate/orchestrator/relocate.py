@@ -1,7 +1,8 @@
 """A results dir that was copied or moved keeps writing into itself.
 
 MLflow stores artifact locations as absolute URIs (the experiment's `artifact_location`, each
-run's `artifact_uri`); a study's own SQLite store keeps its artifacts in `<results-dir>/mlartifacts`.
+run's `artifact_uri`); a study's own SQLite store keeps its artifacts in
+`<results-dir>/mlartifacts`.
 After a copy or a move those URIs still name the old folder, so attaching a report to the copy
 would write into the original (or re-create a deleted one). Before a command uses a results dir's
 own store, `relocate_artifacts` rewrites those URIs to the folder the store is in now. Only

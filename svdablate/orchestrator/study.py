@@ -192,9 +192,8 @@ class Study:
         Its store: `tracking_uri`, else $MLFLOW_TRACKING_URI, else the one it was run with (the
         results dir's own `mlflow.db` wherever the folder now is).
         """
-        from .tracking import TRACKING_URI_ENV, resolve_tracking_uri
-
         from .relocate import relocate_artifacts
+        from .tracking import TRACKING_URI_ENV, resolve_tracking_uri
 
         manifest = StudyManifest.load(results_dir, run_id)
         override = tracking_uri or os.environ.get(TRACKING_URI_ENV)
