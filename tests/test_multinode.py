@@ -116,6 +116,8 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
             "--no-report",
             "--set",
             f"test_hooks={hooks}",
+            "--set",
+            "checkpoint_every_s=0",
             "--max-failures",
             "3",
         ],

@@ -105,6 +105,7 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
         sys.executable, "-m", "svdablate.cli", "run", "--preset", "demo", "--rows", "SVD,NS",
         "--seeds", "2", "--epochs", "3", "--results-dir", str(tmp_path), "--no-progress",
         "--no-report", "--set", f"test_hooks={hooks}", "--max-concurrent", "1",
+        "--set", "checkpoint_every_s=0",
     ]  # fmt: skip
     driver = subprocess.Popen(
         args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -150,6 +151,7 @@ def test_crashed_trial_retries_from_checkpoint_and_nan_trial_is_diverged(tmp_pat
     run = cli(
         "run", "--preset", "demo", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "3",
         "--results-dir", str(tmp_path), "--no-progress", "--set", f"test_hooks={json.dumps(hooks)}",
+        "--set", "checkpoint_every_s=0",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(markers.glob("crashed-*")), "the injected fault did not fire"

@@ -150,3 +150,14 @@ def test_ow_as_skew_orthogonal_convolution_replaces_the_pre_svd_conv(monkeypatch
     assert isinstance(layer, SkewOrthogonalConv2d)
     assert layer.kernel.grad is not None, "the installed layer is the one that trained"
     assert 0 < rec.metrics[0]["pre_svd_lr"] <= 0.05 + 1e-12
+
+
+def test_checkpoint_policy_every_t_seconds_and_always_after_the_last_epoch():
+    from svdablate.orchestrator.tune_runner import checkpoint_due
+
+    config = _config("SVD", epochs=5, checkpoint_every_s=30.0)
+    assert not checkpoint_due(config, {"epoch": 1}, since_last_s=29.0)
+    assert checkpoint_due(config, {"epoch": 1}, since_last_s=30.0)
+    assert checkpoint_due(config, {"epoch": 4}, since_last_s=0.1)  # the last epoch
+    every = _config("SVD", epochs=5, checkpoint_every_s=0.0)
+    assert checkpoint_due(every, {"epoch": 0}, since_last_s=0.0)

@@ -120,6 +120,13 @@ class TrialConfig(BaseModel):
         None, "stop each epoch after this many steps (smoke runs)", unit="steps", ge=1
     )
     # where and how it runs: not part of the config hash
+    checkpoint_every_s: float = _field(
+        60.0,
+        "checkpoint a trial at most this often, and after its last epoch (0: every epoch)",
+        unit="s",
+        identity=False,
+        ge=0,
+    )
     data_dir: str | None = _field(None, "dataset root", identity=False, settable=False)
     download: bool = _field(False, "download CIFAR if missing", identity=False, settable=False)
     device: str = _field("auto", "auto (the GPU Ray gives, else CPU), cpu, cuda", identity=False)

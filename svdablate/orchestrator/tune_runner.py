@@ -17,14 +17,16 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
 from .config import Resources, TrialConfig
 from .manifest import StudyManifest
-from .mlflow_writer import MLflowRecorder
-from .progress import ProgressCallback, RichProgress
+
+if TYPE_CHECKING:  # the driver's side only: a trial's worker never imports MLflow or rich
+    from .mlflow_writer import MLflowRecorder
+    from .progress import RichProgress
 
 #: Errors that would happen again on a retry: reported as the trial's failure, never retried.
 DETERMINISTIC_ERRORS = (
@@ -41,7 +43,7 @@ DETERMINISTIC_ERRORS = (
 def _trainable(
     config: dict[str, Any], done: frozenset[str] = frozenset(), resources: dict | None = None
 ) -> None:
-    """Ray Tune trainable around `train_trial`: a checkpoint every epoch, resumes from one."""
+    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes."""
     import torch
 
     from .trial import save_state, train_trial
@@ -52,14 +54,18 @@ def _trainable(
     request = Resources.model_validate(resources or {})
     torch.set_num_threads(max(1, int(request.cpus_per_trial)))
     fraction = request.gpus_per_trial if 0 < request.gpus_per_trial < 1 else None
+    last_checkpoint = time.monotonic()
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        if state is None:
+        nonlocal last_checkpoint
+        due = checkpoint_due(trial, metrics, time.monotonic() - last_checkpoint)
+        if state is None or not due:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
             save_state(state, folder)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        last_checkpoint = time.monotonic()
 
     checkpoint = tune.get_checkpoint()
     try:
@@ -70,6 +76,15 @@ def _trainable(
                 train_trial(trial, report, folder, gpu_fraction=fraction)
     except DETERMINISTIC_ERRORS as exc:
         tune.report({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def checkpoint_due(trial: TrialConfig, metrics: dict[str, Any], since_last_s: float) -> bool:
+    """The checkpoint policy: after the last epoch always, else once `checkpoint_every_s` has
+    passed since the previous checkpoint (0: every epoch). A crash or an interrupt loses at most
+    that much training; fewer checkpoints cost less (a checkpoint is a state file Tune copies)."""
+    if int(metrics.get("epoch", -1)) + 1 >= trial.epochs:
+        return True
+    return since_last_s >= trial.checkpoint_every_s
 
 
 @dataclass
@@ -126,6 +141,8 @@ def run_trials(
     keep_checkpoints: bool = True,
 ) -> TuneOutcome:
     """Run (or restore) the study's current Tune experiment over `configs`."""
+    from .progress import ProgressCallback
+
     resources = manifest.resource_request()
     done = frozenset(recorder.done_trials())
     todo = [c for c in configs if c.trial_id not in done]
