@@ -8,11 +8,11 @@ outage of the tracking server stalls nothing: trials keep running, the spool gro
 thread drains it, in order, when the server answers again. What is left at the end stays in the
 file; the next `resume` replays it before anything else.
 
-Nothing is written twice. Operations name trials, not run ids, so a replay resolves each trial's
-child run (created once: an operation whose earlier attempt failed looks the run up before it
-creates one). Tags and statuses are idempotent; metrics are not (`log_batch` appends), so before
-an operation that may already have been applied (its last attempt failed, or an earlier driver
-left it) is sent again, the metric steps the store already holds are read and dropped from it.
+Nothing is written twice. Operations name trials, not run ids: a trial's child run is created
+once (an operation whose earlier attempt failed, or that an earlier driver left, looks the run up
+before it creates one). Tags and statuses are idempotent, and so is sending a metric batch again:
+each metric keeps the timestamp it was given when queued, and MLflow's SQL store keeps one row per
+(key, value, timestamp, step), ignoring a row it already holds.
 Over HTTP the thread makes MLflow's client fail fast (no retries of its own, a 15 s timeout), so
 a dead server turns into backoff here, not minutes inside `requests`.
 """
@@ -99,7 +99,6 @@ class SpooledWriter:
         self._failing_since: float | None = None
         self._stop = False
         self._runs: dict[str, str] = {}  # trial id → child run id
-        self._steps: dict[tuple[str, str], set[int]] = {}  # (run, key) → steps in the store
         self._experiment_id = ""
         self._thread: threading.Thread | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -257,7 +256,7 @@ class SpooledWriter:
         elif kind == "create":
             self._create(op, uncertain=uncertain)
         elif kind == "log":
-            self._log(op, uncertain=uncertain)
+            self._log(op)
         elif kind == "terminate":
             self.client.set_terminated(self._run_of(op["trial"]), op["status"])
         else:
@@ -296,20 +295,7 @@ class SpooledWriter:
         for i in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(run_id, params=params[i : i + PARAM_BATCH])
 
-    def _log(self, op: dict[str, Any], *, uncertain: bool) -> None:
-        run_id = self._run_of(op["trial"])
+    def _log(self, op: dict[str, Any]) -> None:
         metrics = [Metric(key, value, ts, step) for key, value, ts, step in op["metrics"]]
-        if uncertain:
-            metrics = [m for m in metrics if m.step not in self._steps_in_store(run_id, m.key)]
         tags = [RunTag(k, v) for k, v in op["tags"].items()]
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        for m in metrics:
-            if (run_id, m.key) in self._steps:
-                self._steps[run_id, m.key].add(m.step)
-
-    def _steps_in_store(self, run_id: str, key: str) -> set[int]:
-        """The steps of `key` the store holds for the run (read once, then kept up to date)."""
-        if (run_id, key) not in self._steps:
-            history = self.client.get_metric_history(run_id, key)
-            self._steps[run_id, key] = {m.step for m in history}
-        return self._steps[run_id, key]
+        self.client.log_batch(self._run_of(op["trial"]), metrics=metrics, tags=tags)
