@@ -182,7 +182,7 @@ class _Capture:
         self.ops.append(op)
 
 
-def test_a_spool_an_earlier_driver_left_half_sent_is_replayed_once(study):
+def test_a_spool_an_earlier_driver_left_half_sent_is_replayed_once(study, caplog):
     capture = _Capture()
     recorder = MLflowRecorder(study.uri, study.parent, study.spool)
     recorder.writer = capture  # what the first driver queued, in order
@@ -203,6 +203,7 @@ def test_a_spool_an_earlier_driver_left_half_sent_is_replayed_once(study):
     _assert_recorded_once(study.uri, study.parent, 2)
     parent = MlflowClient(study.uri).get_run(study.parent)
     assert parent.data.tags[Tag.STATUS] == StudyStatus.FINISHED
+    assert "dropped" not in caplog.text, "the torn line is not an operation"
 
 
 def test_one_driver_owns_a_studys_spool(study):

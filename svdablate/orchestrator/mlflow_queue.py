@@ -130,13 +130,9 @@ class SpooledWriter:
         return self
 
     def _complete_lines(self) -> int:
-        """Lines an earlier driver left; a torn last line (it died mid-append) is cut off."""
-        lines = complete = 0
-        for raw in self._reader:
-            if raw.endswith(b"\n"):
-                lines += 1
-                complete += len(raw)
-        self._writer.truncate(complete)
+        """Lines an earlier driver left; a torn last line (it died mid-append) is never read,
+        and goes when the file is emptied."""
+        lines = sum(1 for raw in self._reader if raw.endswith(b"\n"))
         self._reader.seek(0)
         return lines
 
