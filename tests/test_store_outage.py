@@ -137,8 +137,6 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(tmp_path, 
     output = _finish(driver)
     outage_s = time.perf_counter() - began
 
-    assert spooled > 0, "no write waited in the spool while the server was away"
-    assert not list(results.glob("studies/*.spool*")), "the spool was sent and removed"
     runs = _trial_runs(client, _parent_id(output))
     assert len(runs) == TRIALS, "one child run per trial"
     during = 0
@@ -157,3 +155,5 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(tmp_path, 
     print(f"undisturbed {undisturbed_s:.1f} s, outage {outage_s:.1f} s, {during} epochs meanwhile")
     assert during >= 2 * 5, f"trials reported only {during} epochs while the server was away"
     assert outage_s <= 1.2 * undisturbed_s, (outage_s, undisturbed_s)
+    assert spooled > 0, "no write waited in the spool while the server was away"
+    assert not list(results.glob("studies/*.spool*")), "the spool was sent and removed"
