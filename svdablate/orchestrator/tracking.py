@@ -189,10 +189,12 @@ def prepare_sqlite_store(uri: str) -> None:
     """Make the SQLite store of `uri` current, one process at a time: created when absent, made
     afresh when its creation was cut short; UserError naming the fix when it holds runs under a
     schema that is not this MLflow's."""
-    db = Path(uri[len("sqlite:///") :])
+    db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
     state = read_store_state(db)
     if state is not None and state.current:
-        return
+        return  # the usual case: no lock, so a read-only results dir reads too
+    if state is not None and state.tables and state.records:
+        raise UserError(store_problem(uri, state))
     with store_lock(db):
         state = read_store_state(db)  # another process may have made it meanwhile
         if state is not None and state.current:
