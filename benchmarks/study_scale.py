@@ -112,7 +112,7 @@ def main() -> None:
          f"{outcome.finished} / {outcome.failed} / {outcome.unfinished}"),
         ("child runs / distinct trials", f"{counts['runs']} / {counts['trials']}"),
         ("(run, key, step) held twice", str(counts["twice"])),
-        ("driver peak RSS, MiB (after imports)", f"{rss_peak:.0f} ({rss_before:.0f})"),
+        ("driver peak RSS, MiB (before the study)", f"{rss_peak:.0f} ({rss_before:.0f})"),
         ("study wall time, s (Ray start to exit)", f"{wall_s:.1f}"),
         ("Tune fit time, s", f"{outcome.seconds:.1f}"),
         ("trials' own epoch seconds (sum), s", f"{counts['epoch_s']:.1f}"),

@@ -129,6 +129,7 @@ class MLflowRecorder(tune.Callback):
         self._next_epoch: dict[str, int] = {}
         self._status: dict[str, str] = {}
         self._diverged: set[str] = set()
+        self._closed_write_seconds = 0.0
         self.epochs_logged = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -174,13 +175,14 @@ class MLflowRecorder(tune.Callback):
         if self.writer is None:
             return 0
         left = self.writer.close(DRAIN_SECONDS if drain_seconds is None else drain_seconds)
+        self._closed_write_seconds += self.writer.write_seconds
         self.writer = None
         return left
 
     @property
     def write_seconds(self) -> float:
         """Seconds the writer thread spent in MLflow calls (none of them on the Tune loop)."""
-        return self.writer.write_seconds if self.writer else 0.0
+        return self._closed_write_seconds + (self.writer.write_seconds if self.writer else 0.0)
 
     def pending_writes(self) -> int:
         """Writes waiting while the store does not answer (what the progress line shows)."""
