@@ -209,7 +209,10 @@ def prepare_sqlite_store(uri: str) -> None:
                 schema_revisions()[0],
             )
             _remove_store(uri, db)
-        _open_store(uri)  # creates and migrates it, under the lock
+        if state is None and db.exists() and db.stat().st_size:
+            _open_store(uri)  # not SQLite, or unreadable: says so in one line
+        else:
+            _create_store(uri, db)
 
 
 def store_problem(uri: str, state: StoreState) -> str:
@@ -233,12 +236,33 @@ def store_problem(uri: str, state: StoreState) -> str:
     )
 
 
+def _create_store(uri: str, db: Path) -> None:
+    """Create and migrate the store in a file beside `db`, then move it into place: no process
+    (a reader polling the results dir, `mlflow ui`) ever opens a half-made store."""
+    staging = db.with_name(f"{db.name}.creating-{os.getpid()}")
+    try:
+        _open_store(f"sqlite:///{staging}")
+        _dispose_engine(f"sqlite:///{staging}")
+        os.replace(staging, db)
+    finally:
+        _remove_files(staging)
+    _open_store(uri)
+
+
 def _remove_store(uri: str, db: Path) -> None:
     """Delete a store that holds nothing, and any engine this process keeps open on it."""
+    _dispose_engine(uri)
+    _remove_files(db)
+
+
+def _dispose_engine(uri: str) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    engine = SqlAlchemyStore._engine_map.pop(uri, None)
+    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow's engine cache
     if engine is not None:
         engine.dispose()
+
+
+def _remove_files(db: Path) -> None:
     for suffix in ("", "-journal", "-wal", "-shm"):
         db.with_name(db.name + suffix).unlink(missing_ok=True)
