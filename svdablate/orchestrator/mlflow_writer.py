@@ -81,11 +81,6 @@ def child_runs(client: MlflowClient, parent_run_id: str) -> dict[str, Any]:
     return {r.data.tags.get(Tag.TRIAL_ID): r for r in runs}
 
 
-def set_parent_status(tracking_uri: str, parent_run_id: str, status: str) -> None:
-    """Mark the parent run running, finished, failed or interrupted, now (outside a study)."""
-    apply_parent_status(MlflowClient(tracking_uri), parent_run_id, status)
-
-
 def trial_tags(config: TrialConfig, parent_run_id: str, grid_id: str) -> dict[str, str]:
     """The tags of a trial's child run (what the report reads)."""
     return {
