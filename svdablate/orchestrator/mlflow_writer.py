@@ -30,7 +30,7 @@ from svdablate.schema import Metric as M
 
 from .config import TrialConfig
 from .errors import UserError
-from .mlflow_queue import SpooledWriter, apply_parent_status
+from .mlflow_queue import SpooledWriter
 
 PARAM_VALUE_LIMIT = 6000
 DRAIN_SECONDS = 30.0  # how long the end of a study (or a resume) waits for the store's answer
