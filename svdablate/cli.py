@@ -185,9 +185,10 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         f"{outcome.mlflow_write_seconds} s for {outcome.epochs_logged} epochs",
         highlight=False,
     )
-    if report and not outcome.interrupted_by:
+    if report and not outcome.interrupted_by and not outcome.unsent_writes:
         _print_report(study.tracking_uri, [outcome.parent_run_id], fmt="rich", metric=metric)
-    if outcome.exit_code != ExitCode.OK:
+    left = outcome.unfinished + outcome.failed
+    if outcome.exit_code != ExitCode.OK and (left or outcome.interrupted_by):
         what = "interrupted" if outcome.interrupted_by or outcome.unfinished else "failed"
         if outcome.failed:
             err_console.print(
@@ -197,11 +198,12 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
                 soft_wrap=True,
             )
         err_console.print(
-            f"{what}: {outcome.unfinished + outcome.failed} trial(s) left; continue with "
-            f"`{outcome.resume_command}`",
+            f"{what}: {left} trial(s) left; continue with `{outcome.resume_command}`",
             highlight=False,
             soft_wrap=True,
         )
+    if outcome.unsent_writes:  # the last line: where the unsent records wait
+        err_console.print(outcome.unsent_line, highlight=False, soft_wrap=True)
 
 
 @app.command(

@@ -1,17 +1,20 @@
 """Driver-side MLflow writing: one parent run per study, one child run per trial (DESIGN §6).
 
 Only the driver writes: trials report to Ray Tune, `MLflowRecorder` (a Tune callback) turns each
-event into one batched write, so a SQLite store on the driver's disk serves a whole cluster. The
-names are `svdablate.schema`'s. A trial's child run is reused after resume, epochs it already
-holds are never logged twice, and every metric is logged once per step.
+event into one batched operation that the driver's writer thread sends (`mlflow_queue`), so a
+SQLite store on the driver's disk serves a whole cluster and a tracking server that goes away
+stalls no trial. The names are `svdablate.schema`'s. A trial's child run is reused after resume,
+epochs it already holds are never logged twice, and every metric is logged once per step.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
@@ -22,16 +25,17 @@ from svdablate.schema import (
     EXPERIMENT_KIND_TAG,
     FINAL_OF,
     Role,
-    StudyStatus,
     Tag,
     TrialStatus,
 )
 from svdablate.schema import Metric as M
 
 from .config import TrialConfig
+from .errors import UserError
+from .mlflow_queue import SpooledWriter
 
-PARAM_BATCH = 100  # MLflow's limit of params per log_batch
 PARAM_VALUE_LIMIT = 6000
+DRAIN_SECONDS = 30.0  # how long the end of a study (or a resume) waits for the store's answer
 
 
 def get_or_create_experiment(
@@ -40,10 +44,16 @@ def get_or_create_experiment(
     """Experiment id of `name`, created if missing (artifacts where given, else the store's),
     tagged as model training so that the MLflow UI opens it on its runs."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        experiment_id = client.create_experiment(name, artifact_location=artifact_location)
-    else:
+    if experiment is not None:
         experiment_id = experiment.experiment_id
+    else:
+        try:
+            experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # another study created it meanwhile
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
     if experiment is None or EXPERIMENT_KIND_TAG not in experiment.tags:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment_id
@@ -79,22 +89,6 @@ def child_runs(client: MlflowClient, parent_run_id: str) -> dict[str, Any]:
     return {r.data.tags.get(Tag.TRIAL_ID): r for r in runs}
 
 
-def set_parent_status(tracking_uri: str, parent_run_id: str, status: str) -> None:
-    """Mark the parent run running, finished, failed or interrupted (MLflow's KILLED)."""
-    client = MlflowClient(tracking_uri)
-    mlflow_status = {
-        StudyStatus.RUNNING: "RUNNING",
-        StudyStatus.FINISHED: "FINISHED",
-        StudyStatus.FAILED: "FAILED",
-        StudyStatus.INTERRUPTED: "KILLED",
-    }[status]
-    if status == StudyStatus.RUNNING:
-        client.update_run(parent_run_id, status=mlflow_status)
-    else:
-        client.set_terminated(parent_run_id, mlflow_status)
-    client.set_tag(parent_run_id, Tag.STATUS, status)
-
-
 def trial_tags(config: TrialConfig, parent_run_id: str, grid_id: str) -> dict[str, str]:
     """The tags of a trial's child run (what the report reads)."""
     return {
@@ -119,91 +113,123 @@ def trial_tags(config: TrialConfig, parent_run_id: str, grid_id: str) -> dict[st
 class MLflowRecorder(tune.Callback):
     """Ray Tune callback that records every trial as an MLflow child run of the study's parent.
 
+    It never waits for the store: each event becomes one operation on the study's spool, which a
+    writer thread applies (`SpooledWriter`). What it decides from — which trials exist, epochs
+    logged, statuses — it reads once at the start and then keeps in memory.
+
     A trial counts as finished only when it reported its last epoch (or diverged): a trial that
     Tune stops on an interrupt stays `running`, to be continued by `resume`. A result carrying
     `error` is a deterministic failure the trial reported instead of raising (never retried).
     """
 
-    def __init__(self, tracking_uri: str, parent_run_id: str) -> None:
+    def __init__(self, tracking_uri: str, parent_run_id: str, spool: str | os.PathLike) -> None:
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
-        self._client: MlflowClient | None = None
+        self.spool = str(spool)
+        self.writer: SpooledWriter | None = None
         self._grid_id = ""
-        self._runs: dict[str, str] = {}
+        self._runs: set[str] = set()  # trials with a child run (or one on its way)
         self._next_epoch: dict[str, int] = {}
         self._status: dict[str, str] = {}
-        self._last: dict[str, dict[str, Any]] = {}
-        self.write_seconds = 0.0
+        self._diverged: set[str] = set()
+        self._closed_write_seconds = 0.0
         self.epochs_logged = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"tracking_uri": self.tracking_uri, "parent_run_id": self.parent_run_id}
+        return {key: getattr(self, key) for key in ("tracking_uri", "parent_run_id", "spool")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["tracking_uri"], state["parent_run_id"])  # type: ignore[misc]
+        self.__init__(**state)  # type: ignore[misc]
 
-    @property
-    def client(self) -> MlflowClient:
-        if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
-            self._load_existing()
-        return self._client
-
-    def _load_existing(self) -> None:
-        assert self._client is not None
-        parent = self._client.get_run(self.parent_run_id)
-        self._grid_id = parent.data.tags.get(Tag.GRID_ID, "")
-        for trial_id, run in child_runs(self._client, self.parent_run_id).items():
-            self._runs[trial_id] = run.info.run_id
+    # ---- life --------------------------------------------------------------------------------
+    def open(self) -> SpooledWriter:
+        """Start the writer: replay what an earlier driver left in the spool, then read the
+        study's child runs. UserError when the store does not take the spool."""
+        if self.writer is not None:
+            return self.writer
+        client = MlflowClient(self.tracking_uri)
+        runs = child_runs(client, self.parent_run_id)
+        writer = SpooledWriter(self.tracking_uri, self.parent_run_id, self.spool)
+        writer.start({trial: run.info.run_id for trial, run in runs.items()})
+        self.writer = writer
+        if writer.pending():
+            left = writer.drain(DRAIN_SECONDS)
+            if left:
+                writer.close(0)
+                self.writer = None
+                raise UserError(
+                    f"the MLflow store {self.tracking_uri} did not take the {left} writes an "
+                    f"earlier run left in {self.spool} ({writer.last_error}): bring it back, "
+                    "then resume again"
+                )
+            runs = child_runs(client, self.parent_run_id)
+        self._grid_id = client.get_run(self.parent_run_id).data.tags.get(Tag.GRID_ID, "")
+        for trial_id, run in runs.items():
+            self._runs.add(trial_id)
             self._next_epoch[trial_id] = int(run.data.metrics.get(M.EPOCHS_COMPLETED, 0))
             self._status[trial_id] = run.data.tags.get(Tag.STATUS, TrialStatus.RUNNING)
+            if run.data.metrics.get(M.DIVERGED):
+                self._diverged.add(trial_id)
+        return writer
+
+    def close(self, drain_seconds: float | None = None) -> int:
+        """Wait up to `drain_seconds` (default DRAIN_SECONDS) for the store to take every write;
+        returns how many are left in the spool for `resume` (0: the spool is gone)."""
+        if self.writer is None:
+            return 0
+        left = self.writer.close(DRAIN_SECONDS if drain_seconds is None else drain_seconds)
+        self._closed_write_seconds += self.writer.write_seconds
+        self.writer = None
+        return left
+
+    @property
+    def write_seconds(self) -> float:
+        """Seconds the writer thread spent in MLflow calls (none of them on the Tune loop)."""
+        return self._closed_write_seconds + (self.writer.write_seconds if self.writer else 0.0)
+
+    def pending_writes(self) -> int:
+        """Writes waiting while the store does not answer (what the progress line shows)."""
+        return self.writer.behind() if self.writer else 0
 
     # ---- what the study asks -----------------------------------------------------------------
     def statuses(self) -> dict[str, str]:
-        """Trial id → status of every child run (as recorded in MLflow)."""
-        _ = self.client
+        """Trial id → status of every child run (read at the start, then as written)."""
+        self.open()
         return dict(self._status)
 
     def done_trials(self) -> set[str]:
         """Trial ids that are finished or diverged: never trained again."""
         return {t for t, s in self.statuses().items() if s in TrialStatus.DONE}
 
-    # ---- writes -----------------------------------------------------------------------------
-    def _run_id(self, config: TrialConfig) -> str:
-        trial_id = config.trial_id
-        client = self.client  # loads existing runs first
-        if trial_id in self._runs:
-            return self._runs[trial_id]
-        run = client.create_run(
-            client.get_run(self.parent_run_id).info.experiment_id,
-            tags=trial_tags(config, self.parent_run_id, self._grid_id),
-            run_name=trial_id,
-        )
-        params = [Param(k, v[:PARAM_VALUE_LIMIT]) for k, v in config.as_params().items()]
-        for i in range(0, len(params), PARAM_BATCH):
-            client.log_batch(run.info.run_id, params=params[i : i + PARAM_BATCH])
-        self._runs[trial_id] = run.info.run_id
-        self._next_epoch[trial_id] = 0
-        self._status[trial_id] = TrialStatus.RUNNING
-        return run.info.run_id
+    def set_study_status(self, status: str) -> None:
+        """Queue the parent run's status (running, finished, failed, interrupted)."""
+        self.open().submit({"op": "parent", "status": status})
 
-    def _timed(self, fn: Any, *args: Any, **kwargs: Any) -> None:
-        began = time.perf_counter()
-        fn(*args, **kwargs)
-        self.write_seconds += time.perf_counter() - began
+    # ---- writes -----------------------------------------------------------------------------
+    def _submit(self, op: str, config: TrialConfig, **fields: Any) -> None:
+        """Queue an operation on the trial's child run, its creation first when it has none."""
+        writer = self.open()
+        trial_id = config.trial_id
+        if trial_id not in self._runs:
+            params = {k: v[:PARAM_VALUE_LIMIT] for k, v in config.as_params().items()}
+            tags = trial_tags(config, self.parent_run_id, self._grid_id)
+            writer.submit({"op": "create", "trial": trial_id, "tags": tags, "params": params})
+            self._runs.add(trial_id)
+            self._next_epoch[trial_id] = 0
+            self._status[trial_id] = TrialStatus.RUNNING
+        writer.submit({"op": op, "trial": trial_id, **fields})
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         config = _config(trial)
         if self.statuses().get(config.trial_id) in TrialStatus.DONE:
             return
-        run_id = self._run_id(config)
-        self._timed(self.client.set_tag, run_id, Tag.STATUS, TrialStatus.RUNNING)
+        self._submit("log", config, metrics=[], tags={Tag.STATUS: TrialStatus.RUNNING})
         self._status[config.trial_id] = TrialStatus.RUNNING
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         config = _config(trial)
         trial_id = config.trial_id
-        if self._status.get(trial_id) in TrialStatus.DONE:
+        if self.statuses().get(trial_id) in TrialStatus.DONE:
             return
         if result.get("error"):
             self._fail(config, str(result["error"]))
@@ -211,62 +237,50 @@ class MLflowRecorder(tune.Callback):
         if "epoch" not in result:
             return
         epoch = int(result["epoch"])
-        run_id = self._run_id(config)
         if epoch < self._next_epoch.get(trial_id, 0):
             return  # replayed after a retry or resume: MLflow already holds this epoch
         now = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(result[key]), now, epoch)
-            for key in EPOCH_METRICS
-            if isinstance(result.get(key), int | float)
-        ]
-        metrics.append(Metric(M.EPOCHS_COMPLETED, float(epoch + 1), now, epoch))
-        done = epoch + 1 >= config.epochs or bool(result.get(M.DIVERGED))
-        tags = [RunTag(Tag.METHOD_USED, str(result.get("method_used", "")))]
+        values = {key: result[key] for key in EPOCH_METRICS if _is_number(result.get(key))}
+        values[M.EPOCHS_COMPLETED] = epoch + 1
+        diverged = bool(result.get(M.DIVERGED))
+        if epoch + 1 >= config.epochs or diverged:  # the final metrics, once, at the last step
+            values |= {f: result[k] for f, k in FINAL_OF.items() if _is_number(result.get(k))}
+        tags = {Tag.METHOD_USED: str(result.get("method_used", ""))}
         if result.get("device"):
-            tags.append(RunTag(Tag.DEVICE, str(result["device"])))
-        if done:  # the final metrics, once, at the last epoch's step
-            metrics += [
-                Metric(final, float(result[key]), now, epoch)
-                for final, key in FINAL_OF.items()
-                if isinstance(result.get(key), int | float)
-            ]
-        self._timed(self.client.log_batch, run_id, metrics=metrics, tags=tags)
+            tags[Tag.DEVICE] = str(result["device"])
+        metrics = [[key, float(value), now, epoch] for key, value in values.items()]
+        self._submit("log", config, metrics=metrics, tags=tags)
         self.epochs_logged += 1
         self._next_epoch[trial_id] = epoch + 1
-        self._last[trial_id] = dict(result)
+        if diverged:
+            self._diverged.add(trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         config = _config(trial)
         trial_id = config.trial_id
-        if self._status.get(trial_id) in (*TrialStatus.DONE, TrialStatus.FAILED):
+        if self.statuses().get(trial_id) in (*TrialStatus.DONE, TrialStatus.FAILED):
             return
-        last = self._last.get(trial_id, {})
-        diverged = bool(last.get(M.DIVERGED)) or self._logged_diverged(trial_id)
+        diverged = trial_id in self._diverged
         if not diverged and self._next_epoch.get(trial_id, 0) < config.epochs:
             return  # stopped before its last epoch (an interrupt): left for `resume`
         status = TrialStatus.DIVERGED if diverged else TrialStatus.FINISHED
-        run_id = self._run_id(config)
-        self._timed(self.client.set_tag, run_id, Tag.STATUS, status)
-        self._timed(self.client.set_terminated, run_id, "FINISHED")
+        self._submit("log", config, metrics=[], tags={Tag.STATUS: status})
+        self._submit("terminate", config, status="FINISHED")
         self._status[trial_id] = status
-
-    def _logged_diverged(self, trial_id: str) -> bool:
-        run_id = self._runs.get(trial_id)
-        if run_id is None:
-            return False
-        return bool(self.client.get_run(run_id).data.metrics.get(M.DIVERGED))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = str(getattr(trial, "error_msg", "") or "")
         self._fail(_config(trial), error)
 
     def _fail(self, config: TrialConfig, error: str) -> None:
-        run_id = self._run_id(config)
-        tags = [RunTag(Tag.STATUS, TrialStatus.FAILED), RunTag(Tag.ERROR, error[-500:])]
-        self._timed(self.client.log_batch, run_id, tags=tags)
-        self._timed(self.client.set_terminated, run_id, "FAILED")
+        tags = {Tag.STATUS: TrialStatus.FAILED, Tag.ERROR: error[-500:]}
+        self._submit("log", config, metrics=[], tags=tags)
+        self._submit("terminate", config, status="FAILED")
         self._status[config.trial_id] = TrialStatus.FAILED
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float)
 
 
 def _config(trial: Any) -> TrialConfig:

@@ -1,10 +1,11 @@
-"""The progress display of `run` and `resume`: one bar over trials with their status counts."""
+"""The progress display of `run` and `resume`: one bar over trials with their status counts, and
+the MLflow writes that wait while the store does not answer."""
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ray import tune
@@ -13,23 +14,42 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from svdablate.schema import Metric, TrialStatus
 
 SHOWN = (TrialStatus.RUNNING, TrialStatus.FINISHED, TrialStatus.FAILED, TrialStatus.DIVERGED)
 
 
+class PendingWritesColumn(ProgressColumn):
+    """'N MLflow writes pending' while the store does not take them (read at every redraw)."""
+
+    def __init__(self, pending: Callable[[], int]) -> None:
+        super().__init__()
+        self.pending = pending
+
+    def render(self, task: Any) -> Text:
+        count = self.pending()
+        return Text(f"{count} MLflow writes pending" if count else "", style="yellow")
+
+
 class RichProgress:
     """One rich progress bar over trials: running/finished/failed/diverged counts and an ETA."""
 
     def __init__(
-        self, total: int, description: str, already_done: int = 0, console: Console | None = None
+        self,
+        total: int,
+        description: str,
+        already_done: int = 0,
+        console: Console | None = None,
+        pending_writes: Callable[[], int] | None = None,
     ) -> None:
-        self.progress = Progress(
+        columns: list[ProgressColumn] = [
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -37,6 +57,11 @@ class RichProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+        ]
+        if pending_writes is not None:
+            columns.append(PendingWritesColumn(pending_writes))
+        self.progress = Progress(
+            *columns,
             console=console,
             transient=False,
         )

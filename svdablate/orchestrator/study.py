@@ -48,6 +48,8 @@ class StudyOutcome:
     seconds: float = 0.0
     mlflow_write_seconds: float = 0.0
     epochs_logged: int = 0
+    unsent_writes: int = 0  # MLflow writes the store never took: they wait in `spool`
+    spool: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -55,13 +57,23 @@ class StudyOutcome:
         130: interrupted by Ctrl-C."""
         if self.interrupted_by == "SIGINT":
             return ExitCode.CTRL_C
-        if self.failed or self.unfinished or self.interrupted_by:
+        if self.failed or self.unfinished or self.interrupted_by or self.unsent_writes:
             return ExitCode.FAILED
         return ExitCode.OK
 
     @property
     def resume_command(self) -> str:
         return f"svdablate resume {self.parent_run_id} --results-dir {self.results_dir}"
+
+    @property
+    def unsent_line(self) -> str:
+        """One line when MLflow writes are left in the spool ('' when none are)."""
+        if not self.unsent_writes:
+            return ""
+        return (
+            f"the MLflow store did not answer: {self.unsent_writes} writes wait in {self.spool}; "
+            f"send them with `{self.resume_command}`"
+        )
 
 
 def check_data(configs: list[TrialConfig]) -> None:
@@ -469,25 +481,37 @@ class Study:
         console: Any,
         keep_checkpoints: bool | None = None,
     ) -> StudyOutcome:
-        from .mlflow_writer import MLflowRecorder, set_parent_status
+        from .mlflow_queue import spool_path
+        from .mlflow_writer import MLflowRecorder
         from .progress import RichProgress
         from .tune_runner import run_trials
 
         manifest = self.manifest
         assert manifest is not None
-        recorder = MLflowRecorder(manifest.store_uri, manifest.parent_run_id)
-        before = recorder.statuses()
+        spool = spool_path(manifest.results_dir, manifest.parent_run_id)
+        recorder = MLflowRecorder(manifest.store_uri, manifest.parent_run_id, spool)
+        before = recorder.statuses()  # replays the writes an earlier driver left in the spool
         skipped = sum(1 for c in configs if before.get(c.trial_id) in TrialStatus.DONE)
-        set_parent_status(manifest.store_uri, manifest.parent_run_id, StudyStatus.RUNNING)
+        recorder.set_study_status(StudyStatus.RUNNING)
         bar = (
-            RichProgress(len(configs), self.name, already_done=skipped, console=console)
+            RichProgress(
+                len(configs),
+                self.name,
+                already_done=skipped,
+                console=console,
+                pending_writes=recorder.pending_writes,
+            )
             if progress
             else None
         )
         keep = not self.spec.smoke if keep_checkpoints is None else keep_checkpoints
-        tuned = run_trials(
-            manifest, configs, recorder, restore=restore, progress=bar, keep_checkpoints=keep
-        )
+        try:
+            tuned = run_trials(
+                manifest, configs, recorder, restore=restore, progress=bar, keep_checkpoints=keep
+            )
+        except BaseException:
+            recorder.close(0)  # what the store has not taken stays in the spool for `resume`
+            raise
         statuses = recorder.statuses()
         counts = Counter(statuses.get(c.trial_id, "pending") for c in configs)
         outcome = StudyOutcome(
@@ -502,7 +526,6 @@ class Study:
             skipped=skipped,
             interrupted_by=tuned.interrupted_by,
             seconds=tuned.seconds,
-            mlflow_write_seconds=round(recorder.write_seconds, 3),
             epochs_logged=recorder.epochs_logged,
         )
         if outcome.interrupted_by or outcome.unfinished:
@@ -511,8 +534,12 @@ class Study:
             status = StudyStatus.FAILED
         else:
             status = StudyStatus.FINISHED
-        set_parent_status(manifest.store_uri, manifest.parent_run_id, status)
-        self._publish()
+        recorder.set_study_status(status)
+        outcome.unsent_writes = recorder.close()
+        outcome.spool = str(spool) if outcome.unsent_writes else ""
+        outcome.mlflow_write_seconds = round(recorder.write_seconds, 3)
+        if not outcome.unsent_writes:
+            self._publish()
         return outcome
 
     def _publish(self) -> None:

@@ -1,11 +1,23 @@
 """The MLflow store a study writes to: which one, and that it is usable before any trial starts.
 
 Precedence: `--tracking-uri` > `MLFLOW_TRACKING_URI` > `sqlite:///<results-dir>/mlflow.db`.
+
+A SQLite store is created and migrated by one process at a time: under an exclusive lock on
+`<db>.lock` beside it (MLflow's own migration is not safe against a second process doing the
+same). A store whose creation was cut short (half-migrated, holding no run) is made afresh; one
+that holds runs but not this MLflow's schema is named in one line with its fix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,6 +26,9 @@ from .manifest import STORE_FILE, default_tracking_uri
 from .ray_cluster import check_reachable
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+LOCK_SUFFIX = ".lock"
+TMP_TABLE_PREFIX = "_alembic_tmp_"  # alembic's copy of a table while SQLite migrates it
+log = logging.getLogger(__name__)
 
 
 def results_folder(results_dir: str | os.PathLike, *, create: bool) -> Path:
@@ -70,7 +85,14 @@ def resolve_tracking_uri(
 
 
 def check_store(uri: str) -> None:
-    """Open the store once (creating or migrating a SQLite file); UserError when it is unusable."""
+    """Open the store once (creating or migrating a SQLite file, one process at a time);
+    UserError when it is unusable."""
+    if uri.startswith("sqlite:///"):
+        prepare_sqlite_store(uri)
+    _open_store(uri)
+
+
+def _open_store(uri: str) -> None:
     from mlflow import MlflowClient
 
     try:
@@ -81,3 +103,166 @@ def check_store(uri: str) -> None:
             f"the MLflow store {uri} cannot be opened ({reason}): move the file away or pass "
             "another --results-dir / --tracking-uri"
         ) from None
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """What a SQLite store file holds, read without MLflow (which would migrate it)."""
+
+    tables: frozenset[str]
+    revision: str | None  # alembic's, None when no migration has been recorded
+    records: int  # runs, and experiments besides MLflow's Default
+
+    @property
+    def leftovers(self) -> list[str]:
+        return sorted(t for t in self.tables if t.startswith(TMP_TABLE_PREFIX))
+
+    @property
+    def current(self) -> bool:
+        """Created and migrated to this MLflow's schema (or not created at all)."""
+        if not self.tables:
+            return False
+        return self.revision == schema_revisions()[0] and not self.leftovers
+
+
+@cache
+def schema_revisions() -> tuple[str, frozenset[str]]:
+    """This MLflow's schema: its head revision and every revision it knows."""
+    import mlflow
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(mlflow.__file__).parent / "store" / "db_migrations")
+    )
+    script = ScriptDirectory.from_config(config)
+    return script.get_current_head() or "", frozenset(s.revision for s in script.walk_revisions())
+
+
+def read_store_state(db: Path) -> StoreState | None:
+    """The state of the SQLite file `db` (None when it is absent, empty or not SQLite)."""
+    if not db.exists() or db.stat().st_size == 0:
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as c:
+            tables = frozenset(
+                r[0] for r in c.execute("select name from sqlite_master where type = 'table'")
+            )
+            revision = None
+            if "alembic_version" in tables:
+                row = c.execute("select version_num from alembic_version").fetchone()
+                revision = row[0] if row else None
+            records = sum(
+                c.execute(f"select count(*) from {t}").fetchone()[0]
+                for t in ("runs", TMP_TABLE_PREFIX + "runs")
+                if t in tables
+            )
+            if "experiments" in tables:
+                query = "select count(*) from experiments where experiment_id != 0"
+                records += c.execute(query).fetchone()[0]
+    except sqlite3.DatabaseError:
+        return None  # not SQLite, or unreadable: opening it says so
+    return StoreState(tables, revision, records)
+
+
+@contextlib.contextmanager
+def store_lock(db: Path) -> Iterator[None]:
+    """An exclusive lock on `<db>.lock`: the one process that may create or migrate `db`."""
+    path = db.with_name(db.name + LOCK_SUFFIX)
+    try:
+        handle = open(path, "a")  # noqa: SIM115 (closed below, after the lock)
+    except OSError as exc:
+        raise UserError(
+            f"cannot lock the MLflow store {db} ({exc.strerror or exc}): pass a writable "
+            "--results-dir"
+        ) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_sqlite_store(uri: str) -> None:
+    """Make the SQLite store of `uri` current, one process at a time: created when absent, made
+    afresh when its creation was cut short; UserError naming the fix when it holds runs under a
+    schema that is not this MLflow's."""
+    db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+    state = read_store_state(db)
+    if state is not None and state.current:
+        return  # the usual case: no lock, so a read-only results dir reads too
+    if state is not None and state.tables and state.records:
+        raise UserError(store_problem(uri, state))
+    with store_lock(db):
+        state = read_store_state(db)  # another process may have made it meanwhile
+        if state is not None and state.current:
+            return
+        if state is not None and state.tables:
+            if state.records:
+                raise UserError(store_problem(uri, state))
+            log.warning(
+                "the MLflow store %s was left half-made (schema %s, expected %s): made afresh",
+                db,
+                state.revision or "none",
+                schema_revisions()[0],
+            )
+            _remove_store(uri, db)
+        if state is None and db.exists() and db.stat().st_size:
+            _open_store(uri)  # not SQLite, or unreadable: says so in one line
+        else:
+            _create_store(uri, db)
+
+
+def store_problem(uri: str, state: StoreState) -> str:
+    """One line naming what is wrong with a store that holds runs, and its fix."""
+    head, known = schema_revisions()
+    where = f"the MLflow store {uri}"
+    if state.leftovers:
+        return (
+            f"{where} is half-migrated (schema {state.revision}, expected {head}; leftover "
+            f"{', '.join(state.leftovers)}) and holds {state.records} runs/experiments: restore "
+            "it from a backup, or move it away to start a fresh store"
+        )
+    if state.revision in known:
+        return (
+            f"{where} has an older schema ({state.revision}, this MLflow's is {head}): back it "
+            f"up, then run `mlflow db upgrade {uri}`"
+        )
+    return (
+        f"{where} has schema {state.revision}, unknown to this MLflow (head {head}): open it "
+        "with the MLflow that wrote it, or pass another --results-dir"
+    )
+
+
+def _create_store(uri: str, db: Path) -> None:
+    """Create and migrate the store in a file beside `db`, then move it into place: no process
+    (a reader polling the results dir, `mlflow ui`) ever opens a half-made store."""
+    staging = db.with_name(f"{db.name}.creating-{os.getpid()}")
+    try:
+        _open_store(f"sqlite:///{staging}")
+        _dispose_engine(f"sqlite:///{staging}")
+        os.replace(staging, db)
+    finally:
+        _remove_files(staging)
+    _open_store(uri)
+
+
+def _remove_store(uri: str, db: Path) -> None:
+    """Delete a store that holds nothing, and any engine this process keeps open on it."""
+    _dispose_engine(uri)
+    _remove_files(db)
+
+
+def _dispose_engine(uri: str) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow's engine cache
+    if engine is not None:
+        engine.dispose()
+
+
+def _remove_files(db: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)

@@ -1,0 +1,72 @@
+"""A SQLite store left half-migrated (issue 14, item 1) — the way two processes racing to create
+it left one before the store lock: made afresh when it holds nothing, else named in one line with
+its fix, and nothing in it touched.
+"""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from svdablate.orchestrator.errors import UserError
+from svdablate.orchestrator.tracking import check_store, read_store_state, schema_revisions
+
+MID_REVISION = "a8c4a736bde6"  # a migration in the middle of MLflow's history
+
+
+def _half_migrated(db: Path, *, with_run: bool) -> str:
+    """A store whose migration stopped midway, the way two racing processes leave one: its
+    schema at a middle revision, alembic's copy of a table left behind."""
+    from alembic import command
+    from mlflow.store.db.utils import _get_alembic_config, create_sqlalchemy_engine
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+
+    uri = f"sqlite:///{db}"
+    if with_run:
+        check_store(uri)
+        client = MlflowClient(uri)
+        client.create_run(client.create_experiment("kept"))
+        with sqlite3.connect(db) as c:
+            c.execute("update alembic_version set version_num = ?", (MID_REVISION,))
+    else:
+        engine = create_sqlalchemy_engine(uri)
+        InitialBase.metadata.create_all(engine)
+        config = _get_alembic_config(uri)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, MID_REVISION)
+        engine.dispose()
+    with sqlite3.connect(db) as c:
+        c.execute("create table _alembic_tmp_tags (key varchar(250), value varchar(5000))")
+    return uri
+
+
+def test_a_half_migrated_store_that_holds_nothing_is_made_afresh(tmp_path):
+    uri = _half_migrated(tmp_path / "mlflow.db", with_run=False)
+    assert not read_store_state(tmp_path / "mlflow.db").current
+    check_store(uri)
+    assert read_store_state(tmp_path / "mlflow.db").current
+    client = MlflowClient(uri)
+    client.create_run(client.create_experiment("afresh"))  # usable
+
+
+def test_a_half_migrated_store_that_holds_runs_is_named_with_its_fix(tmp_path):
+    uri = _half_migrated(tmp_path / "mlflow.db", with_run=True)
+    with pytest.raises(UserError) as error:
+        check_store(uri)
+    line = str(error.value)
+    assert "\n" not in line
+    assert f"{uri} is half-migrated" in line and "_alembic_tmp_tags" in line
+    assert "restore it from a backup" in line
+    assert read_store_state(tmp_path / "mlflow.db").records == 2, "nothing was touched"
+
+
+def test_a_store_of_an_older_schema_that_holds_runs_names_mlflow_db_upgrade(tmp_path):
+    db = tmp_path / "mlflow.db"
+    uri = _half_migrated(db, with_run=True)
+    with sqlite3.connect(db) as c:
+        c.execute("drop table _alembic_tmp_tags")
+    with pytest.raises(UserError, match=rf"then run `mlflow db upgrade {uri}`"):
+        check_store(uri)
+    assert schema_revisions()[0] != MID_REVISION
