@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
 
 from svdablate.schema import StudyStatus, Tag
 
@@ -282,14 +283,20 @@ class SpooledWriter:
     def _create(self, op: dict[str, Any], *, uncertain: bool) -> None:
         trial_id = op["trial"]
         run_id = self._runs.get(trial_id) or (self._find_run(trial_id) if uncertain else None)
-        if run_id is None:
+        created = run_id is None
+        if created:
+            name = op["tags"].get(MLFLOW_RUN_NAME, trial_id)
             run_id = self.client.create_run(
-                self._experiment_id, tags=op["tags"], run_name=trial_id
+                self._experiment_id, tags=op["tags"], run_name=name
             ).info.run_id
         self._runs[trial_id] = run_id
         params = [Param(k, v) for k, v in op["params"].items()]
         for i in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(run_id, params=params[i : i + PARAM_BATCH])
+        if op.get("dataset") and created:  # a creation replayed onto an existing run did it
+            dataset = Dataset(source_type="local", **op["dataset"])
+            context = InputTag(MLFLOW_DATASET_CONTEXT, "train+val")
+            self.client.log_inputs(run_id, [DatasetInput(dataset, tags=[context])])
 
     def _log(self, op: dict[str, Any]) -> None:
         metrics = [Metric(key, value, ts, step) for key, value, ts, step in op["metrics"]]

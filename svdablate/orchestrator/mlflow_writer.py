@@ -122,10 +122,19 @@ class MLflowRecorder(tune.Callback):
     `error` is a deterministic failure the trial reported instead of raising (never retried).
     """
 
-    def __init__(self, tracking_uri: str, parent_run_id: str, spool: str | os.PathLike) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        parent_run_id: str,
+        spool: str | os.PathLike,
+        run_names: dict[str, str] | None = None,
+        datasets: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.spool = str(spool)
+        self.run_names = dict(run_names or {})  # trial id → the child run's name
+        self.datasets = dict(datasets or {})  # trial id → its data (MLflow's log_input)
         self.writer: SpooledWriter | None = None
         self._grid_id = ""
         self._runs: set[str] = set()  # trials with a child run (or one on its way)
@@ -136,7 +145,8 @@ class MLflowRecorder(tune.Callback):
         self.epochs_logged = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in ("tracking_uri", "parent_run_id", "spool")}
+        keys = ("tracking_uri", "parent_run_id", "spool", "run_names", "datasets")
+        return {key: getattr(self, key) for key in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -213,7 +223,11 @@ class MLflowRecorder(tune.Callback):
         if trial_id not in self._runs:
             params = {k: v[:PARAM_VALUE_LIMIT] for k, v in config.as_params().items()}
             tags = trial_tags(config, self.parent_run_id, self._grid_id)
-            writer.submit({"op": "create", "trial": trial_id, "tags": tags, "params": params})
+            tags[MLFLOW_RUN_NAME] = self.run_names.get(trial_id, trial_id)
+            op = {"op": "create", "trial": trial_id, "tags": tags, "params": params}
+            if trial_id in self.datasets:
+                op["dataset"] = self.datasets[trial_id]
+            writer.submit(op)
             self._runs.add(trial_id)
             self._next_epoch[trial_id] = 0
             self._status[trial_id] = TrialStatus.RUNNING

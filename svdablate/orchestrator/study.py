@@ -14,9 +14,7 @@ before Ray starts. A study lives in its results dir: `mlflow.db` (unless another
 from __future__ import annotations
 
 import os
-import uuid
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,78 +22,13 @@ from svdablate.schema import StudyStatus, Tag, TrialStatus
 
 from . import grid
 from .config import Resources, StudySpec, TrialConfig, parse_overrides, validated
-from .errors import ExitCode, UserError
-from .manifest import TUNE_DIR, StudyManifest, default_tracking_uri
+from .errors import UserError
+from .manifest import StudyManifest
+from .outcome import StudyOutcome
+from .preflight import check_data, data_key, run_names
 from .presets import Preset
 
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
-
-
-@dataclass
-class StudyOutcome:
-    """What a `run`, `resume` or `extend` did, and the exit code it means."""
-
-    name: str
-    parent_run_id: str
-    results_dir: str
-    trials: int = 0
-    finished: int = 0
-    diverged: int = 0
-    failed: int = 0
-    unfinished: int = 0  # running when interrupted, or never started
-    skipped: int = 0  # already finished before this invocation
-    interrupted_by: str | None = None  # "SIGINT" or "SIGTERM"
-    seconds: float = 0.0
-    mlflow_write_seconds: float = 0.0
-    epochs_logged: int = 0
-    unsent_writes: int = 0  # MLflow writes the store never took: they wait in `spool`
-    spool: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """0: every trial finished or diverged; 1: a trial failed or the study was interrupted;
-        130: interrupted by Ctrl-C."""
-        if self.interrupted_by == "SIGINT":
-            return ExitCode.CTRL_C
-        if self.failed or self.unfinished or self.interrupted_by or self.unsent_writes:
-            return ExitCode.FAILED
-        return ExitCode.OK
-
-    @property
-    def resume_command(self) -> str:
-        return f"svdablate resume {self.parent_run_id} --results-dir {self.results_dir}"
-
-    @property
-    def unsent_line(self) -> str:
-        """One line when MLflow writes are left in the spool ('' when none are)."""
-        if not self.unsent_writes:
-            return ""
-        return (
-            f"the MLflow store did not answer: {self.unsent_writes} writes wait in {self.spool}; "
-            f"send them with `{self.resume_command}`"
-        )
-
-
-def check_data(configs: list[TrialConfig]) -> None:
-    """Open every dataset of the grid once on the driver, so a bad --data-dir fails before Ray."""
-    from svdablate.data import DataError, build_datasets
-
-    seen = set()
-    for config in configs:
-        key = (config.dataset, config.data_dir, config.fake_like, config.smoke)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            build_datasets(
-                config.dataset,
-                data_dir=config.data_dir,
-                download=config.download,
-                smoke=config.smoke,
-                like=config.fake_like,
-            )
-        except DataError as exc:
-            raise UserError(str(exc)) from None
 
 
 class Study:
@@ -116,6 +49,7 @@ class Study:
     ) -> None:
         self.spec = spec
         self.experiment_option = experiment
+        self.data: dict[tuple[Any, ...], dict[str, str]] = {}  # preflight.check_data's records
         self.preset: Preset = grid.resolve_preset(spec)
         self.configs = configs
         self.resources = resources
@@ -178,9 +112,7 @@ class Study:
             max_failures=max_failures,
         )
         configs = grid.expand(spec)
-        if check:
-            check_data(configs)
-        return cls(
+        study = cls(
             spec,
             configs,
             resources,
@@ -190,6 +122,9 @@ class Study:
             address=address,
             experiment=experiment,
         )
+        if check:
+            study.data = check_data(configs)
+        return study
 
     @classmethod
     def load(
@@ -319,7 +254,7 @@ class Study:
         wanted = grid.expand(spec)
         known = {c.trial_id for c in self.configs}
         added = [c for c in wanted if c.trial_id not in known]
-        check_data(added)
+        self.data.update(check_data(added))
         self._prepare_store()
         self._connect()
         manifest = self.manifest
@@ -397,80 +332,16 @@ class Study:
         check_resources(self.resources)
 
     def _start(self, uri: str) -> StudyManifest:
-        from .mlflow_writer import create_parent_run
-        from .provenance import provenance_tags
-        from .relocate import artifacts_uri
+        from .parent_run import start_study
 
-        grid_id = uuid.uuid4().hex[:8]
-        results = self.results_dir.resolve()
-        own_store = uri == default_tracking_uri(results)
-        # A local store keeps its artifacts (tables, figures) beside it, not in the caller's cwd.
-        artifacts = artifacts_uri(results) if uri.startswith("sqlite:") else None
-        parent = create_parent_run(
-            uri,
-            self.experiment,
-            {**provenance_tags(), **self._parent_tags(grid_id)},
-            {
-                "trials": str(len(self.configs)),
-                "grid_id": grid_id,
-                **{f"resources.{k}": str(v) for k, v in self.resources.model_dump().items()},
-            },
-            artifact_location=artifacts,
-            run_name=f"{self.name} · {grid_id}",
-        )
-        default_storage = str(results / TUNE_DIR)
-        manifest = StudyManifest(
-            parent_run_id=parent,
-            name=self.name,
-            grid_id=grid_id,
-            results_dir=str(results),
-            resources=self.resources.model_dump(),
-            configs=[c.model_dump(mode="json") for c in self.configs],
-            tracking_uri=None if own_store else uri,
-            storage_path=None
-            if self.storage_path in (None, default_storage)
-            else self.storage_path,
-            tune_experiments=[f"{self.name}-{grid_id}"],
-            address=self.address,
-            spec=self.spec.model_dump(mode="json"),
-        )
-        manifest.save()
-        self.manifest = manifest
-        self._log_grid()
-        return manifest
-
-    def _parent_tags(self, grid_id: str) -> dict[str, str]:
-        import json
-
-        rows = list(dict.fromkeys(c.row for c in self.configs))
-        return {
-            Tag.PRESET: self.name,
-            Tag.GRID_ID: grid_id,
-            Tag.ROWS: json.dumps(rows),
-            Tag.APPLICATION: self.preset.application,
-            Tag.DATASET: ",".join(self.preset.datasets),
-            Tag.MODEL: self.preset.model,
-            Tag.PROTOCOL: ",".join(self.preset.protocols),
-            Tag.SMOKE: str(self.spec.smoke).lower(),
-            Tag.OW_MAP: ",".join(sorted({c.ow_map for c in self.configs if "OW" in c.treatments}))
-            or "none",
-        }
+        self.manifest = start_study(self, uri)
+        return self.manifest
 
     def _log_grid(self) -> None:
-        import json
-        import tempfile
-
-        from mlflow import MlflowClient
-
-        from svdablate.schema import GRID_ARTIFACT
+        from .parent_run import log_grid
 
         assert self.manifest is not None
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / GRID_ARTIFACT
-            path.write_text(json.dumps(self.manifest.configs, indent=1, default=str))
-            MlflowClient(self.manifest.store_uri).log_artifact(
-                self.manifest.parent_run_id, str(path)
-            )
+        log_grid(self.manifest)
 
     def _execute(
         self,
@@ -489,7 +360,16 @@ class Study:
         manifest = self.manifest
         assert manifest is not None
         spool = spool_path(manifest.results_dir, manifest.parent_run_id)
-        recorder = MLflowRecorder(manifest.store_uri, manifest.parent_run_id, spool)
+        unseen = [c for c in configs if data_key(c) not in self.data]
+        if unseen:  # a loaded study: describe its data for the child runs still to be made
+            self.data.update(check_data(unseen))
+        recorder = MLflowRecorder(
+            manifest.store_uri,
+            manifest.parent_run_id,
+            spool,
+            run_names=run_names(self.configs),
+            datasets={c.trial_id: self.data[data_key(c)] for c in configs},
+        )
         before = recorder.statuses()  # replays the writes an earlier driver left in the spool
         skipped = sum(1 for c in configs if before.get(c.trial_id) in TrialStatus.DONE)
         recorder.set_study_status(StudyStatus.RUNNING)
