@@ -19,8 +19,8 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-SMOKE_IMAGE = 32  # image size in smoke mode
-SMOKE_TRAIN, SMOKE_VAL = 32, 16  # dataset sizes in smoke mode: 2 steps of 8, one small eval
+SMOKE_IMAGE = 16  # image size in smoke mode (the smallest the stems and heads run on)
+SMOKE_TRAIN, SMOKE_VAL = 16, 8  # dataset sizes in smoke mode: 2 steps of 4, one small eval
 DIGITS_IMAGE = 16  # digits are 8×8; upsampled to this
 DIGITS_SPLIT_STATE = 0  # fixed random_state of the stratified 80/20 digits split
 

@@ -14,6 +14,7 @@ from svdablate.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     DATASETS,
+    SMOKE_IMAGE,
     SMOKE_TRAIN,
     SMOKE_VAL,
     DataError,
@@ -146,15 +147,15 @@ def _write_tree(root: Path, classes: tuple[str, ...] = ("ant", "bee"), size: int
 def test_image_folder_tree_smoke_and_full_sizes(tmp_path: Path) -> None:
     _write_tree(tmp_path)
     tr, va, info = build_datasets("imagenet", data_dir=tmp_path, smoke=True)
-    assert info == DataInfo(num_classes=2, in_channels=3, image_size=32)
+    assert info == DataInfo(num_classes=2, in_channels=3, image_size=SMOKE_IMAGE)
     assert (len(tr), len(va)) == (4, 4)
     x, y = tr[3]
-    assert x.shape == (3, 32, 32) and y == 1
-    assert va[0][0].shape == (3, 32, 32)
+    assert x.shape == (3, SMOKE_IMAGE, SMOKE_IMAGE) and y == 1
+    assert va[0][0].shape == (3, SMOKE_IMAGE, SMOKE_IMAGE)
     tr, va, info = build_datasets("cars", data_dir=tmp_path)
     assert info.image_size == 448 and va[0][0].shape == (3, 448, 448)
     tr, va, info = build_datasets("dogs", data_dir=tmp_path, smoke=True)
-    assert tr[0][0].shape == (3, 32, 32)
+    assert tr[0][0].shape == (3, SMOKE_IMAGE, SMOKE_IMAGE)
 
 
 def test_image_folder_nested_under_dataset_name(tmp_path: Path) -> None:
@@ -183,15 +184,15 @@ def test_image_folder_missing_or_malformed(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------- fake
 def test_fake_mimics_shapes() -> None:
     tr, va, info = build_datasets("fake", smoke=True)
-    assert info == DataInfo(num_classes=100, in_channels=3, image_size=32)
+    assert info == DataInfo(num_classes=100, in_channels=3, image_size=SMOKE_IMAGE)
     assert (len(tr), len(va)) == (SMOKE_TRAIN, SMOKE_VAL)
     x, y = tr[0]
-    assert x.shape == (3, 32, 32) and 0 <= int(y) < 100
+    assert x.shape == (3, SMOKE_IMAGE, SMOKE_IMAGE) and 0 <= int(y) < 100
     assert not torch.equal(tr[0][0], va[0][0])  # val draws different images
     _, _, info = build_datasets("fake", like="imagenet")
     assert info == DataInfo(num_classes=1000, in_channels=3, image_size=224)
     _, va, info = build_datasets("fake-cub200", smoke=True)
-    assert info.num_classes == 200 and va[0][0].shape == (3, 32, 32)
+    assert info.num_classes == 200 and va[0][0].shape == (3, SMOKE_IMAGE, SMOKE_IMAGE)
 
 
 def test_unknown_dataset_lists_valid_names() -> None:

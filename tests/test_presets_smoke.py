@@ -1,7 +1,11 @@
-"""Every preset: every row and protocol on fake data through Ray Tune and MLflow (--smoke)."""
+"""Every preset, every row, protocol, precision and dataset on fake data (--smoke): the demo
+through Ray Tune and MLflow, the others' trials in-process (two processes: the same
+`train_trial` Ray would run, without its start-up per study)."""
 
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -10,45 +14,59 @@ from svdablate import cli
 from svdablate.orchestrator.config import StudySpec
 from svdablate.orchestrator.grid import expand
 from svdablate.orchestrator.presets import PRESETS
+from svdablate.schema import Tag
+
+THROUGH_RAY = "demo"
+
+
+def _train(config_json: dict) -> tuple[str, str, dict]:
+    """One smoke trial in a worker process: its id, status and last epoch's metrics."""
+    import torch
+
+    from svdablate.orchestrator.config import TrialConfig
+    from svdablate.orchestrator.trial import train_trial
+
+    torch.set_num_threads(1)
+    config = TrialConfig.model_validate(config_json)
+    reported: list[dict] = []
+    result = train_trial(config, lambda metrics, state: reported.append(metrics))
+    return config.trial_id, result["status"], reported[-1] if reported else {}
 
 
 @pytest.mark.slow
-def test_every_preset_runs_as_a_smoke_test(tmp_path):
-    names = sorted(PRESETS)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "svdablate.cli",
-            "run",
-            "--preset",
-            ",".join(names),
-            "--smoke",
-            "--results-dir",
-            str(tmp_path),
-            "--no-progress",
-            "--no-report",
-            "--max-failures",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+def test_the_demo_preset_runs_as_a_smoke_study_through_ray_and_mlflow(tmp_path):
+    command = [
+        sys.executable, "-m", "svdablate.cli", "run", "--preset", THROUGH_RAY, "--smoke",
+        "--results-dir", str(tmp_path), "--no-progress", "--no-report", "--max-failures", "0",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    leftover = list((tmp_path / "ray").rglob("checkpoint_*"))
-    assert not leftover, "smoke runs drop their checkpoints once trials finish"
+    assert not list((tmp_path / "ray").rglob("checkpoint_*")), "smoke runs drop checkpoints"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    for name in names:
-        experiment = client.get_experiment_by_name(name)
-        assert experiment is not None, name
-        runs = client.search_runs([experiment.experiment_id], "tags.`svdablate.role` = 'trial'")
-        expected = {c.trial_id for c in expand(StudySpec(preset=name, smoke=True))}
-        assert {r.data.tags["svdablate.trial_id"] for r in runs} == expected, name
-        statuses = {r.data.tags["svdablate.status"] for r in runs}
-        assert statuses == {"finished"}, (name, statuses)
-        for run in runs:
-            assert "kappa_median" in run.data.metrics and "pre_svd_lr" in run.data.metrics
+    experiment = client.get_experiment_by_name(THROUGH_RAY)
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{Tag.ROLE}` = 'trial'")
+    expected = {c.trial_id for c in expand(StudySpec(preset=THROUGH_RAY, smoke=True))}
+    assert {r.data.tags[Tag.TRIAL_ID] for r in runs} == expected
+    assert {r.data.tags[Tag.STATUS] for r in runs} == {"finished"}
+    for run in runs:
+        assert "kappa_median" in run.data.metrics and "pre_svd_lr" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_every_other_preset_trains_every_smoke_trial():
+    configs = [
+        c.model_dump(mode="json")
+        for name in sorted(PRESETS)
+        if name != THROUGH_RAY
+        for c in expand(StudySpec(preset=name, smoke=True))
+    ]
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(_train, configs))
+    assert len(results) == len(configs) > 80
+    broken = [(t, s) for t, s, _ in results if s != "finished"]
+    assert not broken, broken
+    for trial_id, _, metrics in results:
+        assert "kappa_median" in metrics and "pre_svd_lr" in metrics, trial_id
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

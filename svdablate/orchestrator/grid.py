@@ -43,11 +43,21 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("é", "e").replace("_", "-").replace(" ", "-")
 
 
+SMOKE_REDUCTION_DIM = 32  # the GCP head's d under --smoke: the same code, a 32×32 matrix function
+
+
 def _smoke_preset(preset: Preset) -> Preset:
-    """The same rows and code paths on FakeData: 1 seed, tiny images, 2 steps an epoch."""
+    """The same rows and code paths on FakeData: 1 seed, tiny images, 2 steps an epoch, and a
+    32-channel GCP head (the 256×256 matrix functions of SVD-PI and SVD-Newton are the bulk of a
+    full-size smoke trial's time)."""
     epochs = 2 if preset.hybrid else 1
-    smoke = preset.with_overrides(seeds=1, gpus_per_trial=0.0, cpus_per_trial=1.0)
-    return smoke.with_recipe(epochs=epochs, batch_size=8, milestones=(1.0,))
+    options = dict(preset.model_options)
+    if preset.application == "gcp":
+        options.setdefault("reduction_dim", SMOKE_REDUCTION_DIM)
+    smoke = preset.with_overrides(
+        seeds=1, gpus_per_trial=0.0, cpus_per_trial=1.0, model_options=options
+    )
+    return smoke.with_recipe(epochs=epochs, batch_size=4, milestones=(1.0,))
 
 
 def resolve_preset(spec: StudySpec) -> Preset:
