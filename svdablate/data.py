@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
-from torchvision import datasets as tvd
-from torchvision import transforms as T
 
 SMOKE_IMAGE = 16  # image size in smoke mode (the smallest the stems and heads run on)
 SMOKE_TRAIN, SMOKE_VAL = 16, 8  # dataset sizes in smoke mode: 2 steps of 4, one small eval
@@ -87,24 +86,27 @@ def _digits(data_dir: str | None, download: bool, smoke: bool) -> tuple[Dataset,
 
 
 # ---------------------------------------------------------------------------------------- CIFAR
-class _CIFAR10(tvd.CIFAR10):
-    """torchvision's CIFAR10 with existence checks instead of md5 (archives are md5-checked)."""
+@cache
+def _cifar_class(name: str) -> type:
+    """torchvision's CIFAR10/CIFAR100 with existence checks instead of md5 (archives are
+    md5-checked). torchvision is imported here, on first use, not when svdablate.data is."""
+    from torchvision import datasets
 
-    train_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR10.train_list]
-    test_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR10.test_list]
-    meta: ClassVar[dict] = {**tvd.CIFAR10.meta, "md5": None}
+    base = getattr(datasets, name)
 
+    class Checked(base):  # type: ignore[misc, valid-type]
+        train_list: ClassVar[list] = [[n, None] for n, _ in base.train_list]
+        test_list: ClassVar[list] = [[n, None] for n, _ in base.test_list]
+        meta: ClassVar[dict] = {**base.meta, "md5": None}
 
-class _CIFAR100(tvd.CIFAR100):
-    """torchvision's CIFAR100 with existence checks instead of md5 (archives are md5-checked)."""
-
-    train_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR100.train_list]
-    test_list: ClassVar[list] = [[name, None] for name, _ in tvd.CIFAR100.test_list]
-    meta: ClassVar[dict] = {**tvd.CIFAR100.meta, "md5": None}
+    Checked.__name__ = Checked.__qualname__ = f"_{name}"
+    return Checked
 
 
 def _cifar_transforms(mean: tuple, std: tuple) -> tuple[Callable, Callable]:
     """CIFAR recipe (both papers): random crop 32 pad 4 + horizontal flip; normalised."""
+    from torchvision import transforms as T
+
     norm = T.Normalize(mean, std)
     train = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), norm])
     val = T.Compose([T.ToTensor(), norm])
@@ -112,12 +114,13 @@ def _cifar_transforms(mean: tuple, std: tuple) -> tuple[Callable, Callable]:
 
 
 def _cifar(
-    name: str, cls: type[tvd.CIFAR10], label: str, classes: int, mean: tuple, std: tuple
+    name: str, torchvision_name: str, label: str, classes: int, mean: tuple, std: tuple
 ) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
     def build(
         data_dir: str | None, download: bool, smoke: bool
     ) -> tuple[Dataset, Dataset, DataInfo]:
         """torchvision CIFAR from ``data_dir`` (downloaded there when ``download``)."""
+        cls = _cifar_class(torchvision_name)
         files = [n for n, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
         listed = ",".join(files).replace(
             ",".join(f"data_batch_{i}" for i in range(1, 6)), "data_batch_1..5"
@@ -168,6 +171,8 @@ def _cifar(
 
 # ---------------------------------------------------------------------------------- ImageFolder
 def _imagenet_transforms(size: int) -> tuple[Callable, Callable]:
+    from torchvision import transforms as T
+
     """ImageNet recipe: RandomResizedCrop + flip / Resize(size·8/7) + CenterCrop."""
     norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
@@ -176,6 +181,8 @@ def _imagenet_transforms(size: int) -> tuple[Callable, Callable]:
 
 
 def _fgvc_transforms(name: str, size: int) -> tuple[Callable, Callable]:
+    from torchvision import transforms as T
+
     """The ICCV'21 official FGVC recipe (448 crops; per-dataset resize) scaled to ``size``."""
     norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if name == "cub200":  # Resize(448) + CenterCrop(448)
@@ -223,9 +230,11 @@ def _image_folder(
                 )
         s = SMOKE_IMAGE if smoke else size
         train_tf, val_tf = transforms(s)
+        from torchvision.datasets import ImageFolder
+
         try:
-            train = tvd.ImageFolder(str(root / "train"), transform=train_tf)
-            val = tvd.ImageFolder(str(root / "val"), transform=val_tf)
+            train = ImageFolder(str(root / "train"), transform=train_tf)
+            val = ImageFolder(str(root / "val"), transform=val_tf)
         except (FileNotFoundError, OSError) as e:
             raise DataError(f"{name}: malformed ImageFolder tree under {root} ({expected})") from e
         if train.classes != val.classes:
@@ -266,9 +275,12 @@ def _fake(mimic: str) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
         classes, channels, size, mean, std = FAKE_SHAPES[mimic]
         s = min(size, SMOKE_IMAGE) if smoke else size
         n_train, n_val = (SMOKE_TRAIN, SMOKE_VAL) if smoke else FAKE_SIZES
+        from torchvision import transforms as T
+        from torchvision.datasets import FakeData
+
         tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
-        train = tvd.FakeData(n_train, (channels, s, s), classes, transform=tf, random_offset=0)
-        val = tvd.FakeData(
+        train = FakeData(n_train, (channels, s, s), classes, transform=tf, random_offset=0)
+        val = FakeData(
             n_val, (channels, s, s), classes, transform=tf, random_offset=FAKE_VAL_OFFSET
         )
         return train, val, DataInfo(num_classes=classes, in_channels=channels, image_size=s)
@@ -278,8 +290,8 @@ def _fake(mimic: str) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
 
 DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset, DataInfo]]] = {
     "digits": _digits,
-    "cifar10": _cifar("cifar10", _CIFAR10, "CIFAR-10", 10, CIFAR10_MEAN, CIFAR10_STD),
-    "cifar100": _cifar("cifar100", _CIFAR100, "CIFAR-100", 100, CIFAR100_MEAN, CIFAR100_STD),
+    "cifar10": _cifar("cifar10", "CIFAR10", "CIFAR-10", 10, CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": _cifar("cifar100", "CIFAR100", "CIFAR-100", 100, CIFAR100_MEAN, CIFAR100_STD),
     "imagenet": _image_folder("imagenet", 224, _imagenet_transforms),
     "cub200": _image_folder("cub200", 448, lambda s: _fgvc_transforms("cub200", s)),
     "dogs": _image_folder("dogs", 448, lambda s: _fgvc_transforms("dogs", s)),
@@ -316,7 +328,7 @@ def _content_hash(ds: Dataset, hasher: Any) -> None:
     elif isinstance(ds, TensorDataset):
         for tensor in ds.tensors:
             hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    elif isinstance(ds, tvd.FakeData):
+    elif type(ds).__name__ == "FakeData":  # torchvision's: its parameters are its content
         hasher.update(repr((ds.size, ds.image_size, ds.num_classes, ds.random_offset)).encode())
     elif hasattr(ds, "samples"):  # ImageFolder: the files and labels, by name
         hasher.update(repr(sorted((str(Path(p).name), c) for p, c in ds.samples)).encode())

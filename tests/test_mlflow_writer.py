@@ -8,7 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from svdablate.orchestrator.config import StudySpec
 from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.mlflow_writer import MLflowRecorder, child_runs, create_parent_run
+from svdablate.orchestrator.mlflow_runs import child_runs, create_parent_run
+from svdablate.orchestrator.mlflow_writer import MLflowRecorder
 from svdablate.schema import Tag
 
 

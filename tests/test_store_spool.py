@@ -18,7 +18,8 @@ from polling import wait_for
 from svdablate.orchestrator.config import StudySpec
 from svdablate.orchestrator.errors import ExitCode, UserError
 from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.mlflow_writer import MLflowRecorder, child_runs, create_parent_run
+from svdablate.orchestrator.mlflow_runs import child_runs, create_parent_run
+from svdablate.orchestrator.mlflow_writer import MLflowRecorder
 from svdablate.orchestrator.progress import RichProgress
 from svdablate.orchestrator.study import StudyOutcome
 from svdablate.orchestrator.tracking import check_store

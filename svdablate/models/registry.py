@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torchvision import models as tvm
-
 from .convnet import build_convnet
 from .svdnet import APPLICATIONS, SVDNet
 from .torchvision_backbones import build_alexnet, resnet_builder
@@ -15,9 +13,9 @@ __all__ = ["DEFAULT_OPTS", "MODELS", "MODEL_DEFAULTS", "build_model"]
 
 MODELS: dict[str, Callable[..., SVDNet]] = {
     "convnet": build_convnet,
-    "resnet18": resnet_builder(tvm.resnet18),
-    "resnet50": resnet_builder(tvm.resnet50),
-    "resnet101": resnet_builder(tvm.resnet101),
+    "resnet18": resnet_builder("resnet18"),
+    "resnet50": resnet_builder("resnet50"),
+    "resnet101": resnet_builder("resnet101"),
     "alexnet": build_alexnet,
 }
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import nn
-from torchvision import models as tvm
 
 from .svdnet import SVDNet, gcp_from_options, zca_from_options
 
@@ -32,8 +31,16 @@ def _stem_conv(in_channels: int, image_size: int) -> nn.Conv2d | None:
     return conv
 
 
-def resnet_builder(factory: Callable[..., tvm.ResNet]) -> Callable[..., SVDNet]:
-    """A builder for the torchvision ResNet ``factory`` makes (resnet18, resnet50, resnet101)."""
+def _torchvision_model(name: str, num_classes: int) -> nn.Module:
+    """torchvision's ``name`` network, untrained (torchvision is imported on first use: a
+    process that only validates configs or trains the convnet never pays for it)."""
+    from torchvision import models
+
+    return getattr(models, name)(weights=None, num_classes=num_classes)
+
+
+def resnet_builder(arch: str) -> Callable[..., SVDNet]:
+    """A builder for torchvision's ResNet ``arch`` (resnet18, resnet50, resnet101)."""
 
     def build(
         application: str,
@@ -45,7 +52,7 @@ def resnet_builder(factory: Callable[..., tvm.ResNet]) -> Callable[..., SVDNet]:
         o: dict[str, Any],
     ) -> SVDNet:
         """torchvision ResNet; dbn: ZCA replaces bn1; gcp: covariance pooling replaces avgpool."""
-        net = factory(weights=None, num_classes=num_classes)
+        net = _torchvision_model(arch, num_classes)
         stem = _stem_conv(in_channels, image_size)
         if stem is not None:
             net.conv1 = stem
@@ -80,7 +87,7 @@ def build_alexnet(
     o: dict[str, Any],
 ) -> SVDNet:
     """torchvision AlexNet features (BN after each conv, as the ICCV'21 code) as GCP backbone."""
-    net = tvm.alexnet(weights=None, num_classes=num_classes)
+    net = _torchvision_model("alexnet", num_classes)
     layers = list(net.features.children())
     if image_size <= SMALL_IMAGE_MAX or in_channels != 3:
         k, s, p = (3, 1, 1) if image_size <= SMALL_IMAGE_MAX else (11, 4, 2)

@@ -35,7 +35,7 @@ def parent_tags(study: Study, grid_id: str) -> dict[str, str]:
 
 def start_study(study: Study, uri: str) -> StudyManifest:
     """Create the parent run (named after the study, with provenance) and save the manifest."""
-    from .mlflow_writer import create_parent_run
+    from .mlflow_runs import create_parent_run
     from .provenance import provenance_tags
     from .relocate import artifacts_uri
 

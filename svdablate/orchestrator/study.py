@@ -274,7 +274,7 @@ class Study:
         """Trial counts by status, read from the study's MLflow runs (works while it runs)."""
         from mlflow import MlflowClient
 
-        from .mlflow_writer import child_runs
+        from .mlflow_runs import child_runs
 
         if self.manifest is None:
             raise UserError("this study has not started: run() it")
