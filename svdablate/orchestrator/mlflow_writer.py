@@ -147,10 +147,10 @@ class MLflowRecorder(tune.Callback):
             params = {k: v[:PARAM_VALUE_LIMIT] for k, v in config.as_params().items()}
             tags = trial_tags(config, self.parent_run_id, self._grid_id)
             tags[MLFLOW_RUN_NAME] = self.run_names.get(trial_id, trial_id)
-            op = {"op": "create", "trial": trial_id, "tags": tags, "params": params}
+            create = {"op": "create", "trial": trial_id, "tags": tags, "params": params}
             if trial_id in self.datasets:
-                op["dataset"] = self.datasets[trial_id]
-            writer.submit(op)
+                create["dataset"] = self.datasets[trial_id]
+            writer.submit(create)
             self._runs.add(trial_id)
             self._next_epoch[trial_id] = 0
             self._status[trial_id] = TrialStatus.RUNNING
