@@ -62,3 +62,22 @@ def test_metalayer_speed_refuses_cuda_without_a_device(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--device", "cuda"])
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_telemetry_overhead_arms_differ_only_in_kappa(capsys):
+    telemetry = _load("telemetry_overhead")
+    try:
+        arms = telemetry.main(["--rounds", "1", "--epochs", "1", "--steps", "3"])
+        preset_every = telemetry.demo_config("SVD", 1).kappa_every
+    finally:
+        sys.modules.pop("telemetry_overhead", None)
+    # the benchmark itself refuses an off arm that reports κ and an on arm that does not
+    assert [(a.name, a.kappa_every) for a in arms] == [
+        ("off", None),
+        ("default", preset_every),
+        ("every", 1),
+    ]
+    assert all(len(a.seconds) == 1 and len(a.seconds[0]) == 1 for a in arms)
+    assert arms[1].losses == arms[0].losses == arms[2].losses  # the same training
+    out = capsys.readouterr().out
+    assert "≤ 1.03" in out and "κ path inside a trial" in out and "3 steps an epoch" in out

@@ -1,0 +1,198 @@
+"""What κ sampling costs a trial: `train_trial` with telemetry against the same loop without it.
+
+Issue 15's target: at the presets' default (`kappa_every`, TrialConfig) a demo epoch takes at most
+3 % longer than with no κ at all. Three arms train the same demo trial (one row, seed 0, one torch
+thread, CPU), interleaved over ``--rounds`` rounds in a rotating order so that load changes on a
+shared machine fall on every arm alike:
+
+  * ``off``:     no κ at all: ``kappa_every`` beyond any epoch's steps and the meta-layer's
+                 ``_maybe_record`` a no-op (step 0 of every epoch would sample otherwise; the
+                 config has no switch that turns κ off). Checked: it reports no κ.
+  * ``default``: ``kappa_every`` as the demo preset sets it (every 10 steps).
+  * ``every``:   ``kappa_every=1`` (for information).
+
+Times are the trial's own ``epoch_seconds`` (training and validation of one epoch). The table
+gives each arm's median seconds per epoch over all rounds, its ratio to ``off`` (target for the
+default ≤ 1.03), and the median and range of the per-round ratios (how noisy the machine was).
+A last line measures the κ path inside one more trial at ``kappa_every=1`` (each
+``_maybe_record`` that samples, timed): its cost per sample and per epoch at both settings, as a
+share of the ``off`` epoch: the overhead without the epoch-to-epoch noise.
+
+    python benchmarks/telemetry_overhead.py [--rounds 10] [--epochs 3] [--row SVD]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from svdablate.metalayers.modules import _MetaLayerBase
+from svdablate.orchestrator.config import StudySpec, TrialConfig
+from svdablate.orchestrator.grid import expand
+from svdablate.orchestrator.trial import train_trial
+from svdablate.schema import Metric
+
+TARGET = 1.03
+NEVER = 10**9  # kappa_every beyond any epoch's steps
+
+
+@dataclass
+class Arm:
+    """One way of running the trial and the epochs it reported, round by round."""
+
+    name: str
+    kappa_every: int | None  # None: no κ
+    seconds: list[list[float]] = field(default_factory=list)
+    losses: list[list[float]] = field(default_factory=list)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(s for rnd in self.seconds for s in rnd)
+
+
+def demo_config(
+    row: str, epochs: int, kappa_every: int | None = None, steps: int | None = None
+) -> TrialConfig:
+    """The demo preset's trial of `row` (seed 0) on the CPU; `kappa_every` and the cap on the
+    steps of an epoch replaced where given."""
+    config = expand(StudySpec(preset="demo", rows=(row,), seeds=1, epochs=epochs))[0]
+    update: dict[str, Any] = {"device": "cpu"}
+    if kappa_every is not None:
+        update["kappa_every"] = kappa_every
+    if steps is not None:
+        update["max_steps_per_epoch"] = steps
+    return TrialConfig.model_validate({**config.model_dump(), **update})
+
+
+@contextmanager
+def no_kappa() -> Iterator[None]:
+    """The meta-layer records no spectrum, whatever `record_stats` says."""
+    with mock.patch.object(_MetaLayerBase, "_maybe_record", lambda self, P, ridge=None: None):
+        yield
+
+
+def train(config: TrialConfig, off: bool) -> tuple[list[float], list[float], list[float]]:
+    """Epoch seconds, training losses and κ medians reported by one `train_trial`."""
+    seconds: list[float] = []
+    losses: list[float] = []
+    kappas: list[float] = []
+
+    def report(metrics: dict[str, Any], state: Any) -> None:
+        seconds.append(metrics[Metric.EPOCH_SECONDS])
+        losses.append(metrics[Metric.TRAIN_LOSS])
+        kappas.append(metrics[Metric.KAPPA_MEDIAN])
+
+    with no_kappa() if off else nullcontext():
+        train_trial(config, report)
+    return seconds, losses, kappas
+
+
+def run_rounds(
+    arms: list[Arm], row: str, epochs: int, rounds: int, steps: int | None = None
+) -> None:
+    """Each round trains every arm once, the order rotated by one arm per round."""
+    for r in range(rounds):
+        for arm in arms[r % len(arms) :] + arms[: r % len(arms)]:
+            off = arm.kappa_every is None
+            config = demo_config(row, epochs, NEVER if off else arm.kappa_every, steps)
+            seconds, losses, kappas = train(config, off)
+            if off and not all(math.isnan(k) for k in kappas):
+                raise RuntimeError(f"the off arm recorded κ: {kappas}")
+            if not off and not all(math.isfinite(k) for k in kappas):
+                raise RuntimeError(f"arm {arm.name} recorded no κ in some epoch: {kappas}")
+            arm.seconds.append(seconds)
+            arm.losses.append(losses)
+
+
+def kappa_path_cost(row: str, epochs: int, steps: int | None = None) -> tuple[float, float]:
+    """(seconds per κ sample, training steps per epoch), timed inside a trial at kappa_every=1."""
+    calls: list[float] = []  # one a training step: every step samples
+    record = _MetaLayerBase._maybe_record
+
+    def timed(self: _MetaLayerBase, P: torch.Tensor, ridge: float | None = None) -> None:
+        began = time.perf_counter()
+        record(self, P, ridge)
+        calls.append(time.perf_counter() - began)
+
+    with mock.patch.object(_MetaLayerBase, "_maybe_record", timed):
+        train(demo_config(row, epochs, 1, steps), off=False)
+    return statistics.median(calls), len(calls) / epochs
+
+
+def per_round_ratios(arm: Arm, off: Arm) -> list[float]:
+    """Median epoch of `arm` over the median epoch of `off`, in each round."""
+    pairs = zip(arm.seconds, off.seconds, strict=True)
+    return [statistics.median(a) / statistics.median(o) for a, o in pairs]
+
+
+def print_table(arms: list[Arm], row: str, epochs: int, sample_s: float, steps: float) -> None:
+    off = arms[0]
+    rounds = len(off.seconds)
+    title = (
+        f"Telemetry overhead: demo {row}, {rounds} rounds × {epochs} epochs an arm, 1 thread, CPU"
+    )
+    table = Table(title=title)
+    for col in ("arm", "kappa_every", "κ samples/epoch", "s/epoch (median)", "ratio to off",
+                "per-round ratio: median [min, max]", "target"):  # fmt: skip
+        table.add_column(escape(col), justify="left" if col == "arm" else "right")
+    for arm in arms:
+        if arm is off:
+            every, samples, ratio, spread, target = "-", "0", "1", "-", ""
+        else:
+            per_round = per_round_ratios(arm, off)
+            every, samples = str(arm.kappa_every), str(math.ceil(steps / arm.kappa_every))
+            ratio = f"{arm.median_s / off.median_s:.3f}"
+            spread = (
+                f"{statistics.median(per_round):.3f} [{min(per_round):.3f}, {max(per_round):.3f}]"
+            )
+            target = f"≤ {TARGET}" if arm.name == "default" else "(info)"
+        table.add_row(arm.name, every, samples, f"{arm.median_s:.3f}", ratio, spread, target)
+    console = Console(width=160)
+    console.print(table)
+    same = all(arm.losses == off.losses for arm in arms)
+    console.print(f"Training losses identical in every arm and round: {'yes' if same else 'NO'}")
+    shares = ", ".join(
+        f"kappa_every={arm.kappa_every}: {math.ceil(steps / arm.kappa_every)} × → "
+        f"{100 * math.ceil(steps / arm.kappa_every) * sample_s / off.median_s:.2f} %"
+        for arm in arms[1:]
+    )
+    console.print(
+        f"κ path inside a trial: {sample_s * 1e6:.0f} µs a sample (median, {steps:.0f} steps an "
+        f"epoch), as a share of the off epoch: {shares}"
+    )
+
+
+def main(argv: list[str] | None = None) -> list[Arm]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=10, help="rounds of the three arms")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs of each trial")
+    ap.add_argument("--row", default="SVD", help="demo row to train")
+    ap.add_argument("--steps", type=int, default=None, help="cap on an epoch's steps (smoke)")
+    args = ap.parse_args(argv)
+    default_every = demo_config(args.row, args.epochs).kappa_every
+    arms = [Arm("off", None), Arm("default", default_every), Arm("every", 1)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_rounds(arms, args.row, args.epochs, max(1, args.rounds), args.steps)
+        sample_s, steps = kappa_path_cost(args.row, args.epochs, args.steps)
+    finally:
+        torch.set_num_threads(threads)
+    print_table(arms, args.row, args.epochs, sample_s, steps)
+    return arms
+
+
+if __name__ == "__main__":
+    main()
