@@ -11,9 +11,13 @@ shared machine fall on every arm alike:
   * ``default``: ``kappa_every`` as the demo preset sets it (every 10 steps).
   * ``every``:   ``kappa_every=1`` (for information).
 
-Times are the trial's own ``epoch_seconds`` (training and validation of one epoch). The table
-gives each arm's median seconds per epoch over all rounds, its ratio to ``off`` (target for the
-default ≤ 1.03), and the median and range of the per-round ratios (how noisy the machine was).
+Times are the trial's own ``epoch_seconds`` (wall clock, training and validation of one epoch)
+and, beside them, the CPU seconds of this thread from one epoch's report to the next (every epoch
+but a trial's first; with one torch thread and no loader workers all the work runs on it): the
+work the epoch did, which other processes' load barely changes, where wall time moves by ±20 %
+on a shared machine. The table gives each arm's median seconds per epoch over all rounds, its
+ratio to ``off`` (target for the default ≤ 1.03), and the median and range of the per-round
+ratios (how noisy the machine was).
 A last line measures the κ path inside one more trial at ``kappa_every=1`` (each
 ``_maybe_record`` that samples, timed): its cost per sample and per epoch at both settings, as a
 share of the ``off`` epoch: the overhead without the epoch-to-epoch noise.
@@ -49,17 +53,36 @@ NEVER = 10**9  # kappa_every beyond any epoch's steps
 
 
 @dataclass
+class Trial:
+    """What one `train_trial` reported, epoch by epoch."""
+
+    seconds: list[float] = field(default_factory=list)  # epoch_seconds, wall
+    cpu_seconds: list[float] = field(default_factory=list)  # report to report, from epoch 1
+    losses: list[float] = field(default_factory=list)
+    kappas: list[float] = field(default_factory=list)
+
+
+@dataclass
 class Arm:
-    """One way of running the trial and the epochs it reported, round by round."""
+    """One way of running the trial and its trials, round by round."""
 
     name: str
     kappa_every: int | None  # None: no κ
-    seconds: list[list[float]] = field(default_factory=list)
-    losses: list[list[float]] = field(default_factory=list)
+    trials: list[Trial] = field(default_factory=list)
 
-    @property
-    def median_s(self) -> float:
-        return statistics.median(s for rnd in self.seconds for s in rnd)
+    def median(self, clock: str) -> float:
+        """Median seconds per epoch over all rounds; `clock` is "seconds" or "cpu_seconds"."""
+        values = [s for trial in self.trials for s in getattr(trial, clock)]
+        return statistics.median(values) if values else math.nan
+
+    def per_round_ratios(self, off: Arm, clock: str) -> list[float]:
+        """Median epoch of this arm over the median epoch of `off`, in each round."""
+        pairs = zip(self.trials, off.trials, strict=True)
+        return [
+            statistics.median(getattr(a, clock)) / statistics.median(getattr(o, clock))
+            for a, o in pairs
+            if getattr(a, clock) and getattr(o, clock)
+        ]
 
 
 def demo_config(
@@ -83,20 +106,23 @@ def no_kappa() -> Iterator[None]:
         yield
 
 
-def train(config: TrialConfig, off: bool) -> tuple[list[float], list[float], list[float]]:
-    """Epoch seconds, training losses and κ medians reported by one `train_trial`."""
-    seconds: list[float] = []
-    losses: list[float] = []
-    kappas: list[float] = []
+def train(config: TrialConfig, off: bool) -> Trial:
+    """One `train_trial`, with the meta-layer's κ path removed when `off`."""
+    trial = Trial()
+    last_cpu: list[float] = []
 
     def report(metrics: dict[str, Any], state: Any) -> None:
-        seconds.append(metrics[Metric.EPOCH_SECONDS])
-        losses.append(metrics[Metric.TRAIN_LOSS])
-        kappas.append(metrics[Metric.KAPPA_MEDIAN])
+        cpu = time.thread_time()
+        if last_cpu:
+            trial.cpu_seconds.append(cpu - last_cpu[-1])
+        last_cpu.append(cpu)
+        trial.seconds.append(metrics[Metric.EPOCH_SECONDS])
+        trial.losses.append(metrics[Metric.TRAIN_LOSS])
+        trial.kappas.append(metrics[Metric.KAPPA_MEDIAN])
 
     with no_kappa() if off else nullcontext():
         train_trial(config, report)
-    return seconds, losses, kappas
+    return trial
 
 
 def run_rounds(
@@ -106,14 +132,12 @@ def run_rounds(
     for r in range(rounds):
         for arm in arms[r % len(arms) :] + arms[: r % len(arms)]:
             off = arm.kappa_every is None
-            config = demo_config(row, epochs, NEVER if off else arm.kappa_every, steps)
-            seconds, losses, kappas = train(config, off)
-            if off and not all(math.isnan(k) for k in kappas):
-                raise RuntimeError(f"the off arm recorded κ: {kappas}")
-            if not off and not all(math.isfinite(k) for k in kappas):
-                raise RuntimeError(f"arm {arm.name} recorded no κ in some epoch: {kappas}")
-            arm.seconds.append(seconds)
-            arm.losses.append(losses)
+            trial = train(demo_config(row, epochs, NEVER if off else arm.kappa_every, steps), off)
+            if off and not all(math.isnan(k) for k in trial.kappas):
+                raise RuntimeError(f"the off arm recorded κ: {trial.kappas}")
+            if not off and not all(math.isfinite(k) for k in trial.kappas):
+                raise RuntimeError(f"arm {arm.name} recorded no κ in some epoch: {trial.kappas}")
+            arm.trials.append(trial)
 
 
 def kappa_path_cost(row: str, epochs: int, steps: int | None = None) -> tuple[float, float]:
@@ -131,46 +155,51 @@ def kappa_path_cost(row: str, epochs: int, steps: int | None = None) -> tuple[fl
     return statistics.median(calls), len(calls) / epochs
 
 
-def per_round_ratios(arm: Arm, off: Arm) -> list[float]:
-    """Median epoch of `arm` over the median epoch of `off`, in each round."""
-    pairs = zip(arm.seconds, off.seconds, strict=True)
-    return [statistics.median(a) / statistics.median(o) for a, o in pairs]
+def _ratio_cells(arm: Arm, off: Arm, clock: str) -> list[str]:
+    """Median s/epoch, ratio of medians to off, per-round ratios: median [min, max]."""
+    cells = [f"{arm.median(clock):.3f}"]
+    if arm is off:
+        return [*cells, "1", "-"]
+    per_round = arm.per_round_ratios(off, clock)
+    if not per_round:
+        return [*cells, "-", "-"]
+    spread = f"{statistics.median(per_round):.3f} [{min(per_round):.3f}, {max(per_round):.3f}]"
+    return [*cells, f"{arm.median(clock) / off.median(clock):.3f}", spread]
 
 
 def print_table(arms: list[Arm], row: str, epochs: int, sample_s: float, steps: float) -> None:
     off = arms[0]
-    rounds = len(off.seconds)
     title = (
-        f"Telemetry overhead: demo {row}, {rounds} rounds × {epochs} epochs an arm, 1 thread, CPU"
+        f"Telemetry overhead: demo {row}, {len(off.trials)} rounds × {epochs} epochs an arm, "
+        "1 thread, CPU"
     )
     table = Table(title=title)
-    for col in ("arm", "kappa_every", "κ samples/epoch", "s/epoch (median)", "ratio to off",
-                "per-round ratio: median [min, max]", "target"):  # fmt: skip
+    for col in ("arm", "kappa_every", "κ samples/epoch",
+                "wall s/epoch", "wall ratio", "wall per round: median [min, max]",
+                "CPU s/epoch", "CPU ratio", "CPU per round: median [min, max]",
+                "target"):  # fmt: skip
         table.add_column(escape(col), justify="left" if col == "arm" else "right")
     for arm in arms:
-        if arm is off:
-            every, samples, ratio, spread, target = "-", "0", "1", "-", ""
-        else:
-            per_round = per_round_ratios(arm, off)
-            every, samples = str(arm.kappa_every), str(math.ceil(steps / arm.kappa_every))
-            ratio = f"{arm.median_s / off.median_s:.3f}"
-            spread = (
-                f"{statistics.median(per_round):.3f} [{min(per_round):.3f}, {max(per_round):.3f}]"
-            )
-            target = f"≤ {TARGET}" if arm.name == "default" else "(info)"
-        table.add_row(arm.name, every, samples, f"{arm.median_s:.3f}", ratio, spread, target)
-    console = Console(width=160)
+        on = arm is not off
+        every = str(arm.kappa_every) if on else "-"
+        samples = str(math.ceil(steps / arm.kappa_every)) if on else "0"
+        target = "" if not on else f"≤ {TARGET}" if arm.name == "default" else "(info)"
+        table.add_row(
+            arm.name, every, samples,
+            *_ratio_cells(arm, off, "seconds"), *_ratio_cells(arm, off, "cpu_seconds"), target,
+        )  # fmt: skip
+    console = Console(width=200)
     console.print(table)
-    same = all(arm.losses == off.losses for arm in arms)
+    same = all([t.losses for t in arm.trials] == [t.losses for t in off.trials] for arm in arms)
     console.print(f"Training losses identical in every arm and round: {'yes' if same else 'NO'}")
     shares = ", ".join(
         f"kappa_every={arm.kappa_every}: {math.ceil(steps / arm.kappa_every)} × → "
-        f"{100 * math.ceil(steps / arm.kappa_every) * sample_s / off.median_s:.2f} %"
+        f"{100 * math.ceil(steps / arm.kappa_every) * sample_s / off.median('seconds'):.2f} %"
         for arm in arms[1:]
     )
     console.print(
         f"κ path inside a trial: {sample_s * 1e6:.0f} µs a sample (median, {steps:.0f} steps an "
-        f"epoch), as a share of the off epoch: {shares}"
+        f"epoch), as a share of the off epoch (wall): {shares}"
     )
 
 

@@ -67,7 +67,7 @@ def test_metalayer_speed_refuses_cuda_without_a_device(bench, capsys):
 def test_telemetry_overhead_arms_differ_only_in_kappa(capsys):
     telemetry = _load("telemetry_overhead")
     try:
-        arms = telemetry.main(["--rounds", "1", "--epochs", "1", "--steps", "3"])
+        arms = telemetry.main(["--rounds", "1", "--epochs", "2", "--steps", "2"])
         preset_every = telemetry.demo_config("SVD", 1).kappa_every
     finally:
         sys.modules.pop("telemetry_overhead", None)
@@ -77,7 +77,11 @@ def test_telemetry_overhead_arms_differ_only_in_kappa(capsys):
         ("default", preset_every),
         ("every", 1),
     ]
-    assert all(len(a.seconds) == 1 and len(a.seconds[0]) == 1 for a in arms)
-    assert arms[1].losses == arms[0].losses == arms[2].losses  # the same training
+    assert all(len(a.trials) == 1 for a in arms)
+    for arm in arms:
+        trial = arm.trials[0]
+        assert len(trial.seconds) == 2 and len(trial.cpu_seconds) == 1  # CPU: from epoch 1 on
+        assert trial.cpu_seconds[0] > 0
+        assert trial.losses == arms[0].trials[0].losses  # the same training in every arm
     out = capsys.readouterr().out
-    assert "≤ 1.03" in out and "κ path inside a trial" in out and "3 steps an epoch" in out
+    assert "≤ 1.03" in out and "κ path inside a trial" in out and "2 steps an epoch" in out
