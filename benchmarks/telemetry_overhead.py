@@ -16,8 +16,8 @@ and, beside them, the CPU seconds of this thread from one epoch's report to the 
 but a trial's first; with one torch thread and no loader workers all the work runs on it): the
 work the epoch did, which other processes' load barely changes, where wall time moves by ±20 %
 on a shared machine. The table gives each arm's median seconds per epoch over all rounds, its
-ratio to ``off`` (target for the default ≤ 1.03), and the median and range of the per-round
-ratios (how noisy the machine was).
+ratio to ``off`` (target for the default ≤ 1.03), and the per-round ratios' median, its 95 %
+bootstrap interval (what the A/B can resolve on this machine today) and their range.
 A last line measures the κ path inside one more trial at ``kappa_every=1`` (each
 ``_maybe_record`` that samples, timed): its cost per sample and per epoch at both settings, as a
 share of the ``off`` epoch: the overhead without the epoch-to-epoch noise.
@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from scipy import stats
 
 from svdablate.metalayers.modules import _MetaLayerBase
 from svdablate.orchestrator.config import StudySpec, TrialConfig
@@ -155,15 +157,29 @@ def kappa_path_cost(row: str, epochs: int, steps: int | None = None) -> tuple[fl
     return statistics.median(calls), len(calls) / epochs
 
 
+def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median of `values` (NaN for fewer than two)."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    result = stats.bootstrap(
+        (values,), np.median, confidence_level=confidence, method="percentile", rng=0
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def _ratio_cells(arm: Arm, off: Arm, clock: str) -> list[str]:
-    """Median s/epoch, ratio of medians to off, per-round ratios: median [min, max]."""
+    """Median s/epoch; ratio of medians to off; per-round ratios: median, 95 % CI, range."""
     cells = [f"{arm.median(clock):.3f}"]
     if arm is off:
         return [*cells, "1", "-"]
     per_round = arm.per_round_ratios(off, clock)
     if not per_round:
         return [*cells, "-", "-"]
-    spread = f"{statistics.median(per_round):.3f} [{min(per_round):.3f}, {max(per_round):.3f}]"
+    low, high = median_ci(per_round)
+    spread = (
+        f"{statistics.median(per_round):.3f} (CI {low:.2f}–{high:.2f}; "
+        f"range {min(per_round):.2f}–{max(per_round):.2f})"
+    )
     return [*cells, f"{arm.median(clock) / off.median(clock):.3f}", spread]
 
 
@@ -175,8 +191,8 @@ def print_table(arms: list[Arm], row: str, epochs: int, sample_s: float, steps: 
     )
     table = Table(title=title)
     for col in ("arm", "kappa_every", "κ samples/epoch",
-                "wall s/epoch", "wall ratio", "wall per round: median [min, max]",
-                "CPU s/epoch", "CPU ratio", "CPU per round: median [min, max]",
+                "wall s/epoch", "wall ratio", "wall, per round: median (95 % CI; range)",
+                "CPU s/epoch", "CPU ratio", "CPU, per round: median (95 % CI; range)",
                 "target"):  # fmt: skip
         table.add_column(escape(col), justify="left" if col == "arm" else "right")
     for arm in arms:
