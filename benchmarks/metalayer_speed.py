@@ -6,37 +6,44 @@ float64 (the svd family computes in float64 by default; ns and mpa-lya in the in
 
 Ratios, measured in the same run: each sample times the floor, the eigh-autograd reference and
 the method back to back (so load changes on a shared machine cancel), round-robin over methods;
-the table shows medians over ``--reps`` rounds:
+the table shows medians over ``--reps`` rounds. Every timing is a ``torch.utils.benchmark.Timer``
+``timeit`` of a fixed number of calls (its own warm-up calls first; on CUDA it synchronises before
+reading the clock, so ``--device cuda`` times the kernels, not their launches):
   * ``/eigh-AG``: against ``torch.linalg.eigh`` + U f(Λ) Uᵀ with plain autograd;
   * ``/floor``:   forward against eigh alone, backward against three batched d×d matmuls,
     both in the method's compute dtype.
 Targets: svd-family FP/floor ≤ 1.15; K-rule (svd, svd-topn, svd-trunc, svd-taylor, svd-pade)
 BP/floor ≤ 2.
 
-BP is the layer's own backward: ``torch.autograd.grad`` through the method minus the engine's
-fixed cost per call (``engine``), timed in the same sample as ``torch.autograd.grad`` through a
-one-node view, because a training step pays that cost once for the whole network, not once per
-layer (at 1×64 it is of the order of the three matmuls); ``BP raw`` keeps it in. Under each
-table a line gives, per size, what no forward can beat: eigh followed by the one d×d matmul
-that forms U f(Λ) Uᵀ, timed in sequence, as a multiple of eigh alone.
+BP is the layer's own backward: ``torch.autograd.grad`` through the method's graph (built once
+per sample, kept with ``retain_graph``) minus the engine's fixed cost per call (``engine``), timed
+in the same sample as ``torch.autograd.grad`` through a one-node view, because a training step
+pays that cost once for the whole network, not once per layer (at 1×64 it is of the order of the
+three matmuls); ``BP raw`` keeps it in. Under each table a line gives, per size, what no forward
+can beat: eigh followed by the one d×d matmul that forms U f(Λ) Uᵀ, timed in sequence, as a
+multiple of eigh alone. One torch thread unless ``--threads`` says otherwise (0: torch's default).
 
-    python benchmarks/metalayer_speed.py [--quick] [--tracking-uri URI] [--methods a,b]
+    python benchmarks/metalayer_speed.py [--quick] [--device cuda] [--tracking-uri URI]
+        [--methods a,b] [--sizes gcp,dbn] [--dtypes float64,float32]
 
 ``--tracking-uri`` logs one MLflow run per (method, size, dtype) in experiment
-``metalayer-speed``: params method, batch, dim, dtype; metrics fp_s, bp_s (and the ratios).
+``schema.SPEED_EXPERIMENT``: params ``schema.SPEED_PARAMS`` and the device; metrics
+``schema.SPEED_METRICS`` and the other columns (ratios, BP raw, engine).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.utils.benchmark import Timer
 
 from svdablate.metalayers import METHODS, covariance, resolve_method, sqrtm
+from svdablate.schema import SPEED_EXPERIMENT, SPEED_METRICS, SPEED_PARAMS
 
 SIZES = {"gcp": (32, 256, 196, 0.0), "dbn": (1, 64, 4096, 1e-2)}
 PAPER_NAMES = {
@@ -61,6 +68,7 @@ class Row:
     batch: int
     dim: int
     dtype: str
+    device: str
     fp_s: float
     bp_s: float
     bp_raw_s: float
@@ -71,37 +79,46 @@ class Row:
     bp_vs_floor: float
 
 
-def _input(batch: int, dim: int, n: int, shift: float, dtype: torch.dtype) -> torch.Tensor:
+def _input(
+    batch: int, dim: int, n: int, shift: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, dim, n, generator=g, dtype=torch.float64)
     p = covariance(x) + shift * torch.eye(dim, dtype=torch.float64)
-    return p.to(dtype)
+    return p.to(device=device, dtype=dtype)
 
 
 def _compute_dtype(method: str, dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if METHODS[method].family == "svd" else dtype
 
 
+def _seconds(fn: Callable[[], object], number: int) -> float:
+    """Mean seconds of ``fn()`` over ``number`` calls: ``Timer.timeit`` (accelerator-synchronised).
+
+    The Timer runs at the threads torch uses here (``--threads``), not its default of one.
+    """
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.timeit(number).mean
+
+
 def _timed_pair(
-    fwd: Callable[[torch.Tensor], torch.Tensor], p: torch.Tensor, g: torch.Tensor, inner: int
+    fwd: Callable[[torch.Tensor], torch.Tensor], p: torch.Tensor, g: torch.Tensor, number: int
 ) -> tuple[float, float]:
-    """Mean forward and backward (``torch.autograd.grad``) seconds over ``inner`` calls."""
-    fp = bp = 0.0
-    for _ in range(inner):
-        x = p.detach().requires_grad_(True)
-        t0 = time.perf_counter()
-        out = fwd(x)
-        t1 = time.perf_counter()
-        torch.autograd.grad(out, x, g)
-        t2 = time.perf_counter()
-        fp += t1 - t0
-        bp += t2 - t1
-    return fp / inner, bp / inner
+    """Mean forward and backward (``torch.autograd.grad``) seconds, over ``number`` calls each.
+
+    The forward records its graph (the input requires grad); the backward runs through one graph
+    built beforehand, kept between calls with ``retain_graph``.
+    """
+    x = p.detach().requires_grad_(True)
+    fp = _seconds(lambda: fwd(x), number)
+    out = fwd(x)
+    bp = _seconds(lambda: torch.autograd.grad(out, x, g, retain_graph=True), number)
+    return fp, bp
 
 
-def _engine_cost(p: torch.Tensor, g: torch.Tensor, inner: int) -> float:
+def _engine_cost(p: torch.Tensor, g: torch.Tensor, number: int) -> float:
     """Mean seconds of ``torch.autograd.grad`` through a one-node view: the engine's fixed cost."""
-    return _timed_pair(lambda x: x.view_as(x), p, g, inner)[1]
+    return _timed_pair(lambda x: x.view_as(x), p, g, number)[1]
 
 
 def _eigh_autograd(x: torch.Tensor, cdt: torch.dtype) -> torch.Tensor:
@@ -111,38 +128,30 @@ def _eigh_autograd(x: torch.Tensor, cdt: torch.dtype) -> torch.Tensor:
     return torch.matmul(u * f.unsqueeze(-2), u.mT).to(x.dtype)
 
 
-def _mean_seconds(fn: Callable[[], object], inner: int) -> float:
-    """Mean seconds of ``fn()`` over ``inner`` calls in a loop."""
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
-def _floors(p: torch.Tensor, cdt: torch.dtype, inner: int) -> tuple[float, float]:
+def _floors(p: torch.Tensor, cdt: torch.dtype, number: int) -> tuple[float, float]:
     """Mean seconds of eigh alone and of three batched d×d matmuls, in ``cdt``."""
     a = p.detach().to(cdt)
     u = torch.linalg.eigh(a)[1]
-    eigh = _mean_seconds(lambda: torch.linalg.eigh(a), inner)
-    matmuls = _mean_seconds(lambda: torch.matmul(torch.matmul(torch.matmul(u, a), u), a), inner)
+    eigh = _seconds(lambda: torch.linalg.eigh(a), number)
+    matmuls = _seconds(lambda: torch.matmul(torch.matmul(torch.matmul(u, a), u), a), number)
     return eigh, matmuls
 
 
-def measure(method: str, p: torch.Tensor, g: torch.Tensor, inner: int) -> tuple[float, ...]:
+def measure(method: str, p: torch.Tensor, g: torch.Tensor, number: int) -> tuple[float, ...]:
     """(fp, bp, bp raw, engine, fp/eigh-AG, bp/eigh-AG, fp/floor, bp/floor), timed back to back.
 
     bp and the eigh-AG reference's bp are net of the engine's fixed cost measured in this sample.
     """
     cdt = _compute_dtype(method, p.dtype)
-    f_fp, f_bp = _floors(p, cdt, inner)
-    engine = _engine_cost(p, g, inner)
-    e_fp, e_bp = _timed_pair(lambda x: _eigh_autograd(x, cdt), p, g, inner)
-    fp, bp_raw = _timed_pair(lambda x: sqrtm(x, method), p, g, inner)
+    f_fp, f_bp = _floors(p, cdt, number)
+    engine = _engine_cost(p, g, number)
+    e_fp, e_bp = _timed_pair(lambda x: _eigh_autograd(x, cdt), p, g, number)
+    fp, bp_raw = _timed_pair(lambda x: sqrtm(x, method), p, g, number)
     bp, e_bp = bp_raw - engine, e_bp - engine
     return fp, bp, bp_raw, engine, fp / e_fp, bp / e_bp, fp / f_fp, bp / f_bp
 
 
-def forward_floor(p: torch.Tensor, reps: int, inner: int) -> float:
+def forward_floor(p: torch.Tensor, reps: int, number: int) -> float:
     """Median of (eigh, then the one matmul forming U f(Λ) Uᵀ, in sequence) / eigh alone, float64.
 
     No eigh-based forward can be faster: it must return U f(Λ) Uᵀ.
@@ -154,16 +163,20 @@ def forward_floor(p: torch.Tensor, reps: int, inner: int) -> float:
         return torch.bmm(u * lam.unsqueeze(-2), u.mT)
 
     ratios = [
-        _mean_seconds(eigh_and_matmul, inner) / _mean_seconds(lambda: torch.linalg.eigh(a), inner)
-        for _ in range(reps + 1)
+        _seconds(eigh_and_matmul, number) / _seconds(lambda: torch.linalg.eigh(a), number)
+        for _ in range(reps)
     ]
-    return statistics.median(ratios[1:])  # the first round is warm-up
+    return statistics.median(ratios)
 
 
 def run(
-    methods: list[str], sizes: list[str], dtypes: list[str], reps: int
+    methods: list[str],
+    sizes: list[str],
+    dtypes: list[str],
+    reps: int,
+    device: torch.device = torch.device("cpu"),
 ) -> tuple[list[Row], dict[str, float]]:
-    """Round-robin over methods, ``reps`` timed rounds after one warm-up; medians per method.
+    """Round-robin over methods, ``reps`` timed rounds (each timing warms up first); medians.
 
     Also returns, per size, :func:`forward_floor` (eigh + one matmul over eigh alone).
     """
@@ -171,21 +184,21 @@ def run(
     floors: dict[str, float] = {}
     for size in sizes:
         batch, dim, n, shift = SIZES[size]
-        inner = max(1, int(2e7 // (batch * dim**3)))  # ~76 calls per sample at 1x64
+        number = max(1, int(2e7 // (batch * dim**3)))  # ~76 calls per timing at 1x64
         for dname in dtypes:
             dtype = getattr(torch, dname)
-            p = _input(batch, dim, n, shift, dtype)
+            p = _input(batch, dim, n, shift, dtype, device)
             g = torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+            g = g.to(device)
             samples: dict[str, list[tuple[float, ...]]] = {m: [] for m in methods}
-            for rep in range(reps + 1):  # round 0 is warm-up
+            for _ in range(reps):
                 for m in methods:
-                    res = measure(m, p, g, inner)
-                    if rep:
-                        samples[m].append(res)
+                    samples[m].append(measure(m, p, g, number))
             for m in methods:
                 cols = [statistics.median(s[i] for s in samples[m]) for i in range(8)]
-                rows.append(Row(m, size, batch, dim, dname, *cols))
-        floors[size] = forward_floor(_input(batch, dim, n, shift, torch.float64), reps, inner)
+                rows.append(Row(m, size, batch, dim, dname, str(device), *cols))
+        p64 = _input(batch, dim, n, shift, torch.float64, device)
+        floors[size] = forward_floor(p64, reps, number)
     return rows, floors
 
 
@@ -204,7 +217,9 @@ def print_table(rows: list[Row], floors: dict[str, float] | None = None) -> None
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(expand=False, title="Meta-layer time per batch (cf. ICCV'21 Table 5)")
+    devices = ", ".join(sorted({r.device for r in rows}))
+    title = f"Meta-layer time per batch on {devices} (cf. ICCV'21 Table 5)"
+    table = Table(expand=False, title=title)
     for col in ("Method", "Size", "dtype", "FP (s)", "BP (s)", "Total (s)", "BP raw (s)",
                 "engine (s)", "FP/eigh-AG", "BP/eigh-AG", "FP/floor", "BP/floor",
                 "target"):  # fmt: skip
@@ -227,20 +242,22 @@ def print_table(rows: list[Row], floors: dict[str, float] | None = None) -> None
 
 
 def log_mlflow(rows: list[Row], tracking_uri: str) -> None:
+    """One run per row in ``SPEED_EXPERIMENT``: ``SPEED_PARAMS`` and the device as params, the
+    timings (``SPEED_METRICS`` among them) and ratios as metrics."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("metalayer-speed")
+    mlflow.set_experiment(SPEED_EXPERIMENT)
     for r in rows:
-        with mlflow.start_run(run_name=f"{r.method}-{r.size}-{r.dtype}"):
-            mlflow.log_params({"method": r.method, "batch": r.batch, "dim": r.dim,
-                               "dtype": r.dtype})  # fmt: skip
-            mlflow.log_metrics({
-                "fp_s": r.fp_s, "bp_s": r.bp_s, "fp_vs_eigh": r.fp_vs_eigh,
-                "bp_vs_eigh": r.bp_vs_eigh, "fp_vs_floor": r.fp_vs_floor,
-                "bp_raw_s": r.bp_raw_s, "engine_s": r.engine_s,
-                "bp_vs_floor": r.bp_vs_floor,
-            })  # fmt: skip
+        values = dataclasses.asdict(r)
+        params = {name: values.pop(name) for name in (*SPEED_PARAMS, "device")}
+        metrics = {k: v for k, v in values.items() if isinstance(v, float)}
+        missing = set(SPEED_METRICS) - set(metrics)
+        if missing:
+            raise KeyError(f"Row has no column for the speed metrics {sorted(missing)}")
+        with mlflow.start_run(run_name=f"{r.method}-{r.size}-{r.dtype}-{r.device}"):
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -251,10 +268,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
     ap.add_argument("--sizes", default="gcp,dbn", help="comma-separated: gcp, dbn")
     ap.add_argument("--dtypes", default="float64,float32", help="comma-separated")
     ap.add_argument("--tracking-uri", default=None, help="log one MLflow run per row")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (Timer's default, 1; 0: torch's)"
+    )
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible to this process")
     methods = [resolve_method(m) for m in args.methods.split(",") if m]
     sizes = [s for s in args.sizes.split(",") if s]
     for s in sizes:
@@ -264,7 +284,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for d in dtypes:
         if d not in ("float32", "float64"):
             ap.error(f"unknown dtype {d!r}; valid: float32, float64")
-    rows, floors = run(methods, sizes, dtypes, 1 if args.quick else max(1, args.reps))
+    reps = 1 if args.quick else max(1, args.reps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads)
+    try:
+        rows, floors = run(methods, sizes, dtypes, reps, torch.device(args.device))
+    finally:
+        torch.set_num_threads(threads)
     print_table(rows, floors)
     if args.tracking_uri:
         log_mlflow(rows, args.tracking_uri)
