@@ -42,7 +42,16 @@ ErrorMetric = Literal[ERROR_METRICS]  # type: ignore[valid-type]
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"svdablate {__version__}")
+        from importlib.metadata import PackageNotFoundError, version
+
+        def installed(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "not installed"
+
+        libraries = ", ".join(f"{name} {installed(name)}" for name in ("torch", "ray", "mlflow"))
+        console.print(f"svdablate {__version__} ({libraries})")
         raise typer.Exit()
 
 
