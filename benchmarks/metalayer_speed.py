@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -244,10 +245,14 @@ def print_table(rows: list[Row], floors: dict[str, float] | None = None) -> None
 def log_mlflow(rows: list[Row], tracking_uri: str) -> None:
     """One run per row in ``SPEED_EXPERIMENT``: ``SPEED_PARAMS`` and the device as params, the
     timings (``SPEED_METRICS`` among them) and ratios as metrics."""
-    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(SPEED_EXPERIMENT)
+    # A client of its own: mlflow.set_tracking_uri would export MLFLOW_TRACKING_URI to the rest
+    # of the process (and every later study in it would write to this store).
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(SPEED_EXPERIMENT)
+    experiment = found.experiment_id if found else client.create_experiment(SPEED_EXPERIMENT)
     for r in rows:
         values = dataclasses.asdict(r)
         params = {name: values.pop(name) for name in (*SPEED_PARAMS, "device")}
@@ -255,9 +260,13 @@ def log_mlflow(rows: list[Row], tracking_uri: str) -> None:
         missing = set(SPEED_METRICS) - set(metrics)
         if missing:
             raise KeyError(f"Row has no column for the speed metrics {sorted(missing)}")
-        with mlflow.start_run(run_name=f"{r.method}-{r.size}-{r.dtype}-{r.device}"):
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
+        run = client.create_run(experiment, run_name=f"{r.method}-{r.size}-{r.dtype}-{r.device}")
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
+        client.set_terminated(run.info.run_id)
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
