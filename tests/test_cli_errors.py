@@ -152,6 +152,7 @@ def test_the_installed_command_reports_errors_the_same_way(tmp_path):
 def test_plan_prints_trials_schedule_and_gpu_hours_without_running(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["svdablate", "plan", "--preset", "eccv22-dbn-cifar100"])
     monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(cli.console, "width", 250)  # made at import, maybe in a narrower shell
     try:
         cli.main()
     except SystemExit as exc:

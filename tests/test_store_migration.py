@@ -70,3 +70,37 @@ def test_a_store_of_an_older_schema_that_holds_runs_names_mlflow_db_upgrade(tmp_
     with pytest.raises(UserError, match=rf"then run `mlflow db upgrade {uri}`"):
         check_store(uri)
     assert schema_revisions()[0] != MID_REVISION
+
+
+def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path, monkeypatch):
+    from svdablate.orchestrator.tracking import CACHE_DIR_ENV, empty_store_path
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    cached = empty_store_path()
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    for db in (first, second):
+        db.parent.mkdir()
+    check_store(f"sqlite:///{first}")  # MLflow makes it, and it is cached
+    assert read_store_state(cached).current and read_store_state(cached).records == 0
+    stamp = cached.stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path / "b")
+    check_store(f"sqlite:///{second}")
+    assert cached.stat().st_mtime_ns == stamp, "a cached store is copied, not remade"
+    assert read_store_state(second).current
+    client = MlflowClient(f"sqlite:///{second}")
+    default = client.get_experiment("0")
+    assert default.artifact_location == str(tmp_path / "b" / "mlruns" / "0")  # as MLflow makes it
+    client.create_run(client.create_experiment("usable"))
+    assert read_store_state(cached).records == 0, "the cached store stays empty"
+
+
+def test_a_damaged_cached_store_is_ignored_and_replaced(tmp_path, monkeypatch):
+    from svdablate.orchestrator.tracking import CACHE_DIR_ENV, empty_store_path
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    cached = empty_store_path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not sqlite" * 100)
+    check_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert read_store_state(tmp_path / "mlflow.db").current
+    assert read_store_state(cached).current, "remade by MLflow and cached again"
