@@ -333,11 +333,13 @@ def test_set_learning_rate_requires_own_group():
 def test_sn_sigma_max_one_in_training(gap):
     """One power iteration per training forward (torch's spectral_norm): σ_max(W) → 1.
 
-    The error shrinks like (σ2/σ1)² per pass: a few passes with a spectral gap, ~30 for a random
-    init whose top two singular values are within 3 %.
+    The error shrinks like (σ2/σ1)² per pass: a few passes with a spectral gap, ~150 for this
+    random init, whose top two singular values are within 3 % ((σ2/σ1)² = 0.94).
     """
     gen = torch.Generator().manual_seed(5)
-    conv = nn.Conv2d(8, 16, 3)
+    with torch.random.fork_rng():  # the default init, but the same one whatever ran before
+        torch.manual_seed(5)
+        conv = nn.Conv2d(8, 16, 3)
     with torch.no_grad():
         if gap:
             U = _rand_orthogonal(16, 16, gen)
@@ -347,10 +349,12 @@ def test_sn_sigma_max_one_in_training(gap):
             conv.weight.copy_((U @ torch.diag(s) @ V.T).reshape(16, 8, 3, 3))
         else:
             conv.weight.mul_(7.0)
-    h = attach_treatments(conv, "SN")
+    with torch.random.fork_rng():  # the power iteration's random start vectors, too
+        torch.manual_seed(5)
+        h = attach_treatments(conv, "SN")
     x = torch.randn(2, 8, 5, 5, generator=gen)
     conv.train()
-    for _ in range(3 if gap else 30):
+    for _ in range(3 if gap else 200):
         conv(x)
     W = h.effective_weight().detach()
     assert W.shape == (16, 72)
