@@ -24,6 +24,28 @@ from svdablate.data import (
 
 
 # ------------------------------------------------------------------------------------- digits
+def test_digits_from_the_cache_equal_scikit_learns_own(tmp_path, monkeypatch) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from svdablate.cache import CACHE_DIR_ENV
+    from svdablate.data import DIGITS_SPLIT_STATE, digits_split
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    digits = load_digits()
+    train, val = train_test_split(
+        np.arange(1797), test_size=0.2, stratify=digits.target, random_state=DIGITS_SPLIT_STATE
+    )
+    made = digits_split()  # computed, then cached
+    assert len(list(tmp_path.glob("digits-*.npz"))) == 1
+    cached = digits_split()  # read back
+    for got in (made, cached):
+        assert np.array_equal(got[0], digits.images) and np.array_equal(got[1], digits.target)
+        assert np.array_equal(got[2], train) and np.array_equal(got[3], val)
+    next(tmp_path.glob("digits-*.npz")).write_bytes(b"damaged")
+    assert np.array_equal(digits_split()[2], train)  # a damaged cache is remade
+
+
 def test_digits_split_fixed_disjoint_stratified_normalised() -> None:
     tr, va, info = build_datasets("digits")
     tr2, va2, _ = build_datasets("digits")

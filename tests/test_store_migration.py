@@ -73,7 +73,8 @@ def test_a_store_of_an_older_schema_that_holds_runs_names_mlflow_db_upgrade(tmp_
 
 
 def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path, monkeypatch):
-    from svdablate.orchestrator.tracking import CACHE_DIR_ENV, empty_store_path
+    from svdablate.cache import CACHE_DIR_ENV
+    from svdablate.orchestrator.tracking import empty_store_path
 
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     cached = empty_store_path()
@@ -95,7 +96,8 @@ def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path, monkeypatch):
 
 
 def test_a_damaged_cached_store_is_ignored_and_replaced(tmp_path, monkeypatch):
-    from svdablate.orchestrator.tracking import CACHE_DIR_ENV, empty_store_path
+    from svdablate.cache import CACHE_DIR_ENV
+    from svdablate.orchestrator.tracking import empty_store_path
 
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     cached = empty_store_path()

@@ -24,12 +24,13 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
+from svdablate.cache import cache_dir, write_atomically
+
 from .errors import UserError
 from .manifest import STORE_FILE, default_tracking_uri
 from .ray_cluster import check_reachable
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-CACHE_DIR_ENV = "SVDABLATE_CACHE_DIR"  # default: $XDG_CACHE_HOME/svdablate, ~/.cache/svdablate
 LOCK_SUFFIX = ".lock"
 TMP_TABLE_PREFIX = "_alembic_tmp_"  # alembic's copy of a table while SQLite migrates it
 log = logging.getLogger(__name__)
@@ -257,13 +258,9 @@ def _create_store(uri: str, db: Path) -> None:
 
 def empty_store_path() -> Path:
     """Where this MLflow's empty store is cached: one file per MLflow version (its schema)."""
-    root = os.environ.get(CACHE_DIR_ENV)
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        root = Path(base) / "svdablate"
     from importlib.metadata import version
 
-    return Path(root) / f"mlflow-store-{version('mlflow')}.db"
+    return cache_dir() / f"mlflow-store-{version('mlflow')}.db"
 
 
 def copy_empty_store(target: Path) -> bool:
@@ -288,14 +285,7 @@ def copy_empty_store(target: Path) -> bool:
 
 def save_empty_store(store: Path) -> None:
     """Cache a store MLflow has just made (empty, current) for the next new store."""
-    cached = empty_store_path()
-    partial = cached.with_name(f"{cached.name}.{os.getpid()}")
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(store, partial)
-        os.replace(partial, cached)  # readers see the whole file or none
-    except OSError:
-        partial.unlink(missing_ok=True)  # a read-only home: MLflow makes every new store
+    write_atomically(empty_store_path(), lambda partial: shutil.copyfile(store, partial))
 
 
 def _remove_store(uri: str, db: Path) -> None:
