@@ -22,11 +22,15 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/svdablate run --preset demo --results-dir $(RESULTS)
 
+# Four pytest workers on any core count: the end-to-end tests spend much of their time waiting on
+# Ray, MLflow and subprocesses, so four keep two cores busy (`make test TEST_WORKERS=0`: serial).
+TEST_WORKERS ?= 4
+
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check svdablate tests benchmarks
@@ -39,6 +43,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/metalayer_speed.py
 	$(BIN)/python benchmarks/orchestration_overhead.py
+	$(BIN)/python benchmarks/telemetry_overhead.py
 
 # The README's "Trial config" table is generated from TrialConfig (a test checks it is current).
 docs: install

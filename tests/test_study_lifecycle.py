@@ -61,6 +61,11 @@ def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
     assert list(namespace["study"].table().index) == ["SVD", "NS"] or "SVD" in out
     assert "'finished': 4" in out
     assert study.parent_run_id in {p.name[:-5] for p in (tmp_path / "results/studies").iterdir()}
+    from svdablate import Study
+
+    again = Study.load(tmp_path / "results").resume()  # nothing left to run: Ray never starts
+    assert (again.exit_code, again.skipped, again.finished) == (0, 4, 4)
+    assert not ray.is_initialized()
 
 
 def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_path):

@@ -216,8 +216,7 @@ class Study:
         """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
         if self.manifest is None:
             raise UserError("this study has not started: run() it")
-        self._prepare_store()
-        self._connect()
+        self._prepare_store()  # Ray is joined in _execute, only when a trial is left to run
         return self._execute(self.configs, restore=True, progress=progress, console=console)
 
     def extend(
@@ -372,6 +371,12 @@ class Study:
         )
         before = recorder.statuses()  # replays the writes an earlier driver left in the spool
         skipped = sum(1 for c in configs if before.get(c.trial_id) in TrialStatus.DONE)
+        if skipped < len(configs):
+            try:
+                self._connect()  # a no-op when run/extend joined already
+            except BaseException:
+                recorder.close(0)
+                raise
         recorder.set_study_status(StudyStatus.RUNNING)
         bar = (
             RichProgress(
