@@ -44,7 +44,9 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 def test_a_quarter_gpu_per_trial_runs_eight_trials_at_once(tmp_path, cluster_with_logical_gpus):
     probe = tmp_path / "probe.jsonl"
-    hooks = [{"sleep_per_epoch": 6.0, "probe_log": str(probe)}]
+    # Each trial holds its slot 30 s: eight actors importing torch on 2 loaded cores start up to
+    # ~10 s apart, and the test is that all eight hold a slot at the same moment.
+    hooks = [{"sleep_per_epoch": 30.0, "probe_log": str(probe)}]
     command = [
         sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,SVD+NOG", "--seeds", "4",
         "--epochs", "1", "--set", "max_steps_per_epoch=1", "--set", "kappa_every=1",
