@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 CACHE_DIR_ENV = "SVDABLATE_CACHE_DIR"
@@ -17,13 +18,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "svdablate"
 
 
-def write_atomically(path: Path, write: object) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Write `path` through `write(partial_path)` and move it into place (readers see the whole
     file or none); an unwritable cache is skipped silently (the caller remakes what it needs)."""
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write(partial)  # type: ignore[operator]
+        write(partial)
         os.replace(partial, path)
     except OSError:
         partial.unlink(missing_ok=True)

@@ -42,15 +42,11 @@ ErrorMetric = Literal[ERROR_METRICS]  # type: ignore[valid-type]
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from svdablate.orchestrator.provenance import library_versions
 
-        def installed(name: str) -> str:
-            try:
-                return version(name)
-            except PackageNotFoundError:
-                return "not installed"
-
-        libraries = ", ".join(f"{name} {installed(name)}" for name in ("torch", "ray", "mlflow"))
+        versions = library_versions()
+        versions.pop("svdablate", None)
+        libraries = ", ".join(f"{name} {version}" for name, version in versions.items())
         console.print(f"svdablate {__version__} ({libraries})")
         raise typer.Exit()
 

@@ -13,6 +13,17 @@ from svdablate.schema import Tag
 LIBRARIES = ("svdablate", "torch", "ray", "mlflow")
 
 
+def library_versions() -> dict[str, str]:
+    """The installed version of each of LIBRARIES (one that is not installed is left out)."""
+    versions = {}
+    for library in LIBRARIES:
+        try:
+            versions[library] = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the git checkout holding svdablate's source, if it runs from one."""
     folder = path or Path(__file__).resolve().parents[2]
@@ -45,11 +56,8 @@ def provenance_tags() -> dict[str, str]:
     else:
         tags.pop(MLFLOW_GIT_COMMIT, None)  # MLflow's guess is the caller's repo, not our code's
     tags.setdefault(MLFLOW_USER, "unknown")
-    for library in LIBRARIES:
-        try:
-            tags[Tag.VERSION_PREFIX + library] = metadata.version(library)
-        except metadata.PackageNotFoundError:
-            continue
+    for library, version in library_versions().items():
+        tags[Tag.VERSION_PREFIX + library] = version
     tags[Tag.HOST] = platform.node()
     tags[Tag.PYTHON] = platform.python_version()
     return tags

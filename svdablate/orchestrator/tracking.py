@@ -264,8 +264,8 @@ def empty_store_path() -> Path:
 
 
 def copy_empty_store(target: Path) -> bool:
-    """Copy the cached empty store to `target` (False when there is none, or it is not an empty
-    store of this MLflow's schema). Its Default experiment is pointed where MLflow would put it."""
+    """Copy the cached empty store to `target` (False when there is none, or it is damaged,
+    half-made or holds records). Its Default experiment is pointed where MLflow would put it."""
     cached = empty_store_path()
     state = read_store_state(cached)
     if state is None or not state.revision or state.leftovers or state.records:
