@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,4 +28,5 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
         write(partial)
         os.replace(partial, path)
     except OSError:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder may not even be one
+            partial.unlink(missing_ok=True)

@@ -44,6 +44,8 @@ def test_digits_from_the_cache_equal_scikit_learns_own(tmp_path, monkeypatch) ->
         assert np.array_equal(got[2], train) and np.array_equal(got[3], val)
     next(tmp_path.glob("digits-*.npz")).write_bytes(b"damaged")
     assert np.array_equal(digits_split()[2], train)  # a damaged cache is remade
+    monkeypatch.setenv(CACHE_DIR_ENV, str(next(tmp_path.glob("digits-*.npz"))))  # a file
+    assert np.array_equal(digits_split()[2], train)  # an unusable cache folder is passed over
 
 
 def test_digits_split_fixed_disjoint_stratified_normalised() -> None:
