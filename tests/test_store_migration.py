@@ -106,3 +106,25 @@ def test_a_damaged_cached_store_is_ignored_and_replaced(tmp_path, monkeypatch):
     check_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert read_store_state(tmp_path / "mlflow.db").current
     assert read_store_state(cached).current, "remade by MLflow and cached again"
+
+
+def test_the_schema_head_is_read_from_the_cached_empty_store_without_alembic(tmp_path, monkeypatch):
+    from svdablate.cache import CACHE_DIR_ENV
+    from svdablate.orchestrator import tracking
+
+    head = schema_revisions()[0]
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tracking.schema_head.cache_clear()
+    assert tracking.schema_head() == head, "no cached store: alembic's head"
+    check_store(f"sqlite:///{tmp_path / 'mlflow.db'}")  # caches the empty store
+    tracking.schema_head.cache_clear()
+
+    def walk():  # the 0.8 s walk of MLflow's migration scripts
+        raise AssertionError("alembic was walked")
+
+    monkeypatch.setattr(tracking, "schema_revisions", walk)
+    try:
+        assert tracking.schema_head() == head
+        assert read_store_state(tmp_path / "mlflow.db").current
+    finally:
+        tracking.schema_head.cache_clear()

@@ -11,13 +11,10 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from svdablate.schema import Metric
 
@@ -26,6 +23,9 @@ from .palette import LINE_HUES, LINE_STYLES, OKABE_ITO
 from .parents import parent_info, resolve_parents
 from .rows import ordered_rows, variant_rows
 from .runs import deduplicate, load_runs, metric_histories
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # metric history -> (file stem, y label, log scale, title)
 FIGURES = {
@@ -105,6 +105,10 @@ DPI = 150
 def _draw(curves: dict[str, dict[str, Any]], ylabel: str, log: bool, title: str) -> Figure:
     """The figure, drawn with the Agg canvas (no pyplot, no global backend change); a row's
     colour (Okabe–Ito) and dash pattern both tell it apart."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # 0.6 s: only when drawing
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
