@@ -80,34 +80,12 @@ def _stay_on_loopback() -> None:
         constants.ENABLE_RAY_CLUSTER = False
 
 
-def ray_token_available() -> bool:
-    """Whether this user holds a Ray auth token where Ray looks for one (RAY_AUTH_TOKEN,
-    RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token): `ray start` turns token auth on when it finds one."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return True
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
-    return Path(path).is_file()
-
-
-def _send_token(target: str) -> None:
-    """Send this user's token when joining a cluster (Ray 2.5x+ only sends it for `auto`).
-
-    `ray start --head` enables token auth whenever a token exists, and a cluster joined by its
-    address then refuses a client without RAY_AUTH_MODE=token after 20 s of retries. A cluster
-    without auth accepts a client that sends one, so sending it is always safe; an explicit
-    RAY_AUTH_MODE is left as it is.
-    """
-    if target != "local" and "RAY_AUTH_MODE" not in os.environ and ray_token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"
-
-
 def connect_ray(address: str | None) -> None:
     """Join the Ray cluster at `address` (or RAY_ADDRESS); start a local one without either."""
     target = resolve_address(address)
     loopback = _is_loopback(target)
     if loopback:
         _stay_on_loopback()
-    _send_token(target)
     import ray
 
     if ray.is_initialized():
@@ -118,32 +96,16 @@ def connect_ray(address: str | None) -> None:
     # MLflow is the record: no TensorBoard/CSV/JSON result files per trial (tensorboardX and its
     # writer thread cost the driver ~0.2 s a study and a file write per report).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    try:
-        ray.init(
-            address=target,
-            # A Ray started here listens on loopback only; a loopback cluster is joined on
-            # loopback (Ray otherwise resolves "this node" to the first non-loopback interface).
-            _node_ip_address="127.0.0.1" if loopback else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            configure_logging=True,
-        )
-    except ConnectionError as exc:  # from a RuntimeError whose text holds the AuthenticationError
-        if not _refused_token(exc):
-            raise
-        raise UserError(
-            f"the Ray cluster at {target} refused this client's auth token: set RAY_AUTH_TOKEN "
-            "(or RAY_AUTH_TOKEN_PATH) to the cluster's token (`ray get-auth-token` on its head)"
-        ) from None
-
-
-def _refused_token(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if "InvalidAuthToken" in str(exc) or type(exc).__name__ == "AuthenticationError":
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    ray.init(
+        address=target,
+        # A Ray started here listens on loopback only; a loopback cluster is joined on loopback
+        # (Ray otherwise resolves "this node" to the first non-loopback interface).
+        _node_ip_address="127.0.0.1" if loopback else None,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        configure_logging=True,
+    )
 
 
 def check_resources(resources: Resources) -> None:
