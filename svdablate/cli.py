@@ -304,6 +304,7 @@ def run(
             overrides=set_,
             progress=progress,
             console=console,
+            release_ray=True,
         )
         console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
         _print_outcome(study, outcome, report=report, metric=metric)
@@ -333,8 +334,13 @@ def run(
     for study in studies:
         _warn(study.warnings)
     code = ExitCode.OK
-    for study in studies:
-        outcome = study.run(progress=progress, keep_checkpoints=keep_checkpoints, console=console)
+    for index, study in enumerate(studies):
+        outcome = study.run(
+            progress=progress,
+            keep_checkpoints=keep_checkpoints,
+            console=console,
+            release_ray=index == len(studies) - 1,  # Ray stops while the last study publishes
+        )
         console.print(
             f"study [bold]{study.name}[/]: {outcome.trials} trials, parent run "
             f"{study.parent_run_id}, tracking {study.tracking_uri}"
@@ -374,7 +380,7 @@ def resume(
     if address:
         study.address = address
     console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
-    outcome = study.resume(progress=progress, console=console)
+    outcome = study.resume(progress=progress, console=console, release_ray=True)
     _print_outcome(study, outcome, report=report, metric=metric)
     raise typer.Exit(outcome.exit_code)
 

@@ -128,3 +128,48 @@ def test_the_schema_head_is_read_from_the_cached_empty_store_without_alembic(tmp
         assert read_store_state(tmp_path / "mlflow.db").current
     finally:
         tracking.schema_head.cache_clear()
+
+
+def test_a_current_store_opens_through_mlflow_while_the_body_runs(tmp_path, monkeypatch):
+    from svdablate.orchestrator import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    check_store(uri)
+    opened: list[str] = []
+    monkeypatch.setattr(tracking, "_open_store", lambda u: opened.append(u))
+    check_store(uri, open_now=False)  # current by sqlite3: MLflow is left for opening_store
+    assert opened == []
+    with tracking.opening_store(uri):
+        pass
+    assert opened == [uri]
+
+
+def test_a_store_mlflow_refuses_is_one_line_after_the_body(tmp_path, monkeypatch):
+    from svdablate.orchestrator import tracking
+
+    def refuse(uri):
+        raise UserError(f"the MLflow store {uri} cannot be opened (refused)")
+
+    monkeypatch.setattr(tracking, "_open_store", refuse)
+    ran = []
+    with pytest.raises(UserError, match="cannot be opened"), tracking.opening_store("sqlite:///x"):
+        ran.append(True)
+    assert ran == [True]
+
+
+def test_an_open_that_fails_on_its_thread_for_another_reason_is_done_again_here(monkeypatch):
+    import threading
+
+    from svdablate.orchestrator import tracking
+
+    calls: list[str] = []
+
+    def racing(uri):  # e.g. an import that raced the body's on the other thread
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise ImportError("cannot import name 'x' from partially initialized module")
+
+    monkeypatch.setattr(tracking, "_open_store", racing)
+    with tracking.opening_store("sqlite:///x"):
+        pass
+    assert calls == ["svdablate-open-store", threading.main_thread().name]

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -89,12 +90,41 @@ def resolve_tracking_uri(
     return uri
 
 
-def check_store(uri: str) -> None:
-    """Open the store once (creating or migrating a SQLite file, one process at a time);
-    UserError when it is unusable."""
+def check_store(uri: str, *, open_now: bool = True) -> None:
+    """Make sure the store is usable (creating or migrating a SQLite file, one process at a
+    time); UserError when it is not. A SQLite file that sqlite3 finds current is opened through
+    MLflow only with `open_now` (else by `opening_store`, while Ray starts)."""
     if uri.startswith("sqlite:///"):
         prepare_sqlite_store(uri)
+        if not open_now:
+            return
     _open_store(uri)
+
+
+@contextlib.contextmanager
+def opening_store(uri: str) -> Iterator[None]:
+    """MLflow opens the store (its import and engine: ≈2.5 s) on a thread while the body runs
+    (Ray starting, which mostly waits on its processes); its UserError is raised at the end."""
+    failure: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            _open_store(uri)
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    import click  # noqa: F401  (the one module ray.init and MLflow both import: loaded first)
+
+    thread = threading.Thread(target=open_store, name="svdablate-open-store")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failure and isinstance(failure[0], UserError):
+        raise failure[0]
+    if failure:  # not the store's fault (an import racing the body's): open it here instead
+        _open_store(uri)
 
 
 def _open_store(uri: str) -> None:
@@ -263,7 +293,6 @@ def _create_store(uri: str, db: Path) -> None:
         os.replace(staging, db)
     finally:
         _remove_files(staging)
-    _open_store(uri)
 
 
 def empty_store_path() -> Path:
