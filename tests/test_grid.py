@@ -84,3 +84,29 @@ def test_olr_with_only_one_orthogonal_factor_warns():
     lines = warnings_for(StudySpec(preset="eccv22-dbn-cifar100"))
     rows = {line.split(":")[0] for line in lines}
     assert rows == {"SVD+NOG+OLR", "SVD+OW+OLR"}
+
+
+def test_a_recorded_config_is_read_back_without_the_registries_that_import_torch():
+    import json
+    import subprocess
+    import sys
+
+    from pydantic import ValidationError
+
+    from svdablate.orchestrator.config import RECORDED, TrialConfig
+
+    recorded = expand(StudySpec(preset="demo", seeds=1))[0].model_dump(mode="json")
+    renamed = {**recorded, "model": "no-such-model"}  # a name a later version dropped
+    assert TrialConfig.model_validate(renamed, context=RECORDED).model == "no-such-model"
+    with pytest.raises(ValidationError, match="unknown model"):
+        TrialConfig.model_validate(renamed)  # a new study's config is checked against them
+    script = (
+        "import json, sys\n"
+        "from svdablate.orchestrator.config import RECORDED, TrialConfig\n"
+        "TrialConfig.model_validate(json.loads(sys.argv[1]), context=RECORDED)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    check = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(recorded)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr[-2000:]

@@ -17,7 +17,15 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UserError
 
@@ -138,21 +146,27 @@ class TrialConfig(BaseModel):
     # ---- validation across fields -----------------------------------------------------------
     @field_validator("model")
     @classmethod
-    def _known_model(cls, value: str) -> str:
+    def _known_model(cls, value: str, info: ValidationInfo) -> str:
+        if _recorded(info):
+            return value
         from svdablate.models import MODELS
 
         return _one_of(value, MODELS, "model")
 
     @field_validator("dataset", "fake_like")
     @classmethod
-    def _known_dataset(cls, value: str | None) -> str | None:
+    def _known_dataset(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or _recorded(info):
+            return value
         from svdablate.data import DATASETS
 
-        return None if value is None else _one_of(value, DATASETS, "dataset")
+        return _one_of(value, DATASETS, "dataset")
 
     @field_validator("ow_map")
     @classmethod
-    def _known_ow_map(cls, value: str) -> str:
+    def _known_ow_map(cls, value: str, info: ValidationInfo) -> str:
+        if _recorded(info):
+            return value
         from svdablate.treatments import OW_MAPS
 
         return _one_of(value, OW_MAPS, "ow_map")
@@ -211,6 +225,16 @@ class TrialConfig(BaseModel):
 def _meta(name: str) -> dict[str, Any]:
     info = TrialConfig.model_fields.get(name)
     return dict(info.json_schema_extra or {}) if info is not None else {}  # type: ignore[arg-type]
+
+
+#: Validation context of the configs a study recorded in its manifest: their names were checked
+#: against the registries when the study was made, and loading those imports torch (≈2.4 s a
+#: `status`, `report` or `resume`); a trial that builds them still looks each one up.
+RECORDED = {"recorded": True}
+
+
+def _recorded(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("recorded"))
 
 
 def _one_of(value: str, valid: Any, what: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Resources, TrialConfig
+from .config import RECORDED, Resources, TrialConfig
 from .errors import UserError
 
 STUDIES_DIR = "studies"
@@ -50,8 +50,8 @@ class StudyManifest:
         return self.storage_path or str(Path(self.results_dir).resolve() / TUNE_DIR)
 
     def trial_configs(self) -> list[TrialConfig]:
-        """The study's trial configs, validated."""
-        return [TrialConfig.model_validate(c) for c in self.configs]
+        """The study's trial configs, validated (their names were checked when it was made)."""
+        return [TrialConfig.model_validate(c, context=RECORDED) for c in self.configs]
 
     def resource_request(self) -> Resources:
         return Resources.model_validate(self.resources)

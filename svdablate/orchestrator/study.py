@@ -393,19 +393,21 @@ class Study:
         manifest = self.manifest
         assert manifest is not None
         spool = spool_path(manifest.results_dir, manifest.parent_run_id)
-        unseen = [c for c in configs if data_key(c) not in self.data]
-        if unseen:  # a loaded study: describe its data for the child runs still to be made
-            self.data.update(check_data(unseen))
         recorder = MLflowRecorder(
-            manifest.store_uri,
-            manifest.parent_run_id,
-            spool,
-            run_names=run_names(self.configs),
-            datasets={c.trial_id: self.data[data_key(c)] for c in configs},
+            manifest.store_uri, manifest.parent_run_id, spool, run_names=run_names(self.configs)
         )
         before = recorder.statuses()  # replays the writes an earlier driver left in the spool
-        skipped = sum(1 for c in configs if before.get(c.trial_id) in TrialStatus.DONE)
-        if skipped < len(configs):
+        todo = [c for c in configs if before.get(c.trial_id) not in TrialStatus.DONE]
+        skipped = len(configs) - len(todo)
+        unseen = [c for c in todo if data_key(c) not in self.data]
+        if unseen:  # a loaded study: describe its data for the child runs still to be made
+            try:
+                self.data.update(check_data(unseen))
+            except BaseException:
+                recorder.close(0)
+                raise
+        recorder.datasets.update({c.trial_id: self.data[data_key(c)] for c in todo})
+        if todo:
             try:
                 self._connect()  # a no-op when run/extend joined already
             except BaseException:
