@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench docs clean
+.PHONY: install demo test test-e2e test-fast lint format bench docs clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,17 @@ demo: install
 # Ray, MLflow and subprocesses, so four keep two cores busy (`make test TEST_WORKERS=0`: serial).
 TEST_WORKERS ?= 4
 
+# `make test`: every unit test and every preset's smoke study; the end-to-end scenarios (a killed
+# driver, a lost node, a server outage, concurrent studies: minutes of real Ray and MLflow
+# processes each) are `make test-e2e`, which CI runs after it.
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: install
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m e2e $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow and not e2e" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check svdablate tests benchmarks

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from svdablate.schema import Tag
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def cli(*args, env=None):

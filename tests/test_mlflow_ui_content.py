@@ -18,7 +18,7 @@ from svdablate.schema import (
     row_metric_key,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def test_a_finished_study_is_readable_in_the_mlflow_ui(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from polling import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:

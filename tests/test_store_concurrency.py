@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from svdablate.orchestrator.tracking import check_store, read_store_state
 from svdablate.schema import Tag, TrialStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

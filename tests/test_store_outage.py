@@ -17,7 +17,7 @@ from polling import wait_for
 
 from svdablate.schema import EPOCH_METRICS, FINAL_OF, Metric, Tag, TrialStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 EPOCHS = 16  # 4 trials on 2 slots, 1 s an epoch: ~40 s of trials around a ~20 s outage
 TRIALS = 4
 

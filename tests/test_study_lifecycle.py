@@ -17,7 +17,7 @@ from polling import wait_for
 from svdablate.orchestrator import ray_cluster
 from svdablate.schema import Tag
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
