@@ -1,0 +1,149 @@
+"""`status`, `report`, `plot` and `ui`: the commands that read a study's MLflow records."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from svdablate.orchestrator.errors import ExitCode
+
+from .app import ErrorMetric, Format, Layout, ResultsDir, TrackingUri, _examples, app, console
+
+
+@app.command(epilog=_examples("svdablate status", "svdablate status RUN_ID --results-dir DIR"))
+def status(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Parent run id (default: the newest).")
+    ] = None,
+    results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Trial counts of a study that may be running elsewhere (reads its MLflow runs).
+
+    Exit code 1 when a trial failed or the study was interrupted, else 0.
+    """
+    from rich.table import Table
+
+    from svdablate.orchestrator.study import Study
+    from svdablate.schema import StudyStatus, TrialStatus
+
+    counts = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
+    console.print(f"{counts['study']} · parent run {counts['parent_run_id']}", highlight=False)
+    table = Table(show_header=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("", justify="right", no_wrap=True)
+    for key in ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]:
+        table.add_row(key.replace("_", " "), str(counts[key]))
+    console.print(table)
+    bad = counts[TrialStatus.FAILED] or counts["study_status"] in (
+        StudyStatus.INTERRUPTED,
+        StudyStatus.FAILED,
+    )
+    raise typer.Exit(ExitCode.FAILED if bad else ExitCode.OK)
+
+
+def _print_report(
+    tracking_uri: str, run_ids: list[str] | None, *, fmt: str, out: Path | None = None, **kw: Any
+) -> int:
+    """Print (or write) the report; exit code 1 when a reported trial failed."""
+    from svdablate.report import make_report
+    from svdablate.schema import TrialStatus
+
+    report = make_report(tracking_uri, run_ids, fmt=fmt, out=out, console=console, **kw)
+    if out is not None:
+        console.print(f"wrote {out}")
+    return ExitCode.FAILED if report.table.statuses.get(TrialStatus.FAILED) else ExitCode.OK
+
+
+def _store(tracking_uri: str | None, results_dir: Path) -> str:
+    from svdablate.orchestrator.manifest import default_tracking_uri
+    from svdablate.orchestrator.relocate import relocate_artifacts
+    from svdablate.orchestrator.tracking import check_store, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, results_dir, create=False)
+    check_store(uri)
+    if uri == default_tracking_uri(results_dir):
+        relocate_artifacts(results_dir)  # a copied or moved folder writes into itself
+    return uri
+
+
+@app.command(
+    "report",
+    epilog=_examples(
+        "svdablate report --latest",
+        "svdablate report RUN_ID --format latex --out table4.tex",
+        "svdablate report RUN_A,RUN_B --layout eccv22-t2 --metric final",
+        "svdablate report --format html --out report.html",
+    ),
+)
+def report_cmd(
+    run_id: Annotated[str | None, typer.Argument(help="Parent run id(s), comma-separated.")] = None,
+    latest: Annotated[bool, typer.Option(help="The newest study in the store.")] = False,
+    results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="rich is the terminal's; html a page of its own.")
+    ] = "rich",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    layout: Annotated[
+        Layout | None, typer.Option(help="Paper table layout (default: chosen from the study).")
+    ] = None,
+    metric: Annotated[
+        ErrorMetric, typer.Option(help="Error of each run: best epoch (the papers') or final.")
+    ] = "best",
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="Newest study of this experiment (default: $MLFLOW_EXPERIMENT_NAME)."),
+    ] = None,
+) -> None:
+    """The study's table in the paper's layout, beside the published numbers, with statistics.
+
+    Exit code 1 when a trial of the study failed (the table is still printed).
+    """
+    uri = _store(tracking_uri, results_dir)
+    ids = None if latest or not run_id else [r for r in run_id.split(",") if r]
+    experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    code = _print_report(
+        uri, ids, fmt=fmt, out=out, layout=layout, metric=metric, experiment=experiment
+    )
+    raise typer.Exit(code)
+
+
+@app.command(epilog=_examples("svdablate plot --latest", "svdablate plot RUN_ID --out-dir figs"))
+def plot(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Parent run id (default: the newest).")
+    ] = None,
+    latest: Annotated[bool, typer.Option(help="The newest study in the store.")] = False,
+    results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Folder for the PNG/PDF figures.")] = None,
+) -> None:
+    """κ over training and validation error per row (median over seeds, min–max band)."""
+    from svdablate.report import latest_parent, plot_study
+
+    uri = _store(tracking_uri, results_dir)
+    run_id = None if latest else run_id
+    run_id = run_id or latest_parent(uri)
+    folder = out_dir or results_dir / "figures" / run_id
+    result = plot_study(uri, run_id, folder)
+    for path in result.get("paths", []):
+        console.print(f"wrote {path}")
+
+
+@app.command(epilog=_examples("svdablate ui", "svdablate ui --results-dir DIR --port 5001"))
+def ui(
+    results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+) -> None:
+    """Start the MLflow UI on the study's tracking store."""
+    uri = _store(tracking_uri, results_dir)
+    console.print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C stops it)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    os.execvp(sys.executable, [*command, "--host", host, "--port", str(port)])

@@ -1,0 +1,293 @@
+"""`plan`, `fields`, `run` and `resume`: the commands that make and run studies."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from svdablate.orchestrator.errors import ExitCode, UserError
+from svdablate.orchestrator.presets import PRESETS
+
+from .app import (
+    EXIT_CODES,
+    Epochs,
+    ErrorMetric,
+    GpusPerTrial,
+    PresetName,
+    ResultsDir,
+    Rows,
+    Seeds,
+    Sets,
+    Smoke,
+    TrackingUri,
+    _complete_presets,
+    _examples,
+    _rows,
+    _warn,
+    app,
+    console,
+    err_console,
+)
+
+
+@app.command(
+    epilog=_examples(
+        "svdablate plan --preset eccv22-dbn-cifar100",
+        "svdablate plan --preset demo --epochs 30 --set milestones=[0.5,0.75]",
+    )
+)
+def plan(
+    preset: Annotated[PresetName, typer.Option("--preset", help="The preset.")] = "demo",
+    seeds: Seeds = None,
+    rows: Rows = None,
+    epochs: Epochs = None,
+    smoke: Smoke = False,
+    gpus_per_trial: GpusPerTrial = None,
+    set_: Sets = None,
+) -> None:
+    """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
+    from svdablate.orchestrator.cost import plan_table
+    from svdablate.orchestrator.study import Study
+
+    study = Study.create(
+        preset,
+        seeds=seeds,
+        rows=_rows(rows),
+        epochs=epochs,
+        smoke=smoke,
+        overrides=set_,
+        gpus_per_trial=gpus_per_trial,
+        check=False,
+    )
+    _warn(study.warnings)
+    console.print(plan_table(study.preset, study.configs, study.resources))
+
+
+@app.command(
+    "fields", epilog=_examples("svdablate fields", "svdablate fields --markdown > fields.md")
+)
+def fields_cmd(
+    markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+) -> None:
+    """Every trial-config field `--set` accepts: type, default, allowed range, unit, meaning."""
+    from rich.table import Table
+
+    from svdablate.orchestrator.config import field_reference, reference_markdown
+
+    if markdown:
+        sys.stdout.write(reference_markdown() + "\n")
+        return
+    table = Table(title="Trial config: svdablate run --set KEY=VALUE")
+    for column in ("key", "type", "default", "allowed", "unit", "meaning"):
+        table.add_column(column, overflow="fold")
+    for row in field_reference():
+        table.add_row(*(row[k] for k in ("key", "type", "default", "range", "unit", "meaning")))
+    console.print(table)
+
+
+def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> None:
+    from .read_commands import _print_report
+
+    console.print(
+        f"{outcome.name}: {outcome.trials} trials — {outcome.finished} finished, "
+        f"{outcome.diverged} diverged, {outcome.failed} failed, {outcome.unfinished} unfinished "
+        f"({outcome.skipped} already finished before) in {outcome.seconds} s; MLflow writes "
+        f"{outcome.mlflow_write_seconds} s for {outcome.epochs_logged} epochs",
+        highlight=False,
+    )
+    if report and not outcome.interrupted_by and not outcome.unsent_writes:
+        _print_report(study.tracking_uri, [outcome.parent_run_id], fmt="rich", metric=metric)
+    left = outcome.unfinished + outcome.failed
+    if outcome.exit_code != ExitCode.OK and (left or outcome.interrupted_by):
+        what = "interrupted" if outcome.interrupted_by or outcome.unfinished else "failed"
+        if outcome.failed:
+            err_console.print(
+                f"{outcome.failed} trial(s) failed: their errors are the "
+                "svdablate.error tag of their MLflow runs",
+                highlight=False,
+                soft_wrap=True,
+            )
+        err_console.print(
+            f"{what}: {left} trial(s) left; continue with `{outcome.resume_command}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.unsent_writes:  # the last line: where the unsent records wait
+        err_console.print(outcome.unsent_line, highlight=False, soft_wrap=True)
+
+
+@app.command(
+    epilog=_examples(
+        "svdablate run                                   (the demo: digits, CPU, minutes)",
+        "svdablate run --preset demo --rows SVD,SVD+NOG --seeds 5 --set lr=0.1",
+        "svdablate run --preset eccv22-dbn-cifar100 --data-dir /data --address ray://head:10001 "
+        "--gpus-per-trial 0.25 --tracking-uri http://mlflow:5000",
+        "svdablate run --preset demo --extend RUN_ID --seeds 10",
+        EXIT_CODES,
+    )
+)
+def run(
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help=f"Preset name(s), comma-separated: {', '.join(PRESETS)}.",
+            autocompletion=_complete_presets,
+        ),
+    ] = "demo",
+    seeds: Seeds = None,
+    rows: Rows = None,
+    epochs: Epochs = None,
+    smoke: Smoke = False,
+    results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else the preset's name)."
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster address: host:port, ray://host:10001, 'auto' (the last `ray start` "
+            "cluster) or 'local' (default: $RAY_ADDRESS, else a local Ray of this command's own)."
+        ),
+    ] = None,
+    storage_path: Annotated[
+        str | None,
+        typer.Option(help="Ray Tune storage (shared FS or s3://, gs://) for multi-node."),
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Dataset root (CIFAR files, ImageFolder trees).")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option(help="Download CIFAR where the network allows.")
+    ] = False,
+    gpus_per_trial: GpusPerTrial = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial.")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="At most this many trials at once.")
+    ] = None,
+    max_failures: Annotated[
+        int, typer.Option(help="Retries of a crashed trial from its checkpoint.")
+    ] = 2,
+    extend: Annotated[
+        str | None, typer.Option(help="Add seeds/rows to this study (its parent run id).")
+    ] = None,
+    set_: Sets = None,
+    report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
+    metric: Annotated[
+        ErrorMetric,
+        typer.Option(help="Error of each run in the table: best epoch (the papers') or final."),
+    ] = "best",
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    keep_checkpoints: Annotated[
+        bool | None,
+        typer.Option(
+            help="Keep finished trials' last checkpoints (default: yes, except with --smoke)."
+        ),
+    ] = None,
+) -> None:
+    """Run presets' grids through Ray Tune, record them in MLflow and print their tables.
+
+    `--preset a,b` runs several studies (one MLflow parent each) in one Ray session.
+    """
+    from svdablate.orchestrator.study import Study
+
+    names = [n.strip() for n in preset.split(",") if n.strip()]
+    if not names:
+        raise UserError("--preset is empty: name a preset, e.g. --preset demo")
+    if extend:
+        if len(names) != 1:
+            raise UserError("--extend takes one study: name one --preset")
+        study = Study.load(results_dir, extend)
+        outcome = study.extend(
+            seeds=seeds,
+            rows=_rows(rows),
+            epochs=epochs,
+            overrides=set_,
+            progress=progress,
+            console=console,
+            release_ray=True,
+        )
+        console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
+        _print_outcome(study, outcome, report=report, metric=metric)
+        raise typer.Exit(outcome.exit_code)
+    studies = [  # every grid is checked before Ray starts
+        Study.create(
+            name,
+            seeds=seeds,
+            rows=_rows(rows),
+            epochs=epochs,
+            smoke=smoke,
+            overrides=set_,
+            results_dir=results_dir,
+            tracking_uri=tracking_uri,
+            storage_path=storage_path,
+            address=address,
+            experiment=experiment,
+            data_dir=data_dir,
+            download=download,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            max_concurrent=max_concurrent,
+            max_failures=max_failures,
+        )
+        for name in names
+    ]
+    for study in studies:
+        _warn(study.warnings)
+    code = ExitCode.OK
+    for index, study in enumerate(studies):
+        outcome = study.run(
+            progress=progress,
+            keep_checkpoints=keep_checkpoints,
+            console=console,
+            release_ray=index == len(studies) - 1,  # Ray stops while the last study publishes
+        )
+        console.print(
+            f"study [bold]{study.name}[/]: {outcome.trials} trials, parent run "
+            f"{study.parent_run_id}, tracking {study.tracking_uri}"
+        )
+        _print_outcome(study, outcome, report=report, metric=metric)
+        code = max(code, outcome.exit_code)
+        if outcome.interrupted_by:
+            break
+    raise typer.Exit(code)
+
+
+@app.command(
+    epilog=_examples(
+        "svdablate resume --latest",
+        "svdablate resume RUN_ID --results-dir /shared/results --address ray://head:10001",
+        EXIT_CODES,
+    )
+)
+def resume(
+    run_id: Annotated[str | None, typer.Argument(help="Parent run id of the study.")] = None,
+    latest: Annotated[bool, typer.Option(help="The newest study under --results-dir.")] = False,
+    results_dir: ResultsDir = Path("results"),
+    tracking_uri: TrackingUri = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
+    metric: Annotated[
+        ErrorMetric, typer.Option(help="Error of each run: best epoch (the papers') or final.")
+    ] = "best",
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
+    from svdablate.orchestrator.study import Study
+
+    if run_id is None and not latest:
+        raise UserError("name the study: `svdablate resume RUN_ID` or `svdablate resume --latest`")
+    study = Study.load(results_dir, None if latest else run_id, tracking_uri=tracking_uri)
+    if address:
+        study.address = address
+    console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
+    outcome = study.resume(progress=progress, console=console, release_ray=True)
+    _print_outcome(study, outcome, report=report, metric=metric)
+    raise typer.Exit(outcome.exit_code)
