@@ -8,8 +8,8 @@ import pytest
 
 from svdablate import cli
 from svdablate.orchestrator import ray_cluster
-from svdablate.orchestrator.config import reference_markdown
 from svdablate.orchestrator.errors import UserError
+from svdablate.orchestrator.field_reference import reference_markdown
 
 
 def run_main(monkeypatch, capsys, *args):

@@ -75,7 +75,7 @@ def fields_cmd(
     """Every trial-config field `--set` accepts: type, default, allowed range, unit, meaning."""
     from rich.table import Table
 
-    from svdablate.orchestrator.config import field_reference, reference_markdown
+    from svdablate.orchestrator.field_reference import field_reference, reference_markdown
 
     if markdown:
         sys.stdout.write(reference_markdown() + "\n")

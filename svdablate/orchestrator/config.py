@@ -6,13 +6,12 @@ these names, and `train_trial` reads them. The config hash is taken over the can
 config (identity fields only: where and how a trial runs does not change what it computes).
 
 `--set` parses a value by its field's type (`lr=0.1`, `milestones=[0.5,0.75]`,
-`model_options.groups=4` or `model_options={"groups": 4}`); an unknown key or a bad value is one
-line naming the key, what was given, what is allowed, and the closest valid key.
+`model_options.groups=4` or `model_options={"groups": 4}`: `overrides.py`); `svdablate fields`
+and the README's table describe every field from here (`field_reference.py`).
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from typing import Annotated, Any, Literal
@@ -200,7 +199,7 @@ class TrialConfig(BaseModel):
         identity = {
             name: value
             for name, value in self.model_dump(mode="json").items()
-            if _meta(name).get("identity", True) and name != "seed"
+            if field_meta(name).get("identity", True) and name != "seed"
         }
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -222,7 +221,7 @@ class TrialConfig(BaseModel):
         return _flatten(self.model_dump(mode="json", exclude_none=True))
 
 
-def _meta(name: str) -> dict[str, Any]:
+def field_meta(name: str) -> dict[str, Any]:
     info = TrialConfig.model_fields.get(name)
     return dict(info.json_schema_extra or {}) if info is not None else {}  # type: ignore[arg-type]
 
@@ -252,206 +251,6 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
     return flat
-
-
-# --------------------------------------------------------------------------- --set
-
-
-def settable_fields() -> list[str]:
-    """The keys `--set` accepts (nested ones as model_options.NAME)."""
-    top = [n for n in TrialConfig.model_fields if _meta(n).get("settable", True)]
-    nested = [f"model_options.{n}" for n in ModelOptions.model_fields]
-    return top + nested
-
-
-def _closest(key: str) -> str:
-    close = difflib.get_close_matches(key, settable_fields(), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _parse_value(raw: str) -> Any:
-    """JSON when the text is JSON (numbers, lists, objects, true/false/null), else the text."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
-    """`key=value` strings → a nested override dict; unknown keys raise UserError naming the fix.
-
-    Values are checked when the configs are built (`apply_overrides`), against their types.
-    """
-    out: dict[str, Any] = {}
-    for item in items or ():
-        if "=" not in item:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        key, raw = (part.strip() for part in item.split("=", 1))
-        value = _parse_value(raw)
-        if key.startswith("model_options."):
-            name = key.split(".", 1)[1]
-            if name not in ModelOptions.model_fields:
-                valid = ", ".join(ModelOptions.model_fields)
-                raise UserError(
-                    f"--set {key}: unknown model option {name!r}{_closest(key)}; valid: {valid}"
-                )
-            out.setdefault("model_options", {})[name] = value
-            continue
-        if key not in TrialConfig.model_fields:
-            valid = ", ".join(settable_fields())
-            raise UserError(f"--set {key}: unknown key{_closest(key)}; valid keys: {valid}")
-        if not _meta(key).get("settable", True):
-            raise UserError(
-                f"--set {key}: {key} is set by the grid ({_grid_option(key)}), not --set"
-            )
-        if key == "model_options":
-            if not isinstance(value, dict):
-                raise UserError(
-                    f"--set model_options={raw}: expected a JSON object, e.g. "
-                    "model_options='{\"groups\": 4}', or model_options.groups=4"
-                )
-            out.setdefault("model_options", {}).update(value)
-            continue
-        out[key] = value
-    return out
-
-
-def _grid_option(key: str) -> str:
-    return {
-        "row": "--rows",
-        "method": "--rows",
-        "treatments": "--rows",
-        "seed": "--seeds",
-        "study": "--preset",
-        "smoke": "--smoke",
-        "fake_like": "--smoke",
-        "data_dir": "--data-dir",
-        "download": "--download",
-    }.get(key, "the preset")
-
-
-def make_config(fields: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrialConfig:
-    """A validated TrialConfig from the grid's fields and the user's overrides.
-
-    A bad value raises UserError, one line: the key, what was given, what is allowed.
-    """
-    merged = dict(fields)
-    for key, value in (overrides or {}).items():
-        if key == "model_options":
-            base = merged.get("model_options") or {}
-            if isinstance(base, ModelOptions):
-                base = base.as_kwargs()
-            merged[key] = {**base, **value}
-        else:
-            merged[key] = value
-    try:
-        return TrialConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise UserError(describe_error(exc, overrides or {})) from None
-
-
-def describe_error(exc: ValidationError, overrides: dict[str, Any]) -> str:
-    """The first error of a validation as one line: key, given value, what is allowed."""
-    error = exc.errors(include_url=False)[0]
-    names = [str(p) for p in error["loc"] if not isinstance(p, int)]
-    message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
-    if not names:  # a check across fields
-        return f"bad trial config: {message}"
-    key = ".".join(names)
-    given: Any = overrides
-    for name in names:
-        given = given.get(name, _MISSING) if isinstance(given, dict) else _MISSING
-    source = "--set " if given is not _MISSING else ""
-    shown = error.get("input") if given is _MISSING else given
-    return f"{source}{key}={json.dumps(shown, default=str)}: {message}; {key} is {_allowed(names)}"
-
-
-_MISSING = object()
-
-
-def _allowed(names: list[str]) -> str:
-    model: type[BaseModel] = ModelOptions if names[0] == "model_options" else TrialConfig
-    info = model.model_fields.get(names[-1])
-    if info is None:
-        return "not a config key"
-    kind = _type_name(info.annotation)
-    bounds = _range_text(info.metadata) or _range_text(_item_metadata(info.annotation))
-    return f"{kind}{' ' + bounds if bounds else ''} ({info.description})"
-
-
-def _item_metadata(annotation: Any) -> list[Any]:
-    """Bounds of the items of a tuple[Annotated[...], ...] field (the milestones)."""
-    for arg in getattr(annotation, "__args__", ()):
-        if getattr(arg, "__metadata__", None):
-            return [m for meta in arg.__metadata__ for m in getattr(meta, "metadata", [meta])]
-    return []
-
-
-def field_reference() -> list[dict[str, str]]:
-    """Every settable field: name, type, default, allowed range, unit and meaning (README)."""
-    rows = []
-    for model, prefix in ((TrialConfig, ""), (ModelOptions, "model_options.")):
-        for name, info in model.model_fields.items():
-            meta = dict(info.json_schema_extra or {})  # type: ignore[arg-type]
-            if not meta.get("settable", True) or name == "model_options":
-                continue
-            rows.append(
-                {
-                    "key": prefix + name,
-                    "type": _type_name(info.annotation),
-                    "default": _default_text(info.default),
-                    "range": _range_text(info.metadata)
-                    or _range_text(_item_metadata(info.annotation)),
-                    "unit": meta.get("unit", ""),
-                    "meaning": info.description or "",
-                }
-            )
-    return rows
-
-
-def _type_name(annotation: Any) -> str:
-    """`int`, `float or null`, `one of standalone, hybrid`, `list of float`, …"""
-    origin = getattr(annotation, "__origin__", None)
-    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-    nullable = type(None) in getattr(annotation, "__args__", ())
-    if origin is Literal:
-        text = "one of " + ", ".join(map(str, annotation.__args__))
-    elif origin is tuple:
-        text = f"list of {_type_name(args[0])}"
-    elif origin is dict:
-        text = "object"
-    elif (args and origin is not None and getattr(annotation, "__metadata__", None)) or (
-        len(args) == 1 and nullable
-    ):
-        text = _type_name(args[0])
-    else:
-        text = getattr(annotation, "__name__", str(annotation))
-    return f"{text} or null" if nullable else text
-
-
-def _default_text(value: Any) -> str:
-    if isinstance(value, BaseModel):
-        return "{}"
-    return json.dumps(value, default=str)
-
-
-def _range_text(metadata: list[Any]) -> str:
-    parts = []
-    for item in metadata:
-        for attr, symbol in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            if getattr(item, attr, None) is not None:
-                parts.append(f"{symbol} {getattr(item, attr)}")
-    return ", ".join(parts)
-
-
-def reference_markdown() -> str:
-    """The `--set` keys as a markdown table (README, "Trial config"; regenerated by a test)."""
-    lines = ["| key | type | default | allowed | unit | meaning |", "|---|---|---|---|---|---|"]
-    for row in field_reference():
-        cells = [f"`{row['key']}`", row["type"], f"`{row['default']}`"]
-        cells += [row["range"], row["unit"], row["meaning"]]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- a study

@@ -6,8 +6,9 @@ from typing import Any
 
 from svdablate.schema import Row, split_row
 
-from .config import StudySpec, TrialConfig, make_config
+from .config import StudySpec, TrialConfig
 from .errors import UserError
+from .overrides import make_config
 from .presets import Preset, get_preset, hybrid_switch_epoch
 
 

@@ -24,10 +24,11 @@ from typing import Any
 from svdablate.schema import StudyStatus, Tag, TrialStatus
 
 from . import grid
-from .config import Resources, StudySpec, TrialConfig, parse_overrides, validated
+from .config import Resources, StudySpec, TrialConfig, validated
 from .errors import UserError
 from .manifest import StudyManifest
 from .outcome import StudyOutcome
+from .overrides import parse_overrides
 from .preflight import check_data, data_key, run_names
 from .presets import Preset
 
