@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -55,6 +56,8 @@ def resolve_address(address: str | None) -> str:
     except ValueError:
         raise UserError(f"--address {address!r} is not host:port or ray://host:port") from None
     check_reachable(parsed.hostname or "", port, "Ray cluster", address, fix)
+    if not address.startswith("ray://"):
+        send_token_if_asked(address)
     return address
 
 
@@ -107,6 +110,68 @@ def connect_ray(address: str | None) -> None:
         logging_level="ERROR",
         configure_logging=True,
     )
+
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+TOKEN_FIX = (
+    "use the cluster's token: copy the head's ~/.ray/auth_token here, or set RAY_AUTH_TOKEN or "
+    "RAY_AUTH_TOKEN_PATH"
+)
+
+
+def _refuses(address: str) -> bool:
+    """Whether the cluster's GCS refuses this process's credentials (one RPC, ~0.03 s; Ray's
+    C++ client logs the refusal on stderr, which is not the user's business here)."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            GcsClient(address=address).internal_kv_get(
+                b"session_name", namespace=b"session", timeout=CONNECT_TIMEOUT_S
+            )
+    except AuthenticationError:
+        return True
+    except Exception:  # anything else is ray.init's to report
+        return False
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return False
+
+
+def _token_at_hand() -> bool:
+    """Whether Ray finds a token here: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names (Ray
+    aborts the process when that file is missing), else ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named) if named else Path.home() / ".ray" / "auth_token"
+    return path.is_file() and path.stat().st_size > 0
+
+
+def send_token_if_asked(address: str) -> None:
+    """Send Ray's auth token to a cluster that asks for one; UserError when there is none to
+    send or the cluster refuses it.
+
+    Ray 2.60's `ray start --head` turns token auth on whenever a token exists (~/.ray/auth_token),
+    but a client given an explicit address sends none unless RAY_AUTH_MODE=token: it retries for
+    20 s, then raises. A cluster without token auth must not be sent one (this process's own
+    server would then ask its workers for a token they do not have), so the cluster is asked.
+    """
+    if os.environ.get(AUTH_MODE_ENV) or not _refuses(address):
+        return  # the user chose, or the cluster takes this process as it is
+    if not _token_at_hand():
+        raise UserError(f"the Ray cluster at {address} asks for a token: {TOKEN_FIX}")
+    from ray._raylet import Config
+
+    os.environ[AUTH_MODE_ENV] = "token"  # as Ray's own local clusters do (ray.init, ray start)
+    Config.initialize("")  # Ray reads its config once: make it read the mode again
+    if _refuses(address):
+        raise UserError(f"the Ray cluster at {address} refused this machine's token: {TOKEN_FIX}")
 
 
 def release_ray() -> threading.Thread | None:
