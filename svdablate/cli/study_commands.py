@@ -212,7 +212,6 @@ def run(
             overrides=set_,
             progress=progress,
             console=console,
-            release_ray=True,
         )
         console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
         _print_outcome(study, outcome, report=report, metric=metric)
@@ -242,13 +241,8 @@ def run(
     for study in studies:
         _warn(study.warnings)
     code = ExitCode.OK
-    for index, study in enumerate(studies):
-        outcome = study.run(
-            progress=progress,
-            keep_checkpoints=keep_checkpoints,
-            console=console,
-            release_ray=index == len(studies) - 1,  # Ray stops while the last study publishes
-        )
+    for study in studies:
+        outcome = study.run(progress=progress, keep_checkpoints=keep_checkpoints, console=console)
         console.print(
             f"study [bold]{study.name}[/]: {outcome.trials} trials, parent run "
             f"{study.parent_run_id}, tracking {study.tracking_uri}"
@@ -288,6 +282,6 @@ def resume(
     if address:
         study.address = address
     console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
-    outcome = study.resume(progress=progress, console=console, release_ray=True)
+    outcome = study.resume(progress=progress, console=console)
     _print_outcome(study, outcome, report=report, metric=metric)
     raise typer.Exit(outcome.exit_code)

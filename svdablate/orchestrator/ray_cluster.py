@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -172,18 +171,6 @@ def send_token_if_asked(address: str) -> None:
     Config.initialize("")  # Ray reads its config once: make it read the mode again
     if _refuses(address):
         raise UserError(f"the Ray cluster at {address} refused this machine's token: {TOKEN_FIX}")
-
-
-def release_ray() -> threading.Thread | None:
-    """Leave Ray on a thread (None when not joined): Ray stops its processes one after another,
-    waiting for each to exit (≈1.5 s on 2 cores), while the driver goes on publishing."""
-    import ray
-
-    if not ray.is_initialized():
-        return None
-    thread = threading.Thread(target=ray.shutdown, name="svdablate-ray-shutdown")
-    thread.start()
-    return thread
 
 
 def check_resources(resources: Resources) -> None:

@@ -211,13 +211,8 @@ class Study:
         progress: bool = False,
         keep_checkpoints: bool | None = None,
         console: Any = None,
-        release_ray: bool = False,
     ) -> StudyOutcome:
-        """Start the study (MLflow parent run, manifest) and run every trial through Ray Tune.
-
-        `release_ray`: leave Ray as soon as the trials end, while the study publishes (for the
-        last study of a process; by default Ray stays up for the next one).
-        """
+        """Start the study (MLflow parent run, manifest) and run every trial through Ray Tune."""
         if self.manifest is not None:
             raise UserError(f"study {self.parent_run_id} has already run: resume() or extend() it")
         from .ray_cluster import resolve_address
@@ -235,19 +230,14 @@ class Study:
             progress=progress,
             console=console,
             keep_checkpoints=keep_checkpoints,
-            release_ray=release_ray,
         )
 
-    def resume(
-        self, *, progress: bool = False, console: Any = None, release_ray: bool = False
-    ) -> StudyOutcome:
+    def resume(self, *, progress: bool = False, console: Any = None) -> StudyOutcome:
         """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
         if self.manifest is None:
             raise UserError("this study has not started: run() it")
         self._prepare_store()  # Ray is joined in _execute, only when a trial is left to run
-        return self._execute(
-            self.configs, restore=True, progress=progress, console=console, release_ray=release_ray
-        )
+        return self._execute(self.configs, restore=True, progress=progress, console=console)
 
     def extend(
         self,
@@ -258,7 +248,6 @@ class Study:
         overrides: dict[str, Any] | list[str] | None = None,
         progress: bool = False,
         console: Any = None,
-        release_ray: bool = False,
     ) -> StudyOutcome:
         """Add seeds or rows to a started study as new trials under its parent run, and run them.
 
@@ -297,9 +286,7 @@ class Study:
         manifest.save()
         self.configs.extend(added)
         self._log_grid()
-        return self._execute(
-            added, restore=False, progress=progress, console=console, release_ray=release_ray
-        )
+        return self._execute(added, restore=False, progress=progress, console=console)
 
     # ---- reading ----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -383,9 +370,7 @@ class Study:
         progress: bool,
         console: Any,
         keep_checkpoints: bool | None = None,
-        release_ray: bool = False,
     ) -> StudyOutcome:
-        from . import ray_cluster
         from .mlflow_queue import spool_path
         from .mlflow_writer import MLflowRecorder
         from .progress import RichProgress
@@ -435,7 +420,6 @@ class Study:
         except BaseException:
             recorder.close(0)  # what the store has not taken stays in the spool for `resume`
             raise
-        leaving = ray_cluster.release_ray() if release_ray else None
         statuses = recorder.statuses()
         counts = Counter(statuses.get(c.trial_id, "pending") for c in configs)
         outcome = StudyOutcome(
@@ -464,8 +448,6 @@ class Study:
         outcome.mlflow_write_seconds = round(recorder.write_seconds, 3)
         if not outcome.unsent_writes:
             self._publish()
-        if leaving is not None:
-            leaving.join()
         return outcome
 
     def _publish(self) -> None:
