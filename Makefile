@@ -10,11 +10,13 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-e2e test-fast lint format bench docs clean
 
+# The rest is installed by uv (the same versions pip resolves, in 7 s instead of 81 s here): it
+# keeps the torch already installed, which satisfies the package's requirement.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
