@@ -33,6 +33,25 @@ from .app import (
 )
 
 
+def _grid(
+    seeds: int | None,
+    rows: str | None,
+    epochs: int | None,
+    smoke: bool,
+    sets: list[str] | None,
+    gpus_per_trial: float | None,
+) -> dict[str, Any]:
+    """`Study.create`'s keywords from the grid options that `plan` and `run` share."""
+    return {
+        "seeds": seeds,
+        "rows": _rows(rows),
+        "epochs": epochs,
+        "smoke": smoke,
+        "overrides": sets,
+        "gpus_per_trial": gpus_per_trial,
+    }
+
+
 @app.command(
     epilog=_examples(
         "svdablate plan --preset eccv22-dbn-cifar100",
@@ -53,14 +72,7 @@ def plan(
     from svdablate.orchestrator.study import Study
 
     study = Study.create(
-        preset,
-        seeds=seeds,
-        rows=_rows(rows),
-        epochs=epochs,
-        smoke=smoke,
-        overrides=set_,
-        gpus_per_trial=gpus_per_trial,
-        check=False,
+        preset, **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial), check=False
     )
     _warn(study.warnings)
     console.print(plan_table(study.preset, study.configs, study.resources))
@@ -219,11 +231,7 @@ def run(
     studies = [  # every grid is checked before Ray starts
         Study.create(
             name,
-            seeds=seeds,
-            rows=_rows(rows),
-            epochs=epochs,
-            smoke=smoke,
-            overrides=set_,
+            **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial),
             results_dir=results_dir,
             tracking_uri=tracking_uri,
             storage_path=storage_path,
@@ -232,7 +240,6 @@ def run(
             data_dir=data_dir,
             download=download,
             cpus_per_trial=cpus_per_trial,
-            gpus_per_trial=gpus_per_trial,
             max_concurrent=max_concurrent,
             max_failures=max_failures,
         )

@@ -13,10 +13,7 @@ before Ray starts. A study lives in its results dir: `mlflow.db` (unless another
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,23 +26,10 @@ from .errors import UserError
 from .manifest import StudyManifest
 from .outcome import StudyOutcome
 from .overrides import parse_overrides
-from .preflight import check_data, data_key, run_names
+from .preflight import check_data
 from .presets import Preset
 
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
-#: What publishing a study imports (≈1.4 s): loaded on a thread while the trials run.
-PUBLISH_IMPORTS = ("svdablate.report", "matplotlib.backends.backend_agg", "matplotlib.figure")
-
-
-def _import_in_background(*modules: str) -> None:
-    """Import `modules` on a daemon thread; a failure is left for the real import to raise."""
-
-    def load() -> None:
-        for name in modules:
-            with contextlib.suppress(Exception):
-                importlib.import_module(name)
-
-    threading.Thread(target=load, name="svdablate-imports", daemon=True).start()
 
 
 class Study:
@@ -222,7 +206,7 @@ class Study:
 
         uri = self._prepare_store(open_now=False)
         with opening_store(uri):
-            self._connect()
+            self.connect()
         self.manifest = self._start(uri)
         return self._execute(
             self.configs,
@@ -275,7 +259,7 @@ class Study:
         added = [c for c in wanted if c.trial_id not in known]
         self.data.update(check_data(added))
         self._prepare_store()
-        self._connect()
+        self.connect()
         manifest = self.manifest
         self.spec = spec
         manifest.spec = spec.model_dump(mode="json")
@@ -344,7 +328,8 @@ class Study:
         check_store(uri, open_now=open_now)
         return uri
 
-    def _connect(self) -> None:
+    def connect(self) -> None:
+        """Join the study's Ray cluster (start a local one without an address); check resources."""
         from .ray_cluster import check_resources, connect_ray
 
         connect_ray(self.address)
@@ -371,88 +356,13 @@ class Study:
         console: Any,
         keep_checkpoints: bool | None = None,
     ) -> StudyOutcome:
-        from .mlflow_queue import spool_path
-        from .mlflow_writer import MLflowRecorder
-        from .progress import RichProgress
-        from .tune_runner import run_trials
+        from .execution import execute
 
-        manifest = self.manifest
-        assert manifest is not None
-        spool = spool_path(manifest.results_dir, manifest.parent_run_id)
-        recorder = MLflowRecorder(
-            manifest.store_uri, manifest.parent_run_id, spool, run_names=run_names(self.configs)
+        return execute(
+            self,
+            configs,
+            restore=restore,
+            progress=progress,
+            console=console,
+            keep_checkpoints=keep_checkpoints,
         )
-        before = recorder.statuses()  # replays the writes an earlier driver left in the spool
-        todo = [c for c in configs if before.get(c.trial_id) not in TrialStatus.DONE]
-        skipped = len(configs) - len(todo)
-        unseen = [c for c in todo if data_key(c) not in self.data]
-        if unseen:  # a loaded study: describe its data for the child runs still to be made
-            try:
-                self.data.update(check_data(unseen))
-            except BaseException:
-                recorder.close(0)
-                raise
-        recorder.datasets.update({c.trial_id: self.data[data_key(c)] for c in todo})
-        if todo:
-            try:
-                self._connect()  # a no-op when run/extend joined already
-            except BaseException:
-                recorder.close(0)
-                raise
-        recorder.set_study_status(StudyStatus.RUNNING)
-        bar = (
-            RichProgress(
-                len(configs),
-                self.name,
-                already_done=skipped,
-                console=console,
-                pending_writes=recorder.pending_writes,
-            )
-            if progress
-            else None
-        )
-        keep = not self.spec.smoke if keep_checkpoints is None else keep_checkpoints
-        _import_in_background(*PUBLISH_IMPORTS)  # the driver idles while the trials run
-        try:
-            tuned = run_trials(
-                manifest, configs, recorder, restore=restore, progress=bar, keep_checkpoints=keep
-            )
-        except BaseException:
-            recorder.close(0)  # what the store has not taken stays in the spool for `resume`
-            raise
-        statuses = recorder.statuses()
-        counts = Counter(statuses.get(c.trial_id, "pending") for c in configs)
-        outcome = StudyOutcome(
-            name=self.name,
-            parent_run_id=manifest.parent_run_id,
-            results_dir=str(self.results_dir),
-            trials=len(configs),
-            finished=counts[TrialStatus.FINISHED],
-            diverged=counts[TrialStatus.DIVERGED],
-            failed=counts[TrialStatus.FAILED],
-            unfinished=counts[TrialStatus.RUNNING] + counts["pending"],
-            skipped=skipped,
-            interrupted_by=tuned.interrupted_by,
-            seconds=tuned.seconds,
-            epochs_logged=recorder.epochs_logged,
-        )
-        if outcome.interrupted_by or outcome.unfinished:
-            status = StudyStatus.INTERRUPTED
-        elif outcome.failed:
-            status = StudyStatus.FAILED
-        else:
-            status = StudyStatus.FINISHED
-        recorder.set_study_status(status)
-        outcome.unsent_writes = recorder.close()
-        outcome.spool = str(spool) if outcome.unsent_writes else ""
-        outcome.mlflow_write_seconds = round(recorder.write_seconds, 3)
-        if not outcome.unsent_writes:
-            self._publish()
-        return outcome
-
-    def _publish(self) -> None:
-        """Put the table, report, plots and per-row metrics on the parent run (the MLflow UI)."""
-        from svdablate.report import publish_study
-
-        assert self.manifest is not None
-        publish_study(self.manifest.store_uri, self.manifest.parent_run_id)

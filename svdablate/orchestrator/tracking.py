@@ -153,6 +153,11 @@ class StoreState:
         return sorted(t for t in self.tables if t.startswith(TMP_TABLE_PREFIX))
 
     @property
+    def pristine(self) -> bool:
+        """A whole empty store as MLflow makes it: migrated, no half-done migration, no records."""
+        return bool(self.revision) and not self.leftovers and not self.records
+
+    @property
     def current(self) -> bool:
         """Created and migrated to this MLflow's schema (or not created at all)."""
         if not self.tables:
@@ -165,7 +170,7 @@ def schema_head() -> str:
     """This MLflow's head schema revision, read from its cached empty store (named by MLflow
     version, made by MLflow itself) when there is one: no 0.8 s alembic walk per command."""
     cached = read_store_state(empty_store_path())
-    if cached is not None and cached.revision and not cached.leftovers and not cached.records:
+    if cached is not None and cached.pristine:
         return cached.revision
     return schema_revisions()[0]
 
@@ -307,7 +312,7 @@ def copy_empty_store(target: Path) -> bool:
     half-made or holds records). Its Default experiment is pointed where MLflow would put it."""
     cached = empty_store_path()
     state = read_store_state(cached)
-    if state is None or not state.revision or state.leftovers or state.records:
+    if state is None or not state.pristine:
         return False  # the file's name says its MLflow (no 0.7 s alembic walk to check the head)
     try:
         shutil.copyfile(cached, target)
