@@ -5,8 +5,9 @@
 network. A writer thread applies the spool to the store in order, with backoff (0.5 s doubling to
 5 s) while the store does not answer, and empties the file whenever it has caught up. So an
 outage of the tracking server stalls nothing: trials keep running, the spool grows, and the
-thread drains it, in order, when the server answers again. What is left at the end stays in the
-file; the next `resume` replays it before anything else.
+thread drains it, in order, when the server answers again: a trial's consecutive `log`
+operations go as one `log_batch`, so a backlog takes a few requests, not one per epoch. What is
+left at the end stays in the file; the next `resume` replays it before anything else.
 
 Nothing is written twice. Operations name trials, not run ids: a trial's child run is created
 once (an operation whose earlier attempt failed, or that an earlier driver left, looks the run up
@@ -40,6 +41,8 @@ from .manifest import STUDIES_DIR
 
 SPOOL_SUFFIX = ".spool.jsonl"
 PARAM_BATCH = 100  # MLflow's limit of params per log_batch
+BATCH_METRICS, BATCH_TAGS = 900, 100  # within its limits of 100 tags and 1000 values in all
+MERGED_LOGS = 64  # most spooled `log` operations of one trial sent as one log_batch
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)  # waits between attempts while the store does not answer
 JOIN_S = 20.0  # longest wait for an attempt in flight when the writer stops (> the HTTP timeout)
 FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
@@ -65,6 +68,36 @@ def apply_parent_status(client: MlflowClient, parent_run_id: str, status: str) -
     else:
         client.set_terminated(parent_run_id, MLFLOW_STATUS[status])
     client.set_tag(parent_run_id, Tag.STATUS, status)
+
+
+def merge_logs(raws: list[bytes]) -> tuple[dict[str, Any], int]:
+    """The first spooled operation, with the `log` operations of the same trial that follow it
+    merged in (one `log_batch` within MLflow's limits); and how many lines it took.
+
+    A backlog (a store that was away, a slow server) then drains in a few requests, not one per
+    epoch. Metrics keep their own timestamps and steps; a later tag value wins, as it would.
+    """
+    op = json.loads(raws[0])
+    if op.get("op") != "log":
+        return op, 1
+    metrics, tags = list(op["metrics"]), dict(op["tags"])
+    used = 1
+    for raw in raws[1:]:
+        try:
+            following = json.loads(raw)
+        except ValueError:
+            break
+        if following.get("op") != "log" or following.get("trial") != op["trial"]:
+            break
+        if (
+            len(metrics) + len(following["metrics"]) > BATCH_METRICS
+            or len(tags.keys() | following["tags"].keys()) > BATCH_TAGS
+        ):
+            break
+        metrics += following["metrics"]
+        tags.update(following["tags"])
+        used += 1
+    return {**op, "metrics": metrics, "tags": tags}, used
 
 
 def is_permanent(error: Exception) -> bool:
@@ -196,6 +229,7 @@ class SpooledWriter:
     # ---- the thread ------------------------------------------------------------------------
     def _loop(self) -> None:
         failures = 0
+        merge = True  # off for one attempt after the store refused a merged batch for good
         while True:
             with self._cond:
                 while not self._pending() and not self._stop:
@@ -204,10 +238,13 @@ class SpooledWriter:
                     return
                 index = self._applied
                 self._reader.seek(self._offset)
-                raw = self._reader.readline()
+                lines = min(self._pending(), MERGED_LOGS if merge else 1)
+                raws = [self._reader.readline() for _ in range(lines)]
             began = time.perf_counter()
+            used = 1
             try:
-                self._apply(json.loads(raw), uncertain=self._is_uncertain(index))
+                op, used = merge_logs(raws)
+                self._apply(op, uncertain=self._is_uncertain(index))
             except Exception as exc:  # the store's or the network's: retried, or dropped
                 self.write_seconds += time.perf_counter() - began
                 self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
@@ -216,12 +253,16 @@ class SpooledWriter:
                     self._back_off(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
                     failures += 1
                     continue
+                if used > 1:  # which of the merged operations? send them one at a time
+                    merge = False
+                    continue
                 self.dropped += 1
                 log.warning("MLflow refused a write for good, dropped: %s", self.last_error)
             else:
                 self.write_seconds += time.perf_counter() - began
             failures = 0
-            self._advance(len(raw))
+            merge = True
+            self._advance(sum(len(raw) for raw in raws[:used]), used)
 
     def _back_off(self, seconds: float) -> None:
         """Wait `seconds` before the next attempt (new submissions do not cut it short)."""
@@ -234,10 +275,10 @@ class SpooledWriter:
     def _is_uncertain(self, index: int) -> bool:
         return index < self._inherited or index in self._uncertain
 
-    def _advance(self, size: int) -> None:
+    def _advance(self, size: int, lines: int) -> None:
         with self._cond:
             self._offset += size
-            self._applied += 1
+            self._applied += lines
             self._failing_since = None
             if not self._pending():  # caught up: start the file afresh
                 self._writer.truncate(0)
