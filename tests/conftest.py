@@ -21,16 +21,3 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
 
-
-def _cost(item: pytest.Item) -> float:
-    marker = item.get_closest_marker("cost")
-    return float(marker.args[0]) if marker else 0.0
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The costliest tests first (`cost` marker), so the `-n 4` workers finish together.
-
-    xdist's `load` schedule hands tests out in collection order as workers free up: a 5-minute
-    scenario started last would run alone at the end while the other workers idle.
-    """
-    items.sort(key=lambda item: -_cost(item))

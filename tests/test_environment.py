@@ -36,7 +36,6 @@ def parents(uri: str) -> list:
 SMALL = ["--rows", "SVD", "--seeds", "1", "--epochs", "1", "--no-progress", "--no-report"]
 
 
-@pytest.mark.cost(240)
 def test_the_environment_names_the_store_when_no_flag_does(tmp_path):
     results = tmp_path / "results"
     env_uri = f"sqlite:///{tmp_path / 'env.db'}"
@@ -63,7 +62,6 @@ def test_the_environment_names_the_store_when_no_flag_does(tmp_path):
     assert status.returncode == 2 and "not in the MLflow store" in status.stderr
 
 
-@pytest.mark.cost(100)
 def test_a_copied_results_dir_reads_and_writes_its_own_store(tmp_path):
     original = tmp_path / "original"
     run = cli("run", *SMALL, "--results-dir", str(original))

@@ -42,7 +42,6 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-@pytest.mark.cost(220)
 def test_a_quarter_gpu_per_trial_runs_eight_trials_at_once(tmp_path, cluster_with_logical_gpus):
     probe = tmp_path / "probe.jsonl"
     # Each trial holds its slot 30 s: eight actors importing torch on 2 loaded cores start up to

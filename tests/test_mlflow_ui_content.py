@@ -21,7 +21,6 @@ from svdablate.schema import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.cost(120)
 def test_a_finished_study_is_readable_in_the_mlflow_ui(tmp_path, monkeypatch):
     results = tmp_path / "results"
     command = [

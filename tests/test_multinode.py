@@ -82,7 +82,6 @@ def two_node_cluster(monkeypatch):
         cluster.shutdown()
 
 
-@pytest.mark.cost(300)
 def test_worker_node_dies_and_every_trial_still_finishes_once(
     tmp_path, mlflow_server, two_node_cluster
 ):

@@ -52,7 +52,6 @@ def history(results: Path, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
-@pytest.mark.cost(230)
 def test_report_numbers_equal_pandas_over_the_child_runs(tmp_path):
     run = cli(
         "run", "--preset", "demo", "--rows", "SVD,SVD+NOG", "--seeds", "2", "--epochs", "1",
@@ -99,7 +98,6 @@ def _tags(results: Path) -> list[dict]:
     return [r.data.tags for r in runs]
 
 
-@pytest.mark.cost(260)
 def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     log = tmp_path / "completions.log"
     hooks = json.dumps([{"sleep_per_epoch": 2.0, "completion_log": str(log)}])
@@ -142,7 +140,6 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert sorted(finished_ids) == sorted(set(finished_ids)) and len(finished_ids) == 4
 
 
-@pytest.mark.cost(190)
 def test_crashed_trial_retries_from_checkpoint_and_nan_trial_is_diverged(tmp_path):
     log = tmp_path / "completions.log"
     markers = tmp_path / "markers"

@@ -82,7 +82,6 @@ def run(address: str, results: Path, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.cost(70)
 def test_a_cluster_with_token_auth_is_joined_with_the_token_and_refuses_others(
     tmp_path, cluster_with_token
 ):

@@ -73,13 +73,11 @@ def _assert_all_complete(results: Path, drivers: list[subprocess.Popen], studies
         assert parent.data.tags[Tag.STATUS] == "finished"
 
 
-@pytest.mark.cost(140)
 def test_two_first_runs_into_one_fresh_results_dir_both_succeed(tmp_path, ray_address):
     results = tmp_path / "results"
     _assert_all_complete(results, _start_together(results, ray_address), studies=2)
 
 
-@pytest.mark.cost(120)
 def test_two_studies_into_an_existing_store_both_complete(tmp_path, ray_address):
     results = tmp_path / "results"
     results.mkdir()

@@ -43,7 +43,6 @@ def parent_run(results: Path):
     return parent
 
 
-@pytest.mark.cost(90)
 def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
     import ray
 
@@ -69,7 +68,6 @@ def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
     assert not ray.is_initialized()
 
 
-@pytest.mark.cost(140)
 def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_path):
     starts = tmp_path / "starts.log"
     hooks = [{"rows": ["NS"], "bad_value_at_epoch": 0, "start_log": str(starts)}]
@@ -131,7 +129,6 @@ def _interrupt(tmp_path: Path, sig: int, group: bool):
     return driver.returncode, out, err, results
 
 
-@pytest.mark.cost(130)
 def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
     code, out, err, results = _interrupt(tmp_path, signal.SIGINT, group=True)
     assert code == 130, out[-2000:] + err[-2000:]
@@ -157,7 +154,6 @@ def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
     assert time.time() - began < 300
 
 
-@pytest.mark.cost(60)
 def test_sigterm_stops_the_study_as_interrupted_with_exit_code_1(tmp_path):
     code, out, err, results = _interrupt(tmp_path, signal.SIGTERM, group=False)
     assert code == 1, out[-2000:] + err[-2000:]
