@@ -20,4 +20,3 @@ ISOLATED_ENV = (
 def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
-
