@@ -23,6 +23,7 @@ from svdablate.schema import StudyStatus, Tag, TrialStatus
 from . import grid
 from .config import Resources, StudySpec, TrialConfig, validated
 from .errors import UserError
+from .execution import execute
 from .manifest import StudyManifest
 from .outcome import StudyOutcome
 from .overrides import parse_overrides
@@ -208,7 +209,8 @@ class Study:
         with opening_store(uri):
             self.connect()
         self.manifest = self._start(uri)
-        return self._execute(
+        return execute(
+            self,
             self.configs,
             restore=False,
             progress=progress,
@@ -220,8 +222,8 @@ class Study:
         """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
         if self.manifest is None:
             raise UserError("this study has not started: run() it")
-        self._prepare_store()  # Ray is joined in _execute, only when a trial is left to run
-        return self._execute(self.configs, restore=True, progress=progress, console=console)
+        self._prepare_store()  # Ray is joined in execute(), only when a trial is left to run
+        return execute(self, self.configs, restore=True, progress=progress, console=console)
 
     def extend(
         self,
@@ -270,7 +272,7 @@ class Study:
         manifest.save()
         self.configs.extend(added)
         self._log_grid()
-        return self._execute(added, restore=False, progress=progress, console=console)
+        return execute(self, added, restore=False, progress=progress, console=console)
 
     # ---- reading ----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -346,23 +348,3 @@ class Study:
 
         assert self.manifest is not None
         log_grid(self.manifest)
-
-    def _execute(
-        self,
-        configs: list[TrialConfig],
-        *,
-        restore: bool,
-        progress: bool,
-        console: Any,
-        keep_checkpoints: bool | None = None,
-    ) -> StudyOutcome:
-        from .execution import execute
-
-        return execute(
-            self,
-            configs,
-            restore=restore,
-            progress=progress,
-            console=console,
-            keep_checkpoints=keep_checkpoints,
-        )
