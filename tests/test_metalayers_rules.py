@@ -8,7 +8,16 @@ import pytest
 import torch
 from mpmath import mp, mpf
 
-from svdablate.metalayers import METHODS, k_rule, krules, registry, resolve_method, spectral, sqrtm
+from svdablate.metalayers import (
+    METHODS,
+    inv_sqrtm,
+    k_rule,
+    krules,
+    registry,
+    resolve_method,
+    spectral,
+    sqrtm,
+)
 from svdablate.metalayers.analysis import approximation_errors, gradient_bounds, pade_degeneracy
 
 F64 = torch.float64
@@ -204,17 +213,71 @@ def test_power_loewner_at_ties_is_the_derivative(power):
 @pytest.mark.parametrize("power", [0.5, -0.5])
 @pytest.mark.parametrize("method", ["svd-taylor", "svd-pade"])
 def test_series_loewner_is_the_k_combination(method, power, pack_path):
-    # the series rules skip K: g(x)(1−x)·Loewner off ties, 2g(1) f/λ at ties, f' on the diagonal
-    # must equal K f_i + Kᵀ f_j with K = ±g(x)/λ_large, the official K (ties included)
+    # the series rules skip K: g(x)(1−x)·Loewner off ties, f' on the diagonal, and at ties
+    # SVD-Taylor's own 2g(1) f/λ (the official K_ij = K_ji = g(1)/λ) but SVD-Padé's Loewner limit
+    # f'(λ); off ties both must equal K f_i + Kᵀ f_j with K = ±g(x)/λ_large, the official K
     lam = _lams(8, seed=4, ties=True)
     f = lam**power
     rule = spectral.RULES[method]
     fast = rule.loewner(lam, f, power, dict(METHODS[method].defaults))
     generic = spectral.loewner_from_k(rule.k_matrix(lam), lam, f, power)
-    torch.testing.assert_close(fast, generic, rtol=1e-9, atol=0.0)
+    ties = (lam.unsqueeze(-1) == lam.unsqueeze(-2)) & ~torch.eye(8, dtype=torch.bool)
+    assert ties.any()
+    torch.testing.assert_close(fast[~ties], generic[~ties], rtol=1e-9, atol=0.0)
+    fprime = power * float(f[0, 0] / lam[0, 0])  # lam[:, 1] == lam[:, 0]
     g1 = float(rule.fn(torch.ones((), dtype=F64)))
-    tie = 2.0 * g1 * float(f[0, 0] / lam[0, 0])  # lam[:, 1] == lam[:, 0]
+    tie = {"svd-taylor": 2.0 * g1 * float(f[0, 0] / lam[0, 0]), "svd-pade": fprime}[method]
     assert float(fast[0, 0, 1]) == float(fast[0, 1, 0]) == pytest.approx(tie, rel=1e-14)
+    if method == "svd-taylor":
+        torch.testing.assert_close(fast[ties], generic[ties], rtol=1e-9, atol=0.0)
+
+
+@pytest.mark.parametrize("power", [0.5, -0.5])
+def test_pade_backward_is_the_exact_backward_on_a_rank_deficient_covariance(power):
+    # GCP at full scale: d = 64 channels over N = 20 positions, so 44 eigenvalues tie at the floor;
+    # with P(1)/Q(1) = -1.33e21 at the ties the gradient was ~1e14x the exact one (issue 23)
+    x = torch.randn(2, 64, 20, dtype=F64, generator=torch.Generator().manual_seed(0)).relu()
+    xc = x - x.mean(-1, keepdim=True)
+    p = xc @ xc.mT / 20
+    w = torch.randn(2, 64, 64, dtype=F64, generator=torch.Generator().manual_seed(1))
+    fn = sqrtm if power > 0 else inv_sqrtm
+    grads = {}
+    for method in ("svd", "svd-pade"):
+        q = p.clone().requires_grad_(True)
+        (fn(q, method) * w).sum().backward()
+        grads[method] = q.grad
+    torch.testing.assert_close(grads["svd-pade"], grads["svd"], rtol=1e-8, atol=0.0)
+
+
+def test_topn_ties_take_the_batch_largest_finite_k():
+    # official SVD_TopN: K = 1/(λ_i − λ_j) is +inf at the ties of the dropped eigenvalues (all set
+    # to eps) and its overflow check puts there the largest finite K of the whole batch
+    lam = torch.tensor([[1e-3, 1e-3, 0.5, 2.0], [1e-3, 1e-3, 1.0, 1.1]], dtype=F64)
+    f = lam.sqrt()
+    rule = spectral.RULES["svd-topn"]
+    assert rule.ties == "largest-k"
+    loewner = rule.loewner(lam, f, 0.5, {})
+    k = krules.exact_k(lam)
+    k_max = float(k[torch.isfinite(k) & (k != 0)].max())  # 1/(1.1 - 1.0), from the second matrix
+    assert k_max == pytest.approx(10.0)
+    for b in range(2):
+        assert float(loewner[b, 0, 1]) == pytest.approx(k_max * 2 * 1e-3**0.5, rel=1e-14)
+    off_ties = spectral.power_loewner(lam, f, 0.5)
+    torch.testing.assert_close(loewner[:, 2:, :], off_ties[:, 2:, :], rtol=0, atol=0)
+    assert float(spectral.largest_finite_k(torch.ones(1, 3, dtype=F64))) == 0.0
+
+
+def test_rules_say_what_they_do_at_ties():
+    ties = {name: rule.ties for name, rule in spectral.RULES.items() if rule.kind != "iteration"}
+    assert ties == {
+        "svd": "limit",
+        "svd-pade": "limit",
+        "svd-taylor": "own",
+        "svd-trunc": "own",
+        "svd-topn": "largest-k",
+    }
+    with pytest.raises(ValueError, match="ties must be one of"):
+        spectral.k_rule("svd-bad-ties-test", ties="nearest")(krules.exact_k)
 
 
 def test_symmetric_map_evaluates_each_pair_once(monkeypatch):

@@ -8,6 +8,10 @@ approximants themselves: ``krules.py``):
 * series rules, g(x) ≈ 1/(1−x): ``svd-taylor`` (degree-K Taylor polynomial, eq. 16) and
   ``svd-pade`` (the official [K/2 / K/2] Padé approximant, eq. 21).
 
+At equal eigenvalues (``ties``, see ``spectral.TIES``): ``svd`` and ``svd-pade`` take the
+Loewner limit f'(λ); ``svd-taylor`` and ``svd-trunc`` their own K ((K+1)/λ, +T), as the official
+code; ``svd-topn`` the batch's largest finite K, as the official code's overflow check.
+
 Option checks run at forward time, so a bad option fails before any backward.
 """
 
@@ -58,7 +62,13 @@ def top_n_spectrum(lam: Tensor, eps: float, *, keep: int | None = None) -> Tenso
     return out
 
 
-@k_rule("svd-topn", aliases=("SVD-TopN", "TopN"), spectrum=top_n_spectrum, exact=True)
+@k_rule(
+    "svd-topn",
+    aliases=("SVD-TopN", "TopN"),
+    spectrum=top_n_spectrum,
+    exact=True,
+    ties="largest-k",  # the N-smallest eigenvalues, all set to eps, tie: K as the official code
+)
 def _svd_topn(lam: Tensor) -> Tensor:
     """Exact K on the Top-N spectrum (ICCV'21 eqs. 5, 11)."""
     return krules.exact_k(lam)
@@ -76,7 +86,12 @@ def _svd_taylor(x: Tensor, *, degree: int = 100) -> Tensor:
     return krules.taylor_series(x, degree)
 
 
-@series_rule("svd-pade", aliases=("SVD-Padé", "SVD-Pade", "Pade", "Padé"), validate=_check_pade)
+@series_rule(
+    "svd-pade",
+    aliases=("SVD-Padé", "SVD-Pade", "Pade", "Padé"),
+    validate=_check_pade,
+    ties="limit",  # P/Q is 1/(1−x) to round-off below x = 1 and arbitrary at it (−1.33e21)
+)
 def _svd_pade(x: Tensor, *, degree: int = 100) -> Tensor:
     """K from the official [degree/2 / degree/2] Padé approximant of 1/(1−x) (ICCV'21 eq. 21)."""
     return krules.pade_series(x, degree)

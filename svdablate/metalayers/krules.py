@@ -19,7 +19,10 @@ Table 6: see :func:`svdablate.metalayers.analysis.approximation_errors`), so SVD
 exact gradient, not a smoothed one; (ii) at x = 1 the value is arbitrary: Q(1) = 4.1e-22 in mpmath
 (P(1)/Q(1) = −1.33e21, which is the paper's Table 7 bound 6.00e36 = 1.33e21/EPS) but exactly 0.0
 in float64, so the official code gets ±inf there and replaces it by the batch's largest finite K.
-Here K at x = 1 uses the mpmath value of P(1)/Q(1) (finite, negative); elsewhere P and Q are
+:func:`pade_k` (the paper's K, for the analyses) puts the mpmath value of P(1)/Q(1) at x = 1; the
+SVD-Padé *backward* does not use it: its ties take the Loewner limit f'(λ), the value its
+approximant tends to (``spectral.TIES``). With −1.33e21 there, a rank-deficient GCP covariance
+(256 channels over 196 positions) gave a gradient 1e14× the exact one. Elsewhere P and Q are
 evaluated in float64 by Horner's rule (the official code sums the power basis; both are float64
 evaluations of the same polynomials and differ by round-off).
 :func:`svdablate.metalayers.analysis.pade_degeneracy` shows all of this.

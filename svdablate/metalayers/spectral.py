@@ -16,12 +16,20 @@ batched matmuls and two elementwise passes), and a rule only says how L is built
 
 * a *K rule* returns K from the eigenvalues; L = K ∘ f_i + Kᵀ ∘ f_j, diagonal f'(λ)
   (:func:`loewner_from_k`). With ``exact=True`` (K = 1/(λ_i − λ_j)) L is the closed-form
-  divided difference of f = λ^{±1/2}, which needs no K, no cancellation and no tie handling
+  divided difference of f = λ^{±1/2}, which needs no K and no cancellation
   (:func:`power_loewner`);
 * a *series rule* returns an approximant g(x) of 1/(1−x), x = λ_small/λ_large, i.e.
   K_ij = ±g(x)/λ_large as the official code; then L = g(x)(1−x) (f_i − f_j)/(λ_i − λ_j) off
-  ties, 2g(1) f/λ at ties, f'(λ) on the diagonal (:func:`series_loewner`);
+  ties, f'(λ) on the diagonal (:func:`series_loewner`);
 * an *iteration rule* computes ∂l/∂P itself from the eigh factors (:class:`SpectralState`).
+
+Ties (λ_i = λ_j, i ≠ j: every rank-deficient covariance has many, floored at eps) are where the
+rules part, so each K and series rule names what it does there (``ties``, :data:`TIES`):
+``"limit"``, the Loewner limit f'(λ) (the Fréchet derivative: ``svd``, and ``svd-pade``, whose
+approximant equals 1/(1−x) to round-off below x = 1 but is arbitrary at it); ``"own"``, the rule's
+own K or g(1)/λ (``svd-taylor``: (K+1)/λ; ``svd-trunc``: +T); ``"largest-k"``, the official code's
+overflow check, which replaces the +inf of 1/(λ_i − λ_j) by the largest finite K of the whole batch
+(``svd-topn``, whose forward sets the N-smallest eigenvalues to eps and so ties them).
 
 Registering any of them is one decorator line (the rules themselves: ``eigen_rules.py`` and
 ``iteration_rules.py``)::
@@ -37,6 +45,7 @@ once-differentiable (no double backward).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,10 +59,12 @@ from .registry import MetaLayerFailure, check_finite, compute_dtype, keyword_onl
 
 __all__ = [
     "RULES",
+    "TIES",
     "Rule",
     "SpectralState",
     "iteration_rule",
     "k_rule",
+    "largest_finite_k",
     "loewner_from_k",
     "power_loewner",
     "series_loewner",
@@ -81,6 +92,14 @@ class SpectralState:
     power: float  # +0.5 (sqrtm) or -0.5 (inv_sqrtm)
 
 
+#: What a rule's L is at equal eigenvalues λ_i = λ_j, i ≠ j (see the module docstring).
+TIES = {
+    "limit": "the Loewner limit f'(λ), the Fréchet derivative",
+    "own": "the rule's own K (g(1)/λ for a series rule)",
+    "largest-k": "the batch's largest finite K, as the official code's overflow check",
+}
+
+
 @dataclass(frozen=True)
 class Rule:
     """A registered backward rule: its kind, its function and the options each part takes."""
@@ -93,6 +112,7 @@ class Rule:
     spectrum_opt_names: frozenset[str]
     validate: Callable[..., None] | None = None
     exact: bool = False
+    ties: str = "own"
 
     def k_matrix(self, lam: Tensor, **opts: Any) -> Tensor:
         """The rule's K of the paper for eigenvalues ``lam`` (analyses and tests)."""
@@ -103,13 +123,18 @@ class Rule:
         raise ValueError(f"{self.name!r} is an iteration rule: it has no K matrix")
 
     def loewner(self, lam: Tensor, f: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
-        """The symmetric L of :func:`spectral_backward` for this rule."""
-        if self.exact:
-            return power_loewner(lam, f, power)
+        """The symmetric L of :func:`spectral_backward` for this rule, ties as ``self.ties``."""
         kw = {k: opts[k] for k in self.opt_names}
-        if self.kind == "series":
-            return series_loewner(lam, f, power, lambda x: self.fn(x, **kw))
-        return loewner_from_k(self.fn(lam, **kw), lam, f, power)
+        if self.exact:
+            out = power_loewner(lam, f, power)
+        elif self.kind == "series":
+            g = functools.partial(self.fn, **kw)
+            out = series_loewner(lam, f, power, g, limit_at_ties=self.ties == "limit")
+        else:
+            out = loewner_from_k(self.fn(lam, **kw), lam, f, power)
+        if self.ties == "largest-k":
+            out = largest_k_at_ties(out, lam, f)
+        return out
 
 
 RULES: dict[str, Rule] = {}
@@ -206,24 +231,58 @@ def loewner_from_k(k: Tensor, lam: Tensor, f: Tensor, power: float) -> Tensor:
     return out
 
 
-def series_loewner(lam: Tensor, f: Tensor, power: float, g: Callable[[Tensor], Tensor]) -> Tensor:
+def series_loewner(
+    lam: Tensor,
+    f: Tensor,
+    power: float,
+    g: Callable[[Tensor], Tensor],
+    *,
+    limit_at_ties: bool = False,
+) -> Tensor:
     """L of the series rule K_ij = ±g(x)/λ_large, x = λ_small/λ_large (ICCV'21 eqs. 14-21).
 
     Off ties K_ij f_i + K_ji f_j = g(x)(1 − x)·(f_i − f_j)/(λ_i − λ_j), which reuses the
     cancellation-free :func:`power_loewner`; at ties (x = 1, the official K_ij = K_ji = g(1)/λ)
-    it is 2g(1) f/λ = (2/p)·g(1)·f'(λ) with f = λ^p; the diagonal is f'(λ). All of it runs once
+    it is 2g(1) f/λ = (2/p)·g(1)·f'(λ) with f = λ^p, or with ``limit_at_ties`` the limit of
+    g(x)(1 − x) → 1 times the Loewner limit, f'(λ); the diagonal is f'(λ). All of it runs once
     per unordered pair (:func:`krules.symmetric_map`).
     """
     li, lj = lam.unsqueeze(-1), lam.unsqueeze(-2)
     x = torch.minimum(li, lj).div_(torch.maximum(li, lj))
 
     def pairs(x: Tensor, loewner: Tensor) -> Tensor:
-        weight = torch.rsub(x, 1.0).masked_fill_(x == 1.0, 2.0 / power)
-        return g(x).mul_(loewner).mul_(weight)
+        tie = x == 1.0
+        weight = torch.rsub(x, 1.0).masked_fill_(tie, 2.0 / power)
+        out = g(x).mul_(loewner).mul_(weight)
+        return torch.where(tie, loewner, out) if limit_at_ties else out
 
     out = krules.symmetric_map(pairs, x, power_loewner(lam, f, power))
     out.diagonal(dim1=-2, dim2=-1).copy_(power * f / lam)
     return out
+
+
+def largest_finite_k(lam: Tensor) -> Tensor:
+    """max of the finite K_ij = 1/(λ_i − λ_j) over the whole batch, 0 if none (eq. 5).
+
+    The official code's overflow check (``k[k == inf] = k[k != inf].max()``, its zero diagonal
+    included). For ascending eigenvalues that is 1/(the smallest positive gap between
+    neighbours): rounding is monotonic, so no other pair's difference is smaller.
+    """
+    gaps = lam.diff(dim=-1)
+    smallest = gaps.masked_fill(gaps <= 0, float("inf")).amin()
+    return smallest.reciprocal()  # 1/inf = 0: no two eigenvalues differ
+
+
+def largest_k_at_ties(loewner: Tensor, lam: Tensor, f: Tensor) -> Tensor:
+    """L_ij = K_max (f_i + f_j) where λ_i = λ_j, i ≠ j, K_max the batch's largest finite K.
+
+    What K ∘ f_i + Kᵀ ∘ f_j gives when the official code's overflow check has replaced the
+    +inf of 1/(λ_i − λ_j) by :func:`largest_finite_k` (ICCV'21 SVD-TopN, ``SVD_TopN.py``).
+    """
+    ties = lam.unsqueeze(-1) == lam.unsqueeze(-2)
+    ties.diagonal(dim1=-2, dim2=-1).fill_(False)
+    tie_value = (f.unsqueeze(-1) + f.unsqueeze(-2)).mul_(largest_finite_k(lam))
+    return torch.where(ties, tie_value, loewner)
 
 
 def _spectral_impl(rule: Rule) -> Callable[..., Tensor]:
@@ -248,7 +307,14 @@ def _register(
     spectrum: Callable[..., Tensor] | None,
     validate: Callable[..., None] | None,
     exact: bool = False,
+    ties: str = "own",
 ) -> None:
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {', '.join(TIES)}, got {ties!r}")
+    if exact and ties == "own":
+        ties = "limit"  # the closed-form divided difference is f'(λ) at equal eigenvalues
+    if ties == "limit" and kind == "k" and not exact:
+        raise ValueError("ties='limit' needs exact=True for a K rule (its K is the rule's own)")
     rule = Rule(
         name,
         kind,
@@ -258,6 +324,7 @@ def _register(
         frozenset(keyword_only(spectrum)) if spectrum is not None else frozenset(),
         validate,
         exact,
+        ties,
     )
     sources = (fn,) if spectrum is None else (fn, spectrum)
     register_method(
@@ -277,33 +344,39 @@ def k_rule(
     spectrum: Callable[..., Tensor] | None = None,
     validate: Callable[..., None] | None = None,
     exact: bool = False,
+    ties: str = "own",
 ) -> Callable:
     """Register ``fn(lam, **opts) -> K`` as method ``name`` (eigh forward, K-matrix backward).
 
     ``spectrum(lam, eps, **opts)`` optionally changes the forward's eigenvalues (Top-N);
     ``validate(**opts)`` runs at forward time, so bad options fail before any backward;
     ``exact`` declares K = 1/(λ_i − λ_j): the backward then uses the closed-form divided
-    difference of f (:func:`power_loewner`), with the limit f'(λ) at equal eigenvalues.
+    difference of f (:func:`power_loewner`), with the limit f'(λ) at equal eigenvalues unless
+    ``ties`` (:data:`TIES`) says otherwise.
     """
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        _register(name, "k", fn, aliases, spectrum, validate, exact)
+        _register(name, "k", fn, aliases, spectrum, validate, exact, ties)
         return fn
 
     return deco
 
 
 def series_rule(
-    name: str, *, aliases: tuple[str, ...] = (), validate: Callable[..., None] | None = None
+    name: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    validate: Callable[..., None] | None = None,
+    ties: str = "own",
 ) -> Callable:
     """Register ``g(x, **opts)`` ≈ 1/(1−x) as method ``name``: K_ij = ±g(x)/λ_large (eq. 14).
 
-    x = λ_small/λ_large ∈ (0, 1] elementwise; g returns a new tensor; g(1) must be finite (the
-    official tie value).
+    x = λ_small/λ_large ∈ (0, 1] elementwise; g returns a new tensor; g(1) must be finite. At
+    ties L is 2g(1)f/λ (``ties="own"``, the official value) or f'(λ) (``ties="limit"``).
     """
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        _register(name, "series", fn, aliases, None, validate)
+        _register(name, "series", fn, aliases, None, validate, ties=ties)
         return fn
 
     return deco
