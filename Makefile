@@ -43,12 +43,12 @@ test-fast: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow and not e2e" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check svdablate tests benchmarks
-	$(BIN)/ruff format --check svdablate tests benchmarks
+	$(BIN)/ruff check svdablate tests benchmarks scripts
+	$(BIN)/ruff format --check svdablate tests benchmarks scripts
 
 format: install
-	$(BIN)/ruff format svdablate tests benchmarks
-	$(BIN)/ruff check --fix svdablate tests benchmarks
+	$(BIN)/ruff format svdablate tests benchmarks scripts
+	$(BIN)/ruff check --fix svdablate tests benchmarks scripts
 
 bench: install
 	$(BIN)/python benchmarks/metalayer_speed.py
