@@ -12,11 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
+
+from .data_provenance import describe_datasets
+
+__all__ = ["DATASETS", "NORMALIZATIONS", "DataError", "DataInfo", "build_datasets"]
+__all__ += ["describe_datasets", "digits_split"]
 
 SMOKE_IMAGE = 16  # image size in smoke mode (the smallest the stems and heads run on)
 SMOKE_TRAIN, SMOKE_VAL = 16, 8  # dataset sizes in smoke mode: 2 steps of 4, one small eval
@@ -25,6 +30,15 @@ DIGITS_SPLIT_STATE = 0  # fixed random_state of the stratified 80/20 digits spli
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+#: What CIFAR inputs are normalised with: "dataset" (each dataset's own mean/std, the default)
+#: or a named dataset's constants. The official ECCV'22 CIFAR-100 script (main_cifar100.py,
+#: a copy of main_cifar10.py down to its CIFAR-10 class names) uses CIFAR-10's: for CIFAR-100
+#: that is ours ×(1.32, 1.29, 1.37) + (0.08, 0.02, −0.03) per channel.
+Normalization = Literal["dataset", "cifar10", "cifar100"]
+NORMALIZATIONS: dict[str, tuple[tuple, tuple]] = {
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
+}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -297,12 +311,15 @@ FAKE_SIZES = (2048, 512)  # (train, val) images when not in smoke mode
 FAKE_VAL_OFFSET = 1_000_003  # FakeData random_offset of the val split (disjoint from train)
 
 
-def _fake(mimic: str) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
+def _fake(
+    mimic: str, stats: tuple[tuple, tuple] | None = None
+) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
     def build(
         data_dir: str | None, download: bool, smoke: bool
     ) -> tuple[Dataset, Dataset, DataInfo]:
         """torchvision FakeData with ``mimic``'s class count, channels and image size."""
         classes, channels, size, mean, std = FAKE_SHAPES[mimic]
+        mean, std = stats or (mean, std)
         s = min(size, SMOKE_IMAGE) if smoke else size
         n_train, n_val = (SMOKE_TRAIN, SMOKE_VAL) if smoke else FAKE_SIZES
         from torchvision import transforms as T
@@ -318,10 +335,10 @@ def _fake(mimic: str) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
     return build
 
 
+_CIFAR = {"cifar10": ("CIFAR10", "CIFAR-10", 10), "cifar100": ("CIFAR100", "CIFAR-100", 100)}
 DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset, DataInfo]]] = {
     "digits": _digits,
-    "cifar10": _cifar("cifar10", "CIFAR10", "CIFAR-10", 10, CIFAR10_MEAN, CIFAR10_STD),
-    "cifar100": _cifar("cifar100", "CIFAR100", "CIFAR-100", 100, CIFAR100_MEAN, CIFAR100_STD),
+    **{k: _cifar(k, *_CIFAR[k], *NORMALIZATIONS[k]) for k in _CIFAR},
     "imagenet": _image_folder("imagenet", 224, _imagenet_transforms),
     "cub200": _image_folder("cub200", 448, lambda s: _fgvc_transforms("cub200", s)),
     "dogs": _image_folder("dogs", 448, lambda s: _fgvc_transforms("dogs", s)),
@@ -331,6 +348,25 @@ DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset, DataInfo]]] = {
 }
 
 
+def _builder(key: str, normalization: str) -> Callable[..., tuple[Dataset, Dataset, DataInfo]]:
+    """The builder of dataset ``key`` normalising with ``normalization`` (NORMALIZATIONS)."""
+    if normalization == "dataset":
+        return DATASETS[key]
+    if normalization not in NORMALIZATIONS:
+        valid = ", ".join(["dataset", *NORMALIZATIONS])
+        raise ValueError(f"unknown normalization {normalization!r}; valid: {valid}")
+    stats = NORMALIZATIONS[normalization]
+    if key in _CIFAR:
+        return _cifar(key, *_CIFAR[key], *stats)
+    mimic = "cifar100" if key == "fake" else key.removeprefix("fake-")
+    if key.startswith("fake") and mimic in _CIFAR:
+        return _fake(mimic, stats)
+    raise ValueError(
+        f"normalization {normalization!r} applies to CIFAR (and fake CIFAR) only; "
+        f"{key} is normalised with its own constants: use normalization='dataset'"
+    )
+
+
 def build_datasets(
     name: str,
     *,
@@ -338,58 +374,15 @@ def build_datasets(
     download: bool = False,
     smoke: bool = False,
     like: str | None = None,
+    normalization: Normalization = "dataset",
 ) -> tuple[Dataset, Dataset, DataInfo]:
-    """(train, val, DataInfo) of ``name``; ``like`` picks what ``fake`` mimics (``fake-<name>``)."""
+    """(train, val, DataInfo) of ``name``; ``like`` picks what ``fake`` mimics (``fake-<name>``);
+    ``normalization``: CIFAR inputs normalised with their own mean/std or another's."""
     key = name.lower().replace(":", "-")
     if key == "fake" and like:
         key = f"fake-{like.lower()}"
     if key not in DATASETS:
         valid = ", ".join(DATASETS)
         raise ValueError(f"unknown dataset {name!r} (like={like!r}); valid: {valid}")
-    return DATASETS[key](None if data_dir is None else str(data_dir), download, smoke)
-
-
-# ------------------------------------------------------------------------------- provenance
-def _content_hash(ds: Dataset, hasher: Any) -> None:
-    """Feed what identifies a split's content to `hasher`, without reading every image file."""
-    if isinstance(ds, Subset):
-        hasher.update(np.asarray(ds.indices, dtype=np.int64).tobytes())
-        _content_hash(ds.dataset, hasher)
-    elif isinstance(ds, TensorDataset):
-        for tensor in ds.tensors:
-            hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    elif type(ds).__name__ == "FakeData":  # torchvision's: its parameters are its content
-        hasher.update(repr((ds.size, ds.image_size, ds.num_classes, ds.random_offset)).encode())
-    elif hasattr(ds, "samples"):  # ImageFolder: the files and labels, by name
-        hasher.update(repr(sorted((str(Path(p).name), c) for p, c in ds.samples)).encode())
-    elif hasattr(ds, "data"):  # torchvision CIFAR: the pixel array and labels
-        hasher.update(np.ascontiguousarray(ds.data).tobytes())
-        hasher.update(np.asarray(ds.targets, dtype=np.int64).tobytes())
-    else:  # pragma: no cover - a dataset type this module does not build
-        hasher.update(f"{type(ds).__name__}:{len(ds)}".encode())  # type: ignore[arg-type]
-
-
-def describe_datasets(
-    name: str, train: Dataset, val: Dataset, info: DataInfo, source: str
-) -> dict[str, Any]:
-    """What MLflow's `log_input` records of a trial's data: name, a digest of both splits'
-    content (equal digests: the same images and labels), where it came from, and a profile."""
-    import hashlib
-    import json
-
-    hasher = hashlib.sha256()
-    _content_hash(train, hasher)
-    _content_hash(val, hasher)
-    profile = {
-        "train": len(train),  # type: ignore[arg-type]
-        "val": len(val),  # type: ignore[arg-type]
-        "classes": info.num_classes,
-        "channels": info.in_channels,
-        "image_size": info.image_size,
-    }
-    return {
-        "name": name,
-        "digest": hasher.hexdigest()[:16],
-        "source": source,
-        "profile": json.dumps(profile),
-    }
+    build = _builder(key, normalization)
+    return build(None if data_dir is None else str(data_dir), download, smoke)

@@ -67,6 +67,9 @@ CONTEXT_TAGS: Final = {
     "protocol": Tag.PROTOCOL,
     "precision": Tag.PRECISION,
 }
+#: Trial params (flattened `TrialConfig` field names) the report reads for its captions'
+#: fidelity notes (`report.fidelity`), by the column name it gives them.
+CAPTION_PARAMS: Final = {"solver": "model_options.solver", "ow_map": "ow_map"}
 #: Parent tags `report` reads, by the short name it uses.
 PARENT_TAGS: Final = {
     "preset": Tag.PRESET,

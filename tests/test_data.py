@@ -13,6 +13,8 @@ from PIL import Image
 from svdablate.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
     DATASETS,
     SMOKE_IMAGE,
     SMOKE_TRAIN,
@@ -115,22 +117,49 @@ def test_cifar10_tiny_pickles_load_through_torchvision(tmp_path: Path) -> None:
     assert tr[0][0].shape == (3, 32, 32)
 
 
-def test_cifar100_tiny_pickles_load_fine_labels(tmp_path: Path) -> None:
-    base = tmp_path / "cifar-100-python"
+def _write_cifar100(root: Path) -> np.ndarray:
+    base = root / "cifar-100-python"
     rng = np.random.default_rng(1)
     for name, n in (("train", 6), ("test", 3)):
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         _pickle(
             base / name,
-            {
-                "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-                "fine_labels": [99, 0, 5, 42, 7, 1][:n],
-                "coarse_labels": [0] * n,
-            },
+            {"data": data, "fine_labels": [99, 0, 5, 42, 7, 1][:n], "coarse_labels": [0] * n},
         )
     _pickle(base / "meta", {"fine_label_names": [f"f{i}" for i in range(100)]})
+    return data  # the test split's pixels
+
+
+def test_cifar100_tiny_pickles_load_fine_labels(tmp_path: Path) -> None:
+    _write_cifar100(tmp_path)
     tr, va, info = build_datasets("cifar100", data_dir=str(tmp_path))
     assert info.num_classes == 100 and (len(tr), len(va)) == (6, 3)
     assert [va[i][1] for i in range(3)] == [99, 0, 5]
+
+
+@pytest.mark.parametrize(
+    ("normalization", "stats"),
+    [("dataset", (CIFAR100_MEAN, CIFAR100_STD)), ("cifar10", (CIFAR10_MEAN, CIFAR10_STD))],
+)
+def test_cifar100_normalisation_own_by_default_or_the_official_scripts(
+    tmp_path: Path, normalization: str, stats: tuple
+) -> None:
+    """CIFAR-100 with its own mean/std (default), or CIFAR-10's as the official ECCV'22
+    CIFAR-100 script; fake CIFAR-100 follows the same choice."""
+    test = _write_cifar100(tmp_path)
+    _, va, _ = build_datasets("cifar100", data_dir=tmp_path, normalization=normalization)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in stats)
+    raw = torch.from_numpy(test[0].reshape(3, 32, 32).astype(np.float32) / 255)
+    assert torch.allclose(va[0][0] * std + mean, raw, atol=1e-5)
+    _, va, _ = build_datasets("fake", like="cifar100", smoke=True, normalization=normalization)
+    assert va.transform.transforms[-1].mean == stats[0]
+
+
+def test_other_normalisations_are_refused_where_they_do_not_apply() -> None:
+    with pytest.raises(ValueError, match="valid: dataset, cifar10, cifar100"):
+        build_datasets("fake", smoke=True, normalization="cifar1000")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"CIFAR .* only"):
+        build_datasets("digits", normalization="cifar10")
 
 
 def test_cifar_missing_dir_errors_are_one_line(tmp_path: Path) -> None:

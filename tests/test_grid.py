@@ -80,6 +80,24 @@ def test_milestones_are_fractions_of_the_run_so_epochs_move_them():
     assert cifar.milestone_epochs == [100, 200, 300]  # the paper's schedule at 350 epochs
 
 
+def test_the_released_solver_is_one_typed_set_for_every_row():
+    """--set model_options.solver=MPA-Lya --set precision=float32: every ECCV'22 row runs the
+    released code's solver; rows keep their names (and the paper's numbers); a bad name stops
+    the study before Ray with the valid ones."""
+    from svdablate.orchestrator.overrides import parse_overrides
+
+    sets = parse_overrides(["model_options.solver=MPA-Lya", "precision=float32"])
+    configs = expand(StudySpec(preset="eccv22-dbn-cifar10", seeds=1, overrides=sets))
+    assert {c.model_options.solver for c in configs} == {"mpa-lya"}
+    assert {c.precision for c in configs} == {"float32"}
+    assert {c.method for c in configs} == {"svd", "ns"}  # the rows' own methods, recorded
+    assert configs[0].as_params()["model_options.solver"] == "mpa-lya"
+    default = expand(StudySpec(preset="eccv22-dbn-cifar10", seeds=1))[0]
+    assert default.model_options.solver is None  # the paper's rows by default
+    with pytest.raises(UserError, match="valid methods"):
+        expand(StudySpec(preset="demo", overrides=parse_overrides(["model_options.solver=x"])))
+
+
 def test_olr_with_only_one_orthogonal_factor_warns():
     lines = warnings_for(StudySpec(preset="eccv22-dbn-cifar100"))
     rows = {line.split(":")[0] for line in lines}

@@ -25,7 +25,9 @@ CANONICAL = [
     "svd-pade",
     "ns",
     "mpa-lya",
+    "mpa-lya-inv",
 ]
+MPA = ["mpa-lya", "mpa-lya-inv"]
 SVD_FAMILY = [m for m in CANONICAL if m.startswith("svd")]
 F64 = torch.float64
 
@@ -72,6 +74,7 @@ def test_registry_has_canonical_names():
         ("SVD-PI", "svd-pi"),
         ("SVD-Newton", "svd-newton"),
         ("MPA-Lya", "mpa-lya"),
+        ("MPA_Lya_Inv", "mpa-lya-inv"),
         ("mpn-cov", "svd"),
         ("isqrt-cov", "ns"),
         ("svd-padÉ", "svd-pade"),
@@ -115,6 +118,7 @@ def test_options_of_each_method(method):
         "svd-pade": {"degree"},
         "ns": {"iters"},
         "mpa-lya": {"degree", "iters"},
+        "mpa-lya-inv": {"degree", "iters"},
     }[method]
     assert expected <= opts
     if method.startswith("svd"):
@@ -139,7 +143,9 @@ def test_shape_dtype_and_forward(method, dtype, fname):
     torch.testing.assert_close(single, out[1], rtol=1e-5, atol=1e-6)
     ref = eigh_ref(p.to(F64), power)
     err = float((out.to(F64) - ref).norm() / ref.norm())
-    tol = {"ns": 1e-3, "mpa-lya": 1e-4}.get(method, 1e-12 if dtype == F64 else 1e-6)
+    tol = {"ns": 1e-3, "mpa-lya": 1e-4, "mpa-lya-inv": 1e-4}.get(
+        method, 1e-12 if dtype == F64 else 1e-6
+    )
     assert err < tol, (method, err)
 
 
@@ -162,12 +168,13 @@ def test_ns_forward_converges_with_iterations():
     assert float((inv_sqrtm(p, "ns", iters=15) - refi).norm() / refi.norm()) < 1e-12
 
 
-def test_mpa_lya_forward_tolerance():
+@pytest.mark.parametrize("method", MPA)
+def test_mpa_lya_forward_tolerance(method):
     # documented: relative error < 1e-4 when all eigenvalues of P/||P||_F exceed 0.05
     p = spd([1.0, 1.5, 2.0, 3.0, 4.0]) * 7.0
     for fn, power in FUNCS.values():
         ref = eigh_ref(p, power)
-        assert float((fn(p, "mpa-lya") - ref).norm() / ref.norm()) < 1e-4
+        assert float((fn(p, method) - ref).norm() / ref.norm()) < 1e-4
 
 
 def test_topn_drops_smallest_eigenvalues():
@@ -264,6 +271,7 @@ GRADCHECK = [
     ("svd-pi", {}),
     ("ns", {}),
     ("mpa-lya", {}),
+    ("mpa-lya-inv", {}),
 ]
 
 
@@ -274,7 +282,7 @@ def test_gradcheck(method, opts, fname):
     # Newton-Schulz, Padé and MPA iterations have converged, so every backward is the derivative
     fn, _ = FUNCS[fname]
     base = spd([1.0, 2.0, 4.0, 8.0], batch=1, seed=5)[0] * 0.1
-    if method == "mpa-lya":
+    if method in MPA:
         base = spd([3.0, 4.0, 5.0, 6.0], batch=1, seed=5)[0]
     a = torch.zeros(4, 4, dtype=F64).requires_grad_(True)
 
@@ -282,7 +290,7 @@ def test_gradcheck(method, opts, fname):
         s = 1e-3 * (a + a.mT)
         return fn(base + s, method, **opts)
 
-    tol = 1e-5 if method == "mpa-lya" else 1e-7
+    tol = 1e-5 if method in MPA else 1e-7
     assert torch.autograd.gradcheck(f, (a,), eps=1e-6, atol=tol, rtol=1e-4)
 
 
@@ -338,15 +346,17 @@ def test_svd_pi_equals_unrolled_power_iteration(fname, iters):
     assert float((g1 - g2).norm() / g1.norm()) < 1e-10
 
 
+@pytest.mark.parametrize("method", MPA)
 @pytest.mark.parametrize("fname", list(FUNCS))
-def test_mpa_lya_gradient_close_to_exact(fname):
+def test_mpa_lya_gradient_close_to_exact(fname, method):
+    # mpa-lya returns the official, unsymmetrised ∂l/∂P: its symmetric part is what acts
     fn, power = FUNCS[fname]
     p = (spd([1.0, 1.5, 2.0, 3.0, 4.0]) * 3.0).requires_grad_(True)
     w = torch.randn(2, 5, 5, dtype=F64, generator=torch.Generator().manual_seed(4))
-    (g,) = torch.autograd.grad((fn(p, "mpa-lya") * w).sum(), p)
+    (g,) = torch.autograd.grad((fn(p, method) * w).sum(), p)
     (gr,) = torch.autograd.grad((eigh_ref(p, power) * w).sum(), p)
     sym = 0.5 * (gr + gr.mT)
-    assert float((g - sym).norm() / sym.norm()) < 1e-3
+    assert float((0.5 * (g + g.mT) - sym).norm() / sym.norm()) < 1e-3
 
 
 def test_float32_gradients_have_input_dtype():
@@ -510,8 +520,37 @@ def test_mpa_forward_is_the_matrix_pade_approximant():
     x = torch.eye(5, dtype=F64) - p / norm
     pm = sum(float(c) * torch.linalg.matrix_power(x, k) for k, c in enumerate(pc))
     qn = sum(float(c) * torch.linalg.matrix_power(x, k) for k, c in enumerate(qc))
-    torch.testing.assert_close(sqrtm(p, "mpa-lya"), torch.linalg.solve(qn, pm) * norm.sqrt())
-    torch.testing.assert_close(inv_sqrtm(p, "mpa-lya"), torch.linalg.solve(pm, qn) / norm.sqrt())
+    root = torch.linalg.solve(qn, pm) * norm.sqrt()
+    for method in MPA:
+        torch.testing.assert_close(sqrtm(p, method), root)
+        torch.testing.assert_close(inv_sqrtm(p, method), torch.linalg.solve(pm, qn) / norm.sqrt())
+
+
+def test_mpa_lya_backward_is_the_official_lyapunov_loop():
+    # literal torch_utils.MPA_Lya.backward: b = Q/√‖P‖, c = G/√‖P‖ (neither symmetrised),
+    # 8 × {b2 = b b; c = ½(c(3I − b2) − b2 c + b c b); b = ½ b(3I − b2)}, ∂l/∂P = ½c
+    p = (spd([1.0, 1.5, 2.0, 3.0, 4.0], batch=1)[0] * 3.0).requires_grad_(True)
+    grad = torch.randn(5, 5, dtype=F64, generator=torch.Generator().manual_seed(6))
+    q = sqrtm(p, "mpa-lya")
+    (g,) = torch.autograd.grad(q, p, grad)
+    eye, s = torch.eye(5, dtype=F64), torch.linalg.matrix_norm(p.detach()).sqrt()
+    b, c = q.detach() / s, grad / s
+    for _ in range(8):
+        b2 = b.mm(b)
+        c = 0.5 * (c.mm(3.0 * eye - b2) - b2.mm(c) + b.mm(c).mm(b))
+        b = 0.5 * b.mm(3.0 * eye - b2)
+    torch.testing.assert_close(g, 0.5 * c, rtol=1e-12, atol=1e-14)
+
+
+def test_mpa_lya_inverse_is_the_inverse_of_its_square_root_with_autograd():
+    # the released ZCANormBatch: S = torch.inverse(MPA_Lya.apply(P)), backward through inverse
+    p = (spd([1.0, 1.5, 2.0, 3.0, 4.0]) * 3.0).requires_grad_(True)
+    w = torch.randn(2, 5, 5, dtype=F64, generator=torch.Generator().manual_seed(4))
+    s = inv_sqrtm(p, "mpa-lya")
+    (g,) = torch.autograd.grad((s * w).sum(), p)
+    s_ref = torch.linalg.inv(sqrtm(p, "mpa-lya"))
+    (g_ref,) = torch.autograd.grad((s_ref * w).sum(), p)
+    assert torch.equal(s, s_ref) and torch.equal(g, g_ref)
 
 
 @pytest.mark.parametrize("method", ["svd", "svd-pade"])

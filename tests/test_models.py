@@ -137,7 +137,7 @@ def _correlated(B: int = 16, C: int = 8, HW: int = 6, seed: int = 0) -> torch.Te
 @pytest.mark.parametrize("groups", [1, 2])
 def test_zca_training_output_is_white(groups: int) -> None:
     x = _correlated()
-    zca = ZCAWhitening(8, method="svd", groups=groups, eps=1e-9).train()
+    zca = ZCAWhitening(8, method="svd", groups=groups, eps=1e-9, affine=False).train()
     y = zca(x)
     assert y.dtype == x.dtype and y.shape == x.shape
     cov = _group_cov(y, groups)
@@ -149,7 +149,7 @@ def test_zca_training_output_is_white(groups: int) -> None:
 
 def test_zca_default_eps_gives_p_over_p_plus_eps() -> None:
     x = _correlated(seed=1) * 0.05  # small variance so eps = 1e-2 matters
-    zca = ZCAWhitening(8, method="svd").train()
+    zca = ZCAWhitening(8, method="svd", affine=False).train()
     cov_y = _group_cov(zca(x), 1)[0]
     P = _group_cov(x, 1)[0]
     expected = P @ torch.linalg.inv(P + 1e-2 * torch.eye(8, dtype=P.dtype))
@@ -250,6 +250,34 @@ def test_metalayer_opts_reach_the_solver(monkeypatch: pytest.MonkeyPatch) -> Non
     model.train()
     model(torch.randn(4, 1, 16, 16))
     assert calls and calls[0][2] == {"eps": 1e-8, "precision": "float64"}
+
+
+@pytest.mark.parametrize(("application", "name"), [("dbn", "inv_sqrtm"), ("gcp", "sqrtm")])
+def test_solver_runs_whatever_method_is_set(
+    application: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model option `solver`: the released code's solver under the paper's row names; the
+    hybrid protocol's (or anyone's) later `.method = ...` does not undo it."""
+    calls = _spy(monkeypatch, name)
+    model = build_model(
+        "convnet",
+        application=application,
+        num_classes=10,
+        in_channels=1,
+        image_size=16,
+        method="svd",
+        reduction_dim=6,
+        solver="MPA-Lya",
+    )
+    assert model.metalayer.solver == "mpa-lya"
+    model.metalayer.method = "ns"
+    model.train()
+    model(torch.randn(4, 1, 16, 16))
+    assert model.metalayer.method == "mpa-lya" and [c[0] for c in calls] == ["mpa-lya"]
+    model.metalayer.solver = None
+    assert model.metalayer.method == "ns"
+    with pytest.raises(ValueError, match="unknown meta-layer method"):
+        model.metalayer.solver = "bogus"
 
 
 @pytest.mark.parametrize("application", ["dbn", "gcp"])

@@ -7,14 +7,15 @@ Public API (contract in docs/internals.md)::
     covariance(X), spectrum_stats(P, ridge=None)
     ZCAWhitening, CovariancePooling       (the meta-layers as modules: dbn, gcp)
 
-Methods: ``svd svd-topn svd-trunc svd-pi svd-newton svd-taylor svd-pade ns mpa-lya`` (ICCV'21
-Tables 2-7 and Song et al. ICLR'22); the papers' names are aliases (``resolve_method``).
+Methods: ``svd svd-topn svd-trunc svd-pi svd-newton svd-taylor svd-pade ns mpa-lya mpa-lya-inv``
+(ICCV'21 Tables 2-7 and Song et al. ICLR'22; ``mpa-lya`` as the released ECCV'22 DBN code runs
+it); the papers' names are aliases (``resolve_method``).
 
 Layout: ``registry.py`` (methods, options, failure contract) · ``api.py`` (the functions above) ·
 ``spectral.py`` (eigh forward, Loewner backward, the decorators :func:`k_rule` /
 :func:`series_rule` / :func:`iteration_rule`) · ``krules.py`` (K builders, Taylor and Padé
 approximants) · ``eigen_rules.py`` (the registered K and series rules) · ``iteration_rules.py``
-(svd-newton, svd-pi) · ``iterative.py`` (ns, mpa-lya) · ``modules.py`` (the nn.Modules) ·
+(svd-newton, svd-pi) · ``iterative.py`` (ns, mpa-lya, mpa-lya-inv) · ``modules.py`` (nn.Modules) ·
 ``analysis.py`` (ICCV'21 Tables 6 and 7). SVD-Padé with the official [50/50] coefficients equals
 the exact gradient to float64 round-off, because the Padé table of 1/(1−x) is degenerate (see
 ``krules.py`` and ``analysis.py``).
@@ -22,7 +23,7 @@ the exact gradient to float64 round-off, because the Padé table of 1/(1−x) is
 
 from . import eigen_rules as _eigen_rules  # noqa: F401  (registers svd, svd-topn/trunc/taylor/pade)
 from . import iteration_rules as _iteration_rules  # noqa: F401  (registers svd-newton, svd-pi)
-from . import iterative as _iterative  # noqa: F401  (registers ns, mpa-lya)
+from . import iterative as _iterative  # noqa: F401  (registers ns, mpa-lya, mpa-lya-inv)
 from .api import covariance, inv_sqrtm, spectrum_stats, sqrtm
 from .modules import CovariancePooling, ZCAWhitening
 from .registry import METHODS, MetaLayerFailure, MethodSpec, resolve_method

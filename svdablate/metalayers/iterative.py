@@ -7,14 +7,20 @@ Forward accuracy (tested): with the spectrum of A in [0.1, 1] the relative error
 is below 1e-3; NS converges slowly for small eigenvalues of A (an eigenvalue a grows by ≤ 1.5× per
 iteration until it is near 1), which is the intended smoothing, not a bug.
 
-``mpa-lya`` (Song et al., "Fast differentiable matrix square root", ICLR'22): forward is the [5/5]
-matrix Padé approximant of √(1−x) on X = I − P/‖P‖_F, √P ≈ √‖P‖_F · Q₅(X)⁻¹ P₅(X) (inverse:
-P₅(X)⁻¹ Q₅(X)/√‖P‖_F, the inverse of the same Padé form, as the official ZCA code); backward solves
-the Lyapunov equation B X + X B = C by 8 coupled Newton-Schulz sign iterations
-B ← ½B(3I − B²), C ← ½(C(3I − B²) − B²C + BCB), ∂l/∂P = ½C (official recipe). For the inverse,
-as the official code, B = S/‖S‖_F and C = −S²GS²/‖S‖_F with S = P^{-1/2}; the official code
-normalises by one norm over the whole batch, here each matrix uses its own norm. Forward accuracy
-(tested): relative error below 1e-4 when all eigenvalues of P/‖P‖_F exceed 0.05.
+``mpa-lya`` (Song et al., "Fast differentiable matrix square root", ICLR'22), as the released
+ECCV'22 decorrelated-BN code runs it (``torch_utils.MPA_Lya``, ``ZCANorm.ZCANormBatch``): forward
+√P ≈ √‖P‖_F · Q₅(X)⁻¹P₅(X), the [5/5] matrix Padé approximant of √(1−x) on X = I − P/‖P‖_F;
+backward solves the Lyapunov equation B X + X B = C, B = √P/√‖P‖_F, C = G/√‖P‖_F, by 8 coupled
+Newton-Schulz sign iterations B ← ½B(3I − B²), C ← ½(C(3I − B²) − B²C + BCB), ∂l/∂P = ½C. The
+inverse square root is ``torch.linalg.inv`` of that √P, differentiated by autograd through the
+inverse (the official ``torch.inverse(MPA_Lya.apply(xxt))``). Op for op the official computation
+(tested against recorded official outputs), except that each matrix of a batch is normalised by
+its own norm (the released 2-D ``MPA_Lya`` takes one matrix: the official scripts' groups=1).
+``mpa-lya-inv``: MPA-Lya's direct inverse (official ``MPA_Lya_Inv``, which no released script
+calls): S = P₅(X)⁻¹Q₅(X)/√‖P‖_F, the same Lyapunov solve with B = S/‖S‖_F and
+C = −S²GS²/‖S‖_F. Forward accuracy of both (tested): relative error below 1e-4 when all
+eigenvalues of P/‖P‖_F exceed 0.05; far less at the ill-conditioned stem covariances of a ResNet
+(README).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from .registry import (
     register_method,
 )
 
-__all__ = ["mpa_lya", "newton_schulz", "ns"]
+__all__ = ["mpa_lya", "mpa_lya_inv", "newton_schulz", "ns"]
 
 
 class _GradGuard(torch.autograd.Function):
@@ -121,9 +127,9 @@ def _mpa_mp(m: int, n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def _mpa_parts(a: Tensor, degree: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(P_m(X), Q_n(X), ‖A‖_F) with X = I − A/‖A‖_F."""
+    """(P_m(X), Q_n(X), ‖A‖_F) with X = I − A/‖A‖_F, summed in the official order."""
     pc, qc = _mpa_mp(degree, degree)
-    norm = torch.linalg.matrix_norm(a).unsqueeze(-1).unsqueeze(-1)
+    norm = torch.linalg.vector_norm(a, dim=(-2, -1), keepdim=True)
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
     x = eye - a / norm
     pm = pc[0] * eye + pc[1] * x
@@ -147,16 +153,18 @@ def _lyapunov_sign(b: Tensor, c: Tensor, iters: int) -> Tensor:
     return 0.5 * c
 
 
-class _MPALya(torch.autograd.Function):
+class _MPALyaSqrt(torch.autograd.Function):
+    """Q = √‖P‖_F · Q₅(X)⁻¹P₅(X); backward: B X + X B = C, B = Q/√‖P‖_F, C = G/√‖P‖_F.
+
+    The official ``MPA_Lya`` op for op (ICLR'22 eqs. 10-16): Q, G and ∂l/∂P are not
+    symmetrised, as there (for a symmetric P only the symmetric part of ∂l/∂P acts).
+    """
+
     @staticmethod
-    def forward(ctx: Any, a: Tensor, power: float, degree: int, lya_iters: int) -> Tensor:
+    def forward(ctx: Any, a: Tensor, degree: int, lya_iters: int) -> Tensor:
         pm, qn, norm = _mpa_parts(a, degree)
-        if power > 0:
-            out = torch.linalg.solve(qn, pm) * norm.sqrt()
-        else:
-            out = torch.linalg.solve(pm, qn) / norm.sqrt()
-        out = 0.5 * (out + out.mT)
-        ctx.power, ctx.lya_iters = power, lya_iters
+        out = torch.linalg.solve(qn, pm) * torch.sqrt(norm)
+        ctx.lya_iters = lya_iters
         ctx.save_for_backward(out, norm)
         return out
 
@@ -164,34 +172,72 @@ class _MPALya(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         out, norm = ctx.saved_tensors
-        g = 0.5 * (grad + grad.mT)
-        if ctx.power > 0:
-            s = norm.sqrt()
-            b, c = out / s, g / s
-        else:
-            m_inv = torch.matmul(out, out)
-            c = -torch.matmul(torch.matmul(m_inv, g), m_inv)
-            s = torch.linalg.matrix_norm(out).unsqueeze(-1).unsqueeze(-1)
-            b, c = out / s, c / s
-        gx = _lyapunov_sign(b, c, ctx.lya_iters)
-        return 0.5 * (gx + gx.mT), None, None, None
+        s = torch.sqrt(norm)
+        return _lyapunov_sign(out / s, grad / s, ctx.lya_iters), None, None
 
 
 def mpa_lya(p: Tensor, power: float, *, degree: int = 5, iters: int = 8) -> Tensor:
-    """MPA forward ([degree/degree] Padé of √(1−x)); Lyapunov backward, ``iters`` sign steps."""
-    return _MPALya.apply(p, power, degree, iters)
+    """MPA-Lya as the released ECCV'22 code runs it: Q = MPA √P; P^{-1/2} = Q⁻¹ (autograd).
+
+    Forward: [degree/degree] Padé of √(1−x) (ICLR'22 eq. 10); backward of Q: Lyapunov by
+    ``iters`` sign steps; the inverse square root is ``torch.linalg.inv`` of Q with autograd's
+    backward through it, as ``ZCANormBatch`` computes ``torch.inverse(MPA_Lya.apply(xxt))``.
+    """
+    q = _MPALyaSqrt.apply(p, degree, iters)
+    return q if power > 0 else torch.linalg.inv(q)
 
 
-def _mpa_impl(p: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
-    check_positive_int("degree", opts["degree"], 1)
-    check_positive_int("iters", opts["iters"], 0)
-    return _run(p, opts, lambda a: mpa_lya(a, power, degree=opts["degree"], iters=opts["iters"]))
+class _MPALyaInv(torch.autograd.Function):
+    """S = √‖P‖_F⁻¹ · P₅(X)⁻¹Q₅(X); backward: B X + X B = C, B = S/‖S‖_F, C = −S²GS²/‖S‖_F."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, degree: int, lya_iters: int) -> Tensor:
+        pm, qn, norm = _mpa_parts(a, degree)
+        out = torch.linalg.solve(pm, qn) / norm.sqrt()
+        out = 0.5 * (out + out.mT)
+        ctx.lya_iters = lya_iters
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (out,) = ctx.saved_tensors
+        g = 0.5 * (grad + grad.mT)
+        m_inv = torch.matmul(out, out)
+        c = -torch.matmul(torch.matmul(m_inv, g), m_inv)
+        s = torch.linalg.matrix_norm(out).unsqueeze(-1).unsqueeze(-1)
+        gx = _lyapunov_sign(out / s, c / s, ctx.lya_iters)
+        return 0.5 * (gx + gx.mT), None, None
+
+
+def mpa_lya_inv(p: Tensor, power: float, *, degree: int = 5, iters: int = 8) -> Tensor:
+    """MPA-Lya's direct inverse (official ``MPA_Lya_Inv``, ICLR'22 §3.4); its √P is mpa-lya's."""
+    if power > 0:
+        return mpa_lya(p, power, degree=degree, iters=iters)
+    return _MPALyaInv.apply(p, degree, iters)
+
+
+def _mpa_impl(fn: Any) -> Any:
+    def impl(p: Tensor, power: float, opts: dict[str, Any]) -> Tensor:
+        check_positive_int("degree", opts["degree"], 1)
+        check_positive_int("iters", opts["iters"], 0)
+        return _run(p, opts, lambda a: fn(a, power, degree=opts["degree"], iters=opts["iters"]))
+
+    return impl
 
 
 register_method(
     "mpa-lya",
     family="iterative",
-    impl=_mpa_impl,
+    impl=_mpa_impl(mpa_lya),
     option_sources=(mpa_lya,),
     aliases=("MPA-Lya", "MPA", "MPA_Lya"),
+)
+register_method(
+    "mpa-lya-inv",
+    family="iterative",
+    impl=_mpa_impl(mpa_lya_inv),
+    option_sources=(mpa_lya_inv,),
+    aliases=("MPA-Lya-Inv", "MPA_Lya_Inv"),
 )

@@ -27,8 +27,11 @@ class _MetaLayerBase(nn.Module):
     its solver sees). Eigenvalues are floored at float64 eps (:func:`spectrum_stats`).
     """
 
-    def __init__(self, method: str, precision: str, opts: dict[str, Any] | None) -> None:
+    def __init__(
+        self, method: str, precision: str, opts: dict[str, Any] | None, solver: str | None
+    ) -> None:
         super().__init__()
+        self.solver = solver
         self.method = method
         self.precision = precision
         self.opts: dict[str, Any] = dict(opts or {})
@@ -37,12 +40,23 @@ class _MetaLayerBase(nn.Module):
 
     @property
     def method(self) -> str:
-        """Canonical name of the matrix-function method (switchable mid-training)."""
-        return self._method
+        """Canonical name of the method the layer runs: ``solver`` when set, else the method
+        last set (the hybrid protocol switches it mid-training)."""
+        return self._solver or self._method
 
     @method.setter
     def method(self, name: str) -> None:
         self._method = resolve_method(name)
+
+    @property
+    def solver(self) -> str | None:
+        """A method run instead of every ``method`` set (the released code's solver under the
+        paper's row names); None: run ``method``."""
+        return self._solver
+
+    @solver.setter
+    def solver(self, name: str | None) -> None:
+        self._solver = None if name is None else resolve_method(name)
 
     @property
     def precision(self) -> str:
@@ -62,7 +76,7 @@ class _MetaLayerBase(nn.Module):
 
     def _solve(self, fn: Any, P: torch.Tensor) -> torch.Tensor:
         """Apply ``fn`` (sqrtm/inv_sqrtm) to P with the current method, precision and options."""
-        return fn(P, self._method, **{**self.opts, "precision": self._precision})
+        return fn(P, self.method, **{**self.opts, "precision": self._precision})
 
     def _maybe_record(self, P: torch.Tensor, ridge: float | None = None) -> None:
         """Store the batch medians of :func:`spectrum_stats` of P when ``record_stats`` is on.
@@ -84,11 +98,16 @@ class _MetaLayerBase(nn.Module):
             self.last_stats = {k: float(v.reshape(-1).median().item()) for k, v in stats.items()}
 
     def extra_repr(self) -> str:
-        return f"method={self._method!r}, precision={self._precision!r}"
+        solver = f", solver={self._solver!r}" if self._solver else ""
+        return f"method={self._method!r}{solver}, precision={self._precision!r}"
 
 
 class ZCAWhitening(_MetaLayerBase):
-    """Decorrelated BN (ECCV'22 §6.1): y = S(x − μ), S = (P + εI)^{-1/2} (eq. 3), then affine."""
+    """Decorrelated BN (ECCV'22 §6.1): y = S(x − μ), S = (P + εI)^{-1/2} (eq. 3), then affine.
+
+    The affine weight starts from U(0, 1) and the bias from 0, drawn from torch's RNG when the
+    module is built, as the official ``ZCANormBatch.reset_parameters`` (same seed, same draws).
+    """
 
     def __init__(
         self,
@@ -101,8 +120,9 @@ class ZCAWhitening(_MetaLayerBase):
         momentum: float = 0.1,
         affine: bool = True,
         opts: dict[str, Any] | None = None,
+        solver: str | None = None,
     ) -> None:
-        super().__init__(method, precision, opts)
+        super().__init__(method, precision, opts, solver)
         if groups < 1 or num_features % groups:
             raise ValueError(f"groups={groups} must divide num_features={num_features}")
         self.num_features = num_features
@@ -112,14 +132,22 @@ class ZCAWhitening(_MetaLayerBase):
         self.affine = affine
         d = num_features // groups
         if affine:
-            self.weight = nn.Parameter(torch.ones(num_features))
-            self.bias = nn.Parameter(torch.zeros(num_features))
+            self.weight = nn.Parameter(torch.empty(num_features))
+            self.bias = nn.Parameter(torch.empty(num_features))
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         self.register_buffer("running_mean", torch.zeros(groups, d, 1))
         self.register_buffer("running_S", torch.eye(d).expand(groups, d, d).clone())
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Affine weight ~ U(0, 1), bias 0 (official ``ZCANormBatch.reset_parameters``)."""
+        if self.affine:
+            with torch.no_grad():
+                self.weight.uniform_()
+                self.bias.zero_()
 
     def _grouped(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → (G, d, B·H·W)."""
@@ -141,10 +169,10 @@ class ZCAWhitening(_MetaLayerBase):
             self._maybe_record(cov, ridge=self.eps)
             S = self._solve(inv_sqrtm, cov + self.eps * eye)
             y = (S @ Xc).to(x.dtype)
-            with torch.no_grad():
-                m = self.momentum
-                self.running_mean.mul_(1 - m).add_(mu.to(self.running_mean.dtype), alpha=m)
-                self.running_S.mul_(1 - m).add_(S.detach().to(self.running_S.dtype), alpha=m)
+            with torch.no_grad():  # (1 − m)·running + m·batch, in the official op order
+                m, mean, run_s = self.momentum, self.running_mean, self.running_S
+                mean.copy_((1 - m) * mean + m * mu.to(mean.dtype))
+                run_s.copy_((1 - m) * run_s + m * S.detach().to(run_s.dtype))
                 self.num_batches_tracked.add_(1)
         else:
             S = self.running_S.to(x.dtype)
@@ -172,8 +200,9 @@ class CovariancePooling(_MetaLayerBase):
         method: str = "svd",
         precision: str = "float64",
         opts: dict[str, Any] | None = None,
+        solver: str | None = None,
     ) -> None:
-        super().__init__(method, precision, opts)
+        super().__init__(method, precision, opts, solver)
         self.in_channels = in_channels
         self.reduction_dim = reduction_dim
         self.conv = nn.Conv2d(in_channels, reduction_dim, kernel_size=1, bias=False)

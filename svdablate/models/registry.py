@@ -30,6 +30,7 @@ DEFAULT_OPTS: dict[str, Any] = {
     "width": 16,  # convnet: stem channels (blocks use 2× and 4×)
     "stem_kernel": 5,  # convnet: stem kernel size
     "metalayer_opts": None,  # extra options for metalayers.sqrtm / inv_sqrtm (keep, degree, …)
+    "solver": None,  # a method run instead of every row's (e.g. mpa-lya: the released DBN code)
 }
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"convnet": {"reduction_dim": 32}}
 

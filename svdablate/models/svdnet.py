@@ -61,6 +61,7 @@ def zca_from_options(channels: int, method: str, precision: str, o: dict[str, An
         eps=float(o["eps"]),
         momentum=float(o["momentum"]),
         opts=o["metalayer_opts"],
+        solver=o["solver"],
     )
 
 
@@ -74,4 +75,5 @@ def gcp_from_options(
         method=method,
         precision=precision,
         opts=o["metalayer_opts"],
+        solver=o["solver"],
     )

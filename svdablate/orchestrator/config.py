@@ -59,6 +59,20 @@ class ModelOptions(BaseModel):
     metalayer_opts: dict[str, Any] | None = _field(
         None, "options of sqrtm/inv_sqrtm (e.g. keep, degree, iters, threshold)"
     )
+    solver: str | None = _field(
+        None,
+        "meta-layer method run in every row instead of the row's (the row keeps its name); "
+        "mpa-lya with precision=float32: what the released ECCV'22 DBN code runs",
+    )
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or _recorded(info):
+            return value
+        from svdablate.metalayers import resolve_method
+
+        return resolve_method(value)
 
     def as_kwargs(self) -> dict[str, Any]:
         """The options set, as `build_model` keyword arguments."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import notes
+from . import fidelity, notes
 from .layout_specs import LAYOUTS, Filters, GroupSpec, Layout, MetricSpec
 from .published import published_value
 from .rows import baseline_row, filter_runs, ordered_rows, paper_names, protocol_runs, row_methods
@@ -232,6 +232,7 @@ def layout_table(
     if any(c.kind == "paper" for c in columns):
         table_notes.append(notes.paper_note(spec.paper))
     table_notes.append(notes.rank_note(spec.top_k))
+    table_notes += fidelity.caption_notes(runs[runs["row"].isin(rows)], rows)
     ow = notes.ow_caption(str(runs_df.attrs.get("ow_map", "")), rows)
     title = spec.title.format(error=f"{metric}-epoch") + ow
     claims = table_claims(runs, rows, metric=metric)

@@ -1,8 +1,9 @@
 """Read a study's child runs from MLflow (docs/internals.md, "MLflow layout") into pandas.
 
 Every axis of a trial is read from the child's tags (`schema.Tag`), falling back to the parent's
-tag for the axes a study shares; params are never read. Frames come out in the canonical order
-(`canonical_order`), so no statistic depends on the order the store returns runs in.
+tag for the axes a study shares; of the params only `schema.CAPTION_PARAMS` are read (what the
+captions' fidelity notes key on). Frames come out in the canonical order (`canonical_order`), so
+no statistic depends on the order the store returns runs in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mlflow.entities import Run, ViewType
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from svdablate.schema import (
+    CAPTION_PARAMS,
     CONTEXT_TAGS,
     RUN_METRICS,
     SPEED_EXPERIMENT,
@@ -57,6 +59,7 @@ RUN_COLUMNS = (
     "smoke",
     "start_time",
     *RUN_METRICS,
+    *CAPTION_PARAMS,
 )
 
 
@@ -119,6 +122,8 @@ def _child_record(run: Run, parent: dict[str, object]) -> dict[str, object]:
         record[name] = str(tags.get(tag) or parent.get(name) or "")
     for key in RUN_METRICS:
         record[key] = run.data.metrics.get(key, np.nan)
+    for column, param in CAPTION_PARAMS.items():
+        record[column] = run.data.params.get(param, "")
     return record
 
 
@@ -133,8 +138,9 @@ def load_runs(tracking_uri: str | None, parent_run_id: str | Sequence[str]) -> p
 
     Columns: RUN_COLUMNS (status in finished|diverged|failed|running, method the canonical
     meta-layer, smoke: FakeData runs, start_time in ms, the run metrics of schema.RUN_METRICS,
-    NaN where not logged). No de-duplication here: see `deduplicate`. attrs: "rows" (the
-    parents' row lists in table order, then any other row seen), "parents", "ow_map".
+    NaN where not logged, the params of schema.CAPTION_PARAMS, "" where not logged). No
+    de-duplication here: see `deduplicate`. attrs: "rows" (the parents' row lists in table
+    order, then any other row seen), "parents", "ow_map".
     """
     mlflow = client(tracking_uri)
     records: list[dict[str, object]] = []

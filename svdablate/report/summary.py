@@ -14,7 +14,7 @@ import pandas as pd
 
 from svdablate.schema import Metric, TrialStatus
 
-from . import notes
+from . import fidelity, notes
 from .rows import baseline_row, ordered_rows, row_methods, variant_rows
 from .runs import deduplicate
 from .stats import compare
@@ -215,6 +215,7 @@ def summary_report(
         notes.kappa_note(summary["kappa_trend"] if kappa_history is not None else None),
         notes.stats_note(summary.attrs["baseline"]),
         notes.rank_note(4),
+        *fidelity.caption_notes(runs, rows_order),
     ]
     where = [_unique(runs, k) for k in ("application", "model", "dataset")]
     context = f" ({', '.join(p for p in where if p)})" if any(where) else ""
