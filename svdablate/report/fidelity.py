@@ -73,6 +73,30 @@ NOTES: tuple[Note, ...] = (
         application="dbn",
         dataset="cifar100",
     ),
+    # ICCV'21 backward rules at tied eigenvalues (README "Ties"; tests/test_official_rules.py)
+    Note(
+        "MPN-COV (svd): at tied eigenvalues the exact limit f'(λ); the official code puts the "
+        "batch's largest finite K there, a value set by round-off (its output moves up to 9e-4 "
+        "when P moves by 1e-15).",
+        method="svd",
+        application="gcp",
+    ),
+    Note(
+        "SVD-Padé: at tied eigenvalues the exact limit f'(λ), the value its approximant tends "
+        "to; the mpmath P(1)/Q(1) = -1.33e21 made a rank-deficient GCP gradient 1e14x the exact "
+        "one, and the official code's ±inf becomes the batch's largest finite K.",
+        method="svd-pade",
+    ),
+    Note(
+        "SVD-TopN: at its tied (dropped) eigenvalues the batch's largest finite K, as the "
+        "official code's overflow check.",
+        method="svd-topn",
+    ),
+    Note(
+        "SVD-PI: the paper's power iteration with deflation; the official code multiplies by "
+        "I - VVᵀ with the full V (≈ 0) and passes no gradient.",
+        method="svd-pi",
+    ),
     # ECCV'22 treatments (§4-5)
     Note(
         "OLR sets the Pre-SVD layer's lr, found by parameter identity; the released script "
