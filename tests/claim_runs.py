@@ -49,6 +49,8 @@ def runs_frame(samples: dict, **context: object) -> pd.DataFrame:
                     "start_time": seed,
                     "best_val_err": float("nan") if diverged else value,
                     "final_val_err": float("nan") if diverged else value + 1.0,
+                    "best_val_err5": float("nan") if diverged else value / 2,
+                    "final_val_err5": float("nan") if diverged else value / 2 + 1.0,
                     "final_kappa": float("nan") if diverged else 10.0**value,
                     "failures_total": 0.0,
                     "epochs_completed": 10.0,
