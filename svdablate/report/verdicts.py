@@ -12,9 +12,9 @@ The procedure (docs/claims.md, "How a verdict is reached"):
    smaller one-sided p's: supported or contradicted. A decided claim is wrong only if its
    direction is wrong, and P(p ≤ a and the direction is wrong) ≤ a for every claim whatever the
    truth, so Holm holds the probability of any wrong verdict, supported or contradicted, at α
-   (exactly under the global null, for any dependence between claims; with true effects present
-   too, as Shaffer 1980 shows for directional decisions).
-   tests/test_claims_error_rate.py checks it by simulating 20,000 null studies.
+   under the global null, for any dependence between claims; with true effects present too,
+   Shaffer (1980) proves it for independent tests, and tests/test_claims_error_rate.py checks
+   it for the report's dependent claims (20,000 simulated studies each way).
 3. No data, no verdict: a row with fewer than two finished runs, identical seeds (one
    observation, no variance), or a κ trend without its histories leave the claim inconclusive
    with the reason, outside the family.
