@@ -16,11 +16,12 @@ tables show, 'best' (default: each run's best epoch, as the papers' scripts repo
   row, a column per shown value: 'val_err_mean', 'kappa', 'cifar100.val_err_mean.paper', ...;
   the κ trend cell is the per-epoch series), ``ReportTable.claims`` the claims under it.
 - ``claims_frame(tracking_uri, parent_ids, *, layout=None, metric="best") -> DataFrame``: each
-  claim of the papers the study's rows can test, one row each (``verdicts.CLAIM_COLUMNS``:
-  paper, where, application, claim, context, rows, quantity, direction, values, n, estimate,
-  p, p_holm, p_opposite, p_opposite_holm, verdict, seeds_needed, note). Verdicts are computed
-  from the finished runs: one-sided Welch t-tests (κ claims on log10 κ), Holm-corrected over
-  the table's claims, α = 0.05.
+  claim of the papers the study's runs can test, one row each (``verdicts.CLAIM_COLUMNS``:
+  paper, where, application, claim, context, rows, quantity, test, direction, values, n,
+  estimate, p_claimed, p_opposite, p, p_holm, holm_level, verdict, seeds_needed, note).
+  Verdicts are computed from the runs, each claim by its own test (two one-sided p's, p twice
+  the smaller), Holm over the family at α = 0.05, so that the chance of any wrong verdict is at
+  most 0.05 (``verdicts``; docs/claims.md lists the claims).
 - ``make_report(tracking_uri, parent_ids, *, fmt="rich", out=None, layout=None,
   metric="best", log_artifacts=True) -> Report``: renders (rich | markdown | latex | csv |
   html: one self-contained page with the figures, recipe and provenance too; every format

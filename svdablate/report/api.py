@@ -135,10 +135,11 @@ def claims_frame(
     experiment: str | None = None,
 ) -> pd.DataFrame:
     """The papers' claims the study's rows test, one row each (`verdicts.CLAIM_COLUMNS`):
-    paper, where (section/table), application, claim, context, rows, quantity, direction,
-    values, n, estimate, p, p_holm, p_opposite, p_opposite_holm, verdict, seeds_needed, note."""
+    paper, where (section/table), application, claim, context, rows, quantity, test,
+    direction, values, n, estimate, p_claimed, p_opposite, p, p_holm, holm_level, verdict,
+    seeds_needed, note. The κ histories are read (the κ-trend claims need them)."""
     table = report_table(
-        tracking_uri, parent_ids, layout=layout, metric=metric, experiment=experiment, trend=False
+        tracking_uri, parent_ids, layout=layout, metric=metric, experiment=experiment
     )
     return table.claims.copy()
 
@@ -154,8 +155,16 @@ def _emit(
     elif fmt == "rich":
         render_rich(table, console)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(stdout_text(table, text, fmt))
         sys.stdout.flush()
+
+
+def stdout_text(table: ReportTable, text: str, fmt: str) -> str:
+    """What the terminal gets: the rendering; for CSV the table's CSV, then (after one blank
+    line) the claims CSV when the rows test any: stdout has no second file to put them in."""
+    if fmt != "csv" or table.claims.empty:
+        return text
+    return f"{text}\n{claims_csv(table)}"
 
 
 def claims_path(table_path: Path) -> Path:
@@ -180,9 +189,9 @@ def make_report(
     fmt: rich (coloured in the terminal; the returned text is its plain form) | markdown |
     latex | csv | html (one self-contained page: the table, the claims, the κ and error
     figures, the recipe and the provenance). out: the file to write (else the terminal /
-    stdout); a CSV table's claims go to `<stem>.claims.csv` beside it (stdout gets the table
-    alone). parent_ids: one id, several (de-duplicated reruns), or None for the newest study
-    (in `experiment`).
+    stdout); a CSV table's claims go to `<stem>.claims.csv` beside it (on stdout they follow
+    the table's CSV after a blank line). parent_ids: one id, several (de-duplicated reruns),
+    or None for the newest study (in `experiment`).
     With log_artifacts the rendered file, the CSV and the claims CSV are attached to every
     parent run under `report/` and its verdicts set as the `svdablate.claims` tag; when the
     store is read-only that is skipped with one warning line on stderr (also in

@@ -114,6 +114,23 @@ def _model_sections(runs: pd.DataFrame) -> list[tuple[str, Filters]]:
     return [(MODEL_LABELS.get(m, m), (("model", m),)) for m in models] or [("", ())]
 
 
+def _by_precision(sections: Sections) -> Sections:
+    """`sections`, each split by precision when the study ran several (float64 first: the
+    papers' default, ICCV'21 §3.2), so no cell pools float32 and float64 runs."""
+
+    def split(runs: pd.DataFrame) -> list[tuple[str, Filters]]:
+        precisions = _ordered(runs["precision"], ["float64", "float32"])
+        if len(precisions) < 2:
+            return sections(runs)
+        return [
+            (", ".join(x for x in (label, p) if x), (*filters, ("precision", p)))
+            for label, filters in sections(runs)
+            for p in precisions
+        ]
+
+    return split
+
+
 _MEAN = MetricSpec(ERROR, "mean ± std", "min", "val_err_mean", "val_err_std")
 _MIN = MetricSpec(ERROR, "min", "min", "val_err_min", stat="min", fmt="num")
 
@@ -196,12 +213,12 @@ LAYOUTS: dict[str, Layout] = {
             "iccv21-t2",
             "ICCV'21 Table 2: AlexNet GCP - final- and best-epoch validation error (%), "
             "standalone and hybrid",
-            "iccv21", 3, ICCV21_ROWS, False, _iccv_alexnet_groups, _no_sections,
+            "iccv21", 3, ICCV21_ROWS, False, _iccv_alexnet_groups, _by_precision(_no_sections),
         ),
         Layout(
             "iccv21-t3",
             "ICCV'21 Table 3: ResNet GCP - {error} validation error (%)",
-            "iccv21", 3, ICCV21_ROWS, False, _iccv_resnet_groups, _model_sections,
+            "iccv21", 3, ICCV21_ROWS, False, _iccv_resnet_groups, _by_precision(_model_sections),
         ),
         Layout(
             "iccv21-t4",

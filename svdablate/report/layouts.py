@@ -132,8 +132,11 @@ def _publisher(
     ctx: _Context, row: str, group: GroupSpec, group_runs: pd.DataFrame
 ) -> Callable[[str], float] | None:
     """The paper's value of `row` for a metric in this group; None for smoke runs (FakeData is
-    never compared with the paper) and rows the paper does not name."""
+    never compared with the paper), rows the paper does not name, and runs in a precision
+    other than the papers' float64."""
     if group_runs["smoke"].astype(bool).any() or row not in ctx.names:
+        return None
+    if _unique(group_runs, "precision") not in ("", "float64"):
         return None
     context = {k: _unique(group_runs, k) for k in ("application", "dataset", "model")}
     context["protocol"] = (
@@ -235,5 +238,5 @@ def layout_table(
     table_notes += fidelity.caption_notes(runs[runs["row"].isin(rows)], rows)
     ow = notes.ow_caption(str(runs_df.attrs.get("ow_map", "")), rows)
     title = spec.title.format(error=f"{metric}-epoch") + ow
-    claims = table_claims(runs, rows, metric=metric)
+    claims = table_claims(runs, rows, metric=metric, kappa_history=kappa_history)
     return ReportTable(spec.name, title, columns, values, spec.top_k, table_notes, claims, metric)

@@ -28,13 +28,16 @@ CLAIMS_TITLE = "Claims of the papers that these rows test"
 
 
 def claims_note(table: ReportTable) -> str:
+    """How the verdicts were reached (docs/claims.md has the whole procedure)."""
     tested = int(table.claims["p"].notna().sum())
     return (
-        "One-sided Welch t-test per claim on the finished runs (scipy.stats.ttest_ind, "
-        "equal_var=False; a difference of differences on Welch–Satterthwaite df); κ claims on "
-        f"log10 κ; p Holm-corrected over the {tested} tested claim(s), α = {ALPHA}. Supported / "
-        "contradicted: the claimed / the opposite direction is significant; seeds: per row for "
-        f"80% power at α = {ALPHA} if the observed effect were the truth."
+        "Each claim is tested on the finished runs of its context (Welch t, TOST, Fisher exact "
+        "or Poisson rates; κ on log10 κ): p = twice the smaller of its two one-sided p's. Holm "
+        f"over the {tested} tested claim(s) at α = {ALPHA} decides which get a verdict, and the "
+        "smaller one-sided p its direction (supported / contradicted): the chance of any wrong "
+        f"verdict is at most {ALPHA}. Fewer than two runs or identical seeds: no verdict. "
+        "Seeds: per row for 80% power at the Holm level the claim would have to pass, if the "
+        "observed effect were the truth."
     )
 
 
@@ -54,7 +57,7 @@ def claim_cells(table: ReportTable) -> list[tuple[str, ...]]:
             (
                 f"{c.paper} {c.where}: {c.claim}{context}",
                 f"{c.rows} ({c.direction})",
-                c.quantity,
+                f"{c.quantity}, {c.test}",
                 f"{c.values} (n {c.n})",
                 _p(c.p_holm),
                 verdict,

@@ -221,5 +221,7 @@ def summary_report(
     context = f" ({', '.join(p for p in where if p)})" if any(where) else ""
     ow = notes.ow_caption(str(runs_df.attrs.get("ow_map", "")), list(runs["row"]))
     title = f"{metric.capitalize()}-epoch validation error (%) over seeds{context}{ow}"
-    claims = table_claims(runs, list(dict.fromkeys(runs["row"])), metric=metric)
+    claims = table_claims(
+        runs, list(dict.fromkeys(runs["row"])), metric=metric, kappa_history=kappa_history
+    )
     return ReportTable("summary", title, columns, values, 4, table_notes, claims, metric)
