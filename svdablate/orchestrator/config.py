@@ -112,6 +112,17 @@ class TrialConfig(BaseModel):
         (), "lr decays at these fractions of the run (epoch = round(f·epochs))", unit="of epochs"
     )
     gamma: float = _field(0.1, "lr factor at each milestone", gt=0, le=1)
+    classifier_lr_factor: float = _field(
+        1.0,
+        "the classifier's lr is lr × this (ICCV'21 main.py --classifier-factor; FGVC: 5)",
+        gt=0,
+    )
+    grad_clip_norm: float | None = _field(
+        None,
+        "clip the 2-norm of all gradients to this after backward, before NOG/OLR and the step "
+        "(ICCV'21 main.py: 5); null: no clipping",
+        gt=0,
+    )
     switch_epoch: int | None = _field(
         None, "hybrid: first epoch of the row's method (set from the recipe)", unit="epoch", ge=1
     )

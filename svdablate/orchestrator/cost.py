@@ -87,11 +87,38 @@ def compute_hours(configs: list[TrialConfig], resources: Resources) -> float:
 
 def schedule_text(config: TrialConfig) -> str:
     """The effective lr schedule: `lr 0.05, ×0.1 at epochs 10 (of 15)`, plus the hybrid switch."""
-    decays = ", ".join(map(str, config.milestone_epochs)) or "none"
-    text = f"lr {config.lr:g}, ×{config.gamma:g} at epochs {decays} (of {config.epochs})"
+    decays = ", ".join(map(str, config.milestone_epochs))
+    if decays:
+        text = f"lr {config.lr:g}, ×{config.gamma:g} at epochs {decays} (of {config.epochs})"
+    else:
+        text = f"lr {config.lr:g}, constant over {config.epochs} epochs"
     if config.switch_epoch is not None:
         text += f"; NS until epoch {config.switch_epoch}"
     return text
+
+
+def recipe_text(configs: list[TrialConfig]) -> str:
+    """The rest of the recipe, one line for the grid (each part once, or 'a or b' where the
+    trials differ): batch, SGD, classifier lr factor, gradient clipping and initialisation."""
+
+    def one(values: list[str]) -> str:
+        return " or ".join(dict.fromkeys(values))
+
+    def clip(c: TrialConfig) -> str:
+        if c.grad_clip_norm is None:
+            return "gradient norm not clipped"
+        return f"gradient norm clipped at {c.grad_clip_norm:g}"
+
+    parts = [
+        "batch " + one([str(c.batch_size) for c in configs]),
+        "SGD momentum "
+        + one([f"{c.momentum:g}" for c in configs])
+        + ", weight decay "
+        + one([f"{c.weight_decay:g}" for c in configs]),
+        "classifier lr ×" + one([f"{c.classifier_lr_factor:g}" for c in configs]),
+        one([clip(c) for c in configs]),
+    ]
+    return " · ".join(parts)
 
 
 def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources) -> Table:
@@ -100,7 +127,7 @@ def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources)
     total = compute_hours(configs, resources)
     table = Table(
         title=f"{preset.name}: {preset.reproduces}",
-        caption=f"{len(configs)} trials · {total:,.2f} {unit} estimated "
+        caption=f"{recipe_text(configs)}\n{len(configs)} trials · {total:,.2f} {unit} estimated "
         f"(cost model: svdablate.orchestrator.cost) · {resources.gpus_per_trial:g} GPU and "
         f"{resources.cpus_per_trial:g} CPUs per trial",
     )

@@ -89,6 +89,8 @@ def _base_fields(preset: Preset, spec: StudySpec) -> dict[str, Any]:
         "weight_decay": recipe.weight_decay,
         "milestones": recipe.milestones,
         "gamma": recipe.gamma,
+        "grad_clip_norm": recipe.grad_clip_norm,
+        "classifier_lr_factor": recipe.classifier_lr_factor,
         "max_steps_per_epoch": 2 if spec.smoke else None,
         "kappa_every": 1 if spec.smoke else 10,
         "model_options": dict(preset.model_options),

@@ -29,6 +29,7 @@ from svdablate.schema import Metric
 from svdablate.treatments import attach_treatments
 
 from .config import TrialConfig
+from .training import Update, apply_update, make_optimizer
 
 ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
 STATE_FILE = "state.pt"
@@ -132,6 +133,7 @@ class _Telemetry:
         self.ridged_kappas: list[float] = []
         self.ratios: list[float] = []
         self.grad_norms: list[float] = []
+        self.total_grad_norms: list[float] = []
         self.lrs: list[float] = []
         self.failures = 0
 
@@ -151,7 +153,17 @@ class _Telemetry:
         }
         if self.ridged_kappas:  # only where the meta-layer whitens P + εI (dbn)
             summary[Metric.KAPPA_RIDGED_MEDIAN] = statistics.median(self.ridged_kappas)
+        if self.total_grad_norms:  # only where the recipe clips the gradient norm
+            summary[Metric.GRAD_NORM] = statistics.fmean(self.total_grad_norms)
         return summary
+
+    def record_update(self, update: Update) -> None:
+        """Keep a step's gradient norms (before clipping; the Pre-SVD one before NOG) and lr."""
+        if update.grad_norm is not None:
+            self.total_grad_norms.append(update.grad_norm)
+        if update.pre_svd_grad_norm is not None:
+            self.grad_norms.append(update.pre_svd_grad_norm)
+        self.lrs.append(update.pre_svd_lr)
 
     def record(self, stats: dict[str, float] | None) -> None:
         """Keep one κ sample of the meta-layer (`last_stats` of its training forward)."""
@@ -247,18 +259,7 @@ def train_trial(
     # OW as Skew Orthogonal Convolution replaces the conv itself (a no-op for the other maps)
     model.body.set_submodule(model.pre_svd_path, treatments.layer)
     model.to(device)
-    pre_svd = treatments.parameters()
-    pre_ids = {id(p) for p in pre_svd}
-    others = [p for p in model.parameters() if id(p) not in pre_ids]
-    optimizer = torch.optim.SGD(
-        [{"params": others}, {"params": pre_svd}],
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=config.milestone_epochs, gamma=config.gamma
-    )
+    optimizer, scheduler = make_optimizer(model, treatments, config)
 
     start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
     failures_total = 0
@@ -303,13 +304,8 @@ def train_trial(
                 continue
             if model.metalayer.record_stats:
                 tele.record(getattr(model.metalayer, "last_stats", None))
-            treatments.after_backward()
-            if treatments.last_grad_norm is not None:  # before NOG: the layer's own gradient
-                tele.grad_norms.append(treatments.last_grad_norm)
-            tele.lrs.append(
-                treatments.set_learning_rate(optimizer, optimizer.param_groups[0]["lr"])
-            )
-            optimizer.step()
+            update = apply_update(model, treatments, optimizer, config)  # clip, NOG, OLR, step
+            tele.record_update(update)
             tele.losses.append(loss_value)
         model.metalayer.record_stats = False
         scheduler.step()
