@@ -100,7 +100,9 @@ class TrialConfig(BaseModel):
     )
     model_options: ModelOptions = _field(ModelOptions(), "network and meta-layer options")
     init_checkpoint: str | None = _field(
-        None, "initialise from this state.pt or state dict (fine-tuning)"
+        None,
+        "the row's own checkpoint it fine-tunes from (set from --checkpoints DIR)",
+        settable=False,
     )
     # recipe
     epochs: int = _field(6, "training epochs", unit="epochs", ge=1)
@@ -298,6 +300,9 @@ class StudySpec(BaseModel):
     data_dir: str | None = Field(None, description="dataset root")
     download: bool = Field(False, description="download CIFAR where the network allows")
     seed_offset: int = Field(0, ge=0, description="first seed")
+    checkpoints: str | None = Field(
+        None, description="folder of the rows' own starting checkpoints, one file per row"
+    )
     overrides: dict[str, Any] = Field(default_factory=dict, description="parsed --set values")
 
     @field_validator("rows")

@@ -22,6 +22,7 @@ The per-epoch cost model (seconds of one trial on one whole data-centre GPU, or 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from rich.table import Table
 
@@ -131,9 +132,12 @@ def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources)
         f"(cost model: svdablate.orchestrator.cost) · {resources.gpus_per_trial:g} GPU and "
         f"{resources.cpus_per_trial:g} CPUs per trial",
     )
-    columns = ("row", "protocol", "dataset", "precision", "seeds", "schedule", unit)
+    starts = preset.fine_tunes or any(c.init_checkpoint for c in configs)
+    columns = ("row", "protocol", "dataset", "precision", "seeds", "schedule")
+    columns += ("starts from",) * starts + (unit,)
     for column in columns:
-        table.add_column(column, justify="left" if column in ("row", "schedule") else "right")
+        left = column in ("row", "schedule", "starts from")
+        table.add_column(column, justify="left" if left else "right")
     groups: Counter[tuple] = Counter()
     hours: dict[tuple, float] = {}
     schedule: dict[tuple, str] = {}
@@ -141,10 +145,15 @@ def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources)
         key = (c.row, c.protocol, c.reported_dataset, c.precision)
         groups[key] += 1
         hours[key] = hours.get(key, 0.0) + compute_hours([c], resources)
-        schedule[key] = schedule_text(c)
+        start = (
+            Path(c.init_checkpoint).name
+            if c.init_checkpoint
+            else ("random weights" if c.smoke else "needs --checkpoints")
+        )
+        schedule[key] = (schedule_text(c), *((start,) if starts else ()))
     for key, seeds in groups.items():
         row, protocol, dataset, precision = key
         table.add_row(
-            row, protocol, dataset, precision, str(seeds), schedule[key], f"{hours[key]:,.2f}"
+            row, protocol, dataset, precision, str(seeds), *schedule[key], f"{hours[key]:,.2f}"
         )
     return table

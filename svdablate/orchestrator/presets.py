@@ -78,6 +78,8 @@ class Preset:
     model_options: dict[str, Any] = field(default_factory=dict)
     ow_map: str = "matrix_exp"
     hybrid_warmup_epochs: int = 3
+    #: each row starts from its own checkpoint (`--checkpoints DIR`, `checkpoints.py`), required
+    fine_tunes: bool = False
 
     def with_overrides(self, **changes: Any) -> Preset:
         """Copy of the preset with some fields replaced."""
@@ -240,8 +242,8 @@ register_preset(
         ICCV21_ROWS,
         _FGVC_RECIPE,
         datasets=("cub200", "dogs", "cars"),
-        # fine-tunes from --set init_checkpoint=PATH (an iccv21-gcp-resnet50 hybrid checkpoint);
-        # the recipe follows iSQRT-COV's FGVC setting (the ICCV'21 appendix is not in the spec)
+        # each row from its own iccv21-gcp-resnet50 hybrid model (§5.4): --checkpoints DIR
+        fine_tunes=True,
         model_options={"layer4_stride1": True},
     )
 )

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from svdablate.data import build_datasets
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.models import build_model
+from svdablate.models import SVDNet, build_model
 from svdablate.schema import Metric
 from svdablate.treatments import attach_treatments
 
@@ -113,15 +113,25 @@ def _probe(hooks: dict[str, Any], config: TrialConfig, event: str, device: torch
             handle.write(json.dumps(record) + "\n")
 
 
-def load_pretrained(model: torch.nn.Module, path: str) -> list[str]:
-    """Initialise from a trial's `state.pt` or a plain state dict, skipping tensors whose shape
-    differs (the classifier of another dataset); returns the names skipped (ICCV'21 FGVC)."""
+def load_pretrained(model: SVDNet, path: str) -> list[str]:
+    """Initialise from a trial's `state.pt` or a plain state dict (ICCV'21 FGVC); returns the
+    names not loaded, which may only be the classifier's (another dataset's: it starts afresh, as
+    official `model_init.py` makes a new one). A file that leaves any other tensor unloaded
+    raises: a fine-tuned trial never trains from scratch (`checkpoints.check_checkpoints` says
+    so before Ray starts)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     weights = state.get("model", state) if isinstance(state, dict) else state
     own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(usable))
+    outside = [k for k in skipped if not k.startswith(model.classifier_prefix)]
+    if outside:
+        raise ValueError(
+            f"{path} does not fit this network: {len(outside)} tensors outside the classifier "
+            f"are missing or of another shape, e.g. {outside[0]}"
+        )
     model.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))
+    return skipped
 
 
 class _Telemetry:
@@ -248,7 +258,9 @@ def train_trial(
         precision=config.precision,
         **config.model_options.as_kwargs(),
     )
-    if config.init_checkpoint:
+    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+    resuming = state_path is not None and state_path.exists()
+    if config.init_checkpoint and not resuming:  # a resumed trial has its own weights
         load_pretrained(model, config.init_checkpoint)
     treatments = attach_treatments(
         model.pre_svd_layer,
@@ -263,8 +275,7 @@ def train_trial(
 
     start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
     failures_total = 0
-    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
-    if state_path is not None and state_path.exists():
+    if resuming:
         state = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
