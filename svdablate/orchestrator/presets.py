@@ -231,7 +231,8 @@ register_preset(
         ICCV21_ROWS,
         _RESNET_IMAGENET_RECIPE,
         protocols=("standalone", "hybrid"),
-        model_options={"layer4_stride1": True},
+        # train_resnet.sh's -a resnet50 keeps layer4 at stride 2 (7×7 positions at 224 px, not
+        # iSQRT-COV's stride-1 mpncovresnet50): tests/test_official_networks.py
     )
 )
 register_preset(
@@ -244,7 +245,6 @@ register_preset(
         datasets=("cub200", "dogs", "cars"),
         # each row from its own iccv21-gcp-resnet50 hybrid model (§5.4): --checkpoints DIR
         fine_tunes=True,
-        model_options={"layer4_stride1": True},
     )
 )
 register_preset(
