@@ -129,8 +129,9 @@ class Metric:
     LAMBDA_RATIO = "lambda_ratio"  # λ1/λ2
     FAILURES = "failures"  # solver failures in the epoch
     FAILURES_TOTAL = "failures_total"
-    PRE_SVD_GRAD_NORM = "pre_svd_grad_norm"
+    PRE_SVD_GRAD_NORM = "pre_svd_grad_norm"  # as the step uses it: after clipping, before NOG
     PRE_SVD_LR = "pre_svd_lr"
+    GRAD_NORM = "grad_norm"  # all parameters' gradient before clipping (where the recipe clips)
     EPOCH_SECONDS = "epoch_seconds"
     DIVERGED = "diverged"  # 0/1
     EPOCHS_COMPLETED = "epochs_completed"
@@ -157,6 +158,7 @@ EPOCH_METRICS: Final = (
     Metric.FAILURES_TOTAL,
     Metric.PRE_SVD_GRAD_NORM,
     Metric.PRE_SVD_LR,
+    Metric.GRAD_NORM,
     Metric.EPOCH_SECONDS,
     Metric.DIVERGED,
 )

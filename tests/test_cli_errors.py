@@ -163,6 +163,27 @@ def test_plan_prints_trials_schedule_and_gpu_hours_without_running(monkeypatch, 
     assert "-0.0" not in out
 
 
+def test_plan_shows_the_recipe_beyond_the_schedule(monkeypatch, capsys):
+    """ICCV'21 presets clip the gradient norm at 5 (main.py); fine-grained fine-tuning runs the
+    classifier at 5× the lr (finetune/finetune.sh); `plan` says both."""
+    for preset, expected in (
+        (
+            "iccv21-gcp-alexnet",
+            "batch 128 · SGD momentum 0.9, weight decay 0.0005 · classifier lr"
+            " ×1 · gradient norm clipped at 5",
+        ),
+        ("iccv21-fgvc", "classifier lr ×5 · gradient norm clipped at 5"),
+        ("eccv22-dbn-cifar10", "gradient norm not clipped"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["svdablate", "plan", "--preset", preset])
+        monkeypatch.setattr(cli.console, "width", 250)
+        try:
+            cli.main()
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+        assert expected in " ".join(capsys.readouterr().out.split())
+
+
 def test_the_readme_documents_every_config_field():
     from pathlib import Path
 

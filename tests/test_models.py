@@ -105,6 +105,44 @@ def test_resnet_stems_and_layer4_stride() -> None:
     assert head_input_hw(layer4_stride1=True) == (6, 6)
 
 
+def test_gcp_alexnet_is_the_official_iccv21_network() -> None:
+    """ICCV'21 official `model_init.py` on `src/network/alexnet.py`: BN after every conv, no last
+    max-pool, and the classifier 32896 → 4096 → ReLU → 4096 → ReLU → 1000 without dropout (the
+    official AlexNet comments both dropouts out): 158,162,472 parameters, counted on the official
+    model built on a CPU (`get_model('alexnet', MPNCOV with dimension_reduction=256, 1000, 0)`)."""
+    model = build_model(
+        "alexnet", application="gcp", num_classes=1000, in_channels=3, image_size=224, method="ns"
+    )
+    assert sum(p.numel() for p in model.parameters()) == 158_162_472
+    features = [type(m).__name__ for m in model.body.features]
+    assert (
+        features
+        == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 2
+        + [
+            "Conv2d",
+            "BatchNorm2d",
+            "ReLU",
+        ]
+        * 3
+    )
+    head = model.classifier
+    assert (
+        model.classifier is model.body.classifier and model.classifier_prefix == "body.classifier."
+    )
+    assert [type(m).__name__ for m in head] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert [(m.in_features, m.out_features) for m in head if isinstance(m, nn.Linear)] == [
+        (32896, 4096),
+        (4096, 4096),
+        (4096, 1000),
+    ]
+    model.train()  # no dropout: a training forward is deterministic
+    x = torch.randn(2, 3, 224, 224)
+    torch.manual_seed(1)
+    first = model(x)
+    torch.manual_seed(2)
+    assert torch.equal(first, model(x))
+
+
 def test_build_model_rejects_unknowns() -> None:
     kw: dict[str, Any] = dict(num_classes=3, in_channels=3, image_size=32, method="svd")
     with pytest.raises(ValueError, match="convnet"):

@@ -111,6 +111,18 @@ def test_hybrid_protocol_trains_ns_before_the_switch():
     assert [m["method_used"] for m in rec.metrics] == ["ns", "svd"]
 
 
+def test_a_clipping_recipe_reports_the_gradient_norm_before_clipping():
+    rec = Recorder()
+    train_trial(_config("SVD", epochs=1, grad_clip_norm=1e-3), rec)
+    metrics = rec.metrics[0]
+    assert metrics["grad_norm"] > 1e-3  # all gradients, before clipping
+    assert 0 < metrics["pre_svd_grad_norm"] <= 1e-3  # the Pre-SVD part of the clipped gradient
+    plain = Recorder()
+    train_trial(_config("SVD", epochs=1), plain)
+    assert "grad_norm" not in plain.metrics[0]
+    assert plain.metrics[0]["pre_svd_grad_norm"] > 1e-3
+
+
 def test_device_auto_is_cpu_without_cuda():
     if not torch.cuda.is_available():
         assert trial_module.resolve_device("auto").type == "cpu"

@@ -111,6 +111,14 @@ Rows = Annotated[
 Epochs = Annotated[int | None, typer.Option(help="Epochs per trial (default: the preset's).")]
 Smoke = Annotated[bool, typer.Option(help="Every trial on fake data, 2 steps, on CPU.")]
 GpusPerTrial = Annotated[float | None, typer.Option(help="GPUs per trial; 0.25 packs four.")]
+Checkpoints = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoints",
+        help="Folder with each row's own starting checkpoint, one file per row named as the row "
+        "(iSQRT-COV.pt, SVD-Pade.pt, ...): required by iccv21-fgvc (README, Fine-grained).",
+    ),
+]
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a trial-config field: key=value (README, Trial config)."),

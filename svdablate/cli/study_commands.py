@@ -13,6 +13,7 @@ from svdablate.orchestrator.presets import PRESETS
 
 from .app import (
     EXIT_CODES,
+    Checkpoints,
     Epochs,
     ErrorMetric,
     GpusPerTrial,
@@ -40,6 +41,7 @@ def _grid(
     smoke: bool,
     sets: list[str] | None,
     gpus_per_trial: float | None,
+    checkpoints: Path | None,
 ) -> dict[str, Any]:
     """`Study.create`'s keywords from the grid options that `plan` and `run` share."""
     return {
@@ -49,6 +51,7 @@ def _grid(
         "smoke": smoke,
         "overrides": sets,
         "gpus_per_trial": gpus_per_trial,
+        "checkpoints": checkpoints,
     }
 
 
@@ -56,6 +59,7 @@ def _grid(
     epilog=_examples(
         "svdablate plan --preset eccv22-dbn-cifar100",
         "svdablate plan --preset demo --epochs 30 --set milestones=[0.5,0.75]",
+        "svdablate plan --preset iccv21-fgvc --checkpoints imagenet-models/",
     )
 )
 def plan(
@@ -65,16 +69,23 @@ def plan(
     epochs: Epochs = None,
     smoke: Smoke = False,
     gpus_per_trial: GpusPerTrial = None,
+    checkpoints: Checkpoints = None,
     set_: Sets = None,
 ) -> None:
     """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
     from svdablate.orchestrator.cost import plan_table
+    from svdablate.orchestrator.grid import missing_checkpoints
     from svdablate.orchestrator.study import Study
 
     study = Study.create(
-        preset, **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial), check=False
+        preset,
+        **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial, checkpoints),
+        check=False,
     )
     _warn(study.warnings)
+    refusal = None if smoke else missing_checkpoints(study.spec)
+    if refusal:
+        _warn([f"`run` will refuse: {refusal}"])
     console.print(plan_table(study.preset, study.configs, study.resources))
 
 
@@ -138,6 +149,7 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         "svdablate run --preset eccv22-dbn-cifar100 --data-dir /data --address ray://head:10001 "
         "--gpus-per-trial 0.25 --tracking-uri http://mlflow:5000",
         "svdablate run --preset demo --extend RUN_ID --seeds 10",
+        "svdablate run --preset iccv21-fgvc --checkpoints imagenet-models/ --data-dir /data",
         EXIT_CODES,
     )
 )
@@ -190,6 +202,7 @@ def run(
     extend: Annotated[
         str | None, typer.Option(help="Add seeds/rows to this study (its parent run id).")
     ] = None,
+    checkpoints: Checkpoints = None,
     set_: Sets = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
     metric: Annotated[
@@ -216,6 +229,11 @@ def run(
     if extend:
         if len(names) != 1:
             raise UserError("--extend takes one study: name one --preset")
+        if checkpoints is not None:
+            raise UserError(
+                "--extend keeps the study's --checkpoints folder (new rows' files go there): "
+                "drop --checkpoints"
+            )
         study = Study.load(results_dir, extend)
         outcome = study.extend(
             seeds=seeds,
@@ -231,7 +249,7 @@ def run(
     studies = [  # every grid is checked before Ray starts
         Study.create(
             name,
-            **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial),
+            **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial, checkpoints),
             results_dir=results_dir,
             tracking_uri=tracking_uri,
             storage_path=storage_path,

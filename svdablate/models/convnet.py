@@ -86,6 +86,7 @@ def build_convnet(
             body,
             pre_svd_path="conv1",
             metalayer_path="bn1",
+            classifier_path="fc",
         )
     head = gcp_from_options(4 * width, method, precision, o)
     body = ConvNet(
@@ -102,4 +103,5 @@ def build_convnet(
         body,
         pre_svd_path="pool.conv",
         metalayer_path="pool",
+        classifier_path="fc",
     )

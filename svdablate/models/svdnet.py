@@ -1,9 +1,11 @@
 """The model contract: ``SVDNet`` (a backbone plus its two handles) and its meta-layer from options.
 
 Every builder (``convnet.py``, ``torchvision_backbones.py``) returns an ``SVDNet``: the backbone
-plus ``pre_svd_layer`` (the conv whose output feeds the meta-layer; treatments attach to it) and
-``metalayer`` (``ZCAWhitening`` for ``dbn``, ``CovariancePooling`` for ``gcp``), both resolved by
-module path (``get_submodule``) at each access.
+plus ``pre_svd_layer`` (the conv whose output feeds the meta-layer; treatments attach to it),
+``metalayer`` (``ZCAWhitening`` for ``dbn``, ``CovariancePooling`` for ``gcp``) and ``classifier``
+(the layers after the pooling: ICCV'21 main.py gives them lr × ``--classifier-factor``, and a
+fine-tuned network starts them afresh), each resolved by module path (``get_submodule``) at each
+access.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ class SVDNet(nn.Module):
         *,
         pre_svd_path: str,
         metalayer_path: str,
+        classifier_path: str,
     ) -> None:
         super().__init__()
         self.body = body
         self.pre_svd_path = pre_svd_path
         self.metalayer_path = metalayer_path
-        self.body.get_submodule(pre_svd_path)
-        self.body.get_submodule(metalayer_path)
+        self.classifier_path = classifier_path
+        for path in (pre_svd_path, metalayer_path, classifier_path):
+            self.body.get_submodule(path)
 
     @property
     def pre_svd_layer(self) -> nn.Module:
@@ -45,6 +49,16 @@ class SVDNet(nn.Module):
     def metalayer(self) -> ZCAWhitening | CovariancePooling:
         """The ZCA whitening (dbn) or covariance pooling (gcp) module."""
         return self.body.get_submodule(self.metalayer_path)  # type: ignore[return-value]
+
+    @property
+    def classifier(self) -> nn.Module:
+        """The layers after the pooling (a Linear, or AlexNet's three-layer MLP)."""
+        return self.body.get_submodule(self.classifier_path)
+
+    @property
+    def classifier_prefix(self) -> str:
+        """The state-dict prefix of the classifier's tensors (``body.fc.``)."""
+        return f"body.{self.classifier_path}."
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the backbone."""

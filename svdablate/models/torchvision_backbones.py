@@ -3,6 +3,12 @@
 dbn: ZCA whitening replaces the stem's BN; gcp: covariance pooling replaces the average pool (the
 1×1 reduction conv of the head is the Pre-SVD layer). Images up to ``SMALL_IMAGE_MAX`` pixels get
 the CIFAR stem (3×3 stride-1 conv, no max-pool).
+
+GCP AlexNet is the ICCV'21 official one (``model_init.py`` on ``src/network/alexnet.py``): BN after
+each conv, the last max-pool dropped, and the classifier d(d+1)/2 → 4096 → ReLU → 4096 → ReLU →
+classes with no dropout (the official AlexNet comments its two ``nn.Dropout()`` out): 158.2M
+parameters at 1000 classes, of which the classifier is 155.6M. Every layer keeps torch's default
+initialisation, as the official model does (its ``weight_init`` is never called).
 """
 
 from __future__ import annotations
@@ -14,9 +20,16 @@ from torch import nn
 
 from .svdnet import SVDNet, gcp_from_options, zca_from_options
 
-__all__ = ["SMALL_IMAGE_MAX", "build_alexnet", "resnet_builder"]
+__all__ = [
+    "ALEXNET_HIDDEN",
+    "SMALL_IMAGE_MAX",
+    "build_alexnet",
+    "gcp_alexnet_classifier",
+    "resnet_builder",
+]
 
 SMALL_IMAGE_MAX = 64  # images up to this size get the CIFAR stem (3×3 stride-1 conv, no max-pool)
+ALEXNET_HIDDEN = 4096  # the official GCP AlexNet's two hidden fully connected layers
 
 
 def _stem_conv(in_channels: int, image_size: int) -> nn.Conv2d | None:
@@ -60,7 +73,7 @@ def resnet_builder(arch: str) -> Callable[..., SVDNet]:
             net.maxpool = nn.Identity()
         if application == "dbn":
             net.bn1 = zca_from_options(64, method, precision, o)
-            return SVDNet(net, pre_svd_path="conv1", metalayer_path="bn1")
+            return SVDNet(net, pre_svd_path="conv1", metalayer_path="bn1", classifier_path="fc")
         if o["layer4_stride1"]:
             for m in net.layer4[0].modules():
                 if isinstance(m, nn.Conv2d) and m.stride != (1, 1):
@@ -69,12 +82,22 @@ def resnet_builder(arch: str) -> Callable[..., SVDNet]:
         net.avgpool = head
         net.fc = nn.Linear(head.output_dim, num_classes)
         return SVDNet(
-            net,
-            pre_svd_path="avgpool.conv",
-            metalayer_path="avgpool",
+            net, pre_svd_path="avgpool.conv", metalayer_path="avgpool", classifier_path="fc"
         )
 
     return build
+
+
+def gcp_alexnet_classifier(in_features: int, num_classes: int) -> nn.Sequential:
+    """The ICCV'21 GCP AlexNet's classifier (official ``model_init.py`` replaces the first and last
+    Linear of its AlexNet's classifier, whose two dropouts are commented out): no dropout."""
+    return nn.Sequential(
+        nn.Linear(in_features, ALEXNET_HIDDEN),
+        nn.ReLU(inplace=True),
+        nn.Linear(ALEXNET_HIDDEN, ALEXNET_HIDDEN),
+        nn.ReLU(inplace=True),
+        nn.Linear(ALEXNET_HIDDEN, num_classes),
+    )
 
 
 def build_alexnet(
@@ -86,7 +109,8 @@ def build_alexnet(
     precision: str,
     o: dict[str, Any],
 ) -> SVDNet:
-    """torchvision AlexNet features (BN after each conv, as the ICCV'21 code) as GCP backbone."""
+    """torchvision AlexNet features (BN after each conv, as the ICCV'21 code); gcp: the ICCV'21
+    GCP AlexNet (module docstring); dbn: ZCA after the stem conv, torchvision's classifier."""
     net = _torchvision_model("alexnet", num_classes)
     layers = list(net.features.children())
     if image_size <= SMALL_IMAGE_MAX or in_channels != 3:
@@ -111,13 +135,12 @@ def build_alexnet(
             net,
             pre_svd_path="features.0",
             metalayer_path="features.1",
+            classifier_path="classifier",
         )
     net.features = nn.Sequential(*layers[:-1])  # the last max-pool is dropped (as in MPN-COV)
     head = gcp_from_options(256, method, precision, o)
     net.avgpool = head
-    net.classifier = nn.Linear(head.output_dim, num_classes)
+    net.classifier = gcp_alexnet_classifier(head.output_dim, num_classes)
     return SVDNet(
-        net,
-        pre_svd_path="avgpool.conv",
-        metalayer_path="avgpool",
+        net, pre_svd_path="avgpool.conv", metalayer_path="avgpool", classifier_path="classifier"
     )

@@ -114,7 +114,9 @@ class TrialConfig(BaseModel):
     )
     model_options: ModelOptions = _field(ModelOptions(), "network and meta-layer options")
     init_checkpoint: str | None = _field(
-        None, "initialise from this state.pt or state dict (fine-tuning)"
+        None,
+        "the row's own checkpoint it fine-tunes from (set from --checkpoints DIR)",
+        settable=False,
     )
     # recipe
     epochs: int = _field(6, "training epochs", unit="epochs", ge=1)
@@ -126,6 +128,17 @@ class TrialConfig(BaseModel):
         (), "lr decays at these fractions of the run (epoch = round(f·epochs))", unit="of epochs"
     )
     gamma: float = _field(0.1, "lr factor at each milestone", gt=0, le=1)
+    classifier_lr_factor: float = _field(
+        1.0,
+        "the classifier's lr is lr × this (ICCV'21 main.py --classifier-factor; FGVC: 5)",
+        gt=0,
+    )
+    grad_clip_norm: float | None = _field(
+        None,
+        "clip the 2-norm of all gradients to this after backward, before NOG/OLR and the step "
+        "(ICCV'21 main.py: 5); null: no clipping",
+        gt=0,
+    )
     switch_epoch: int | None = _field(
         None, "hybrid: first epoch of the row's method (set from the recipe)", unit="epoch", ge=1
     )
@@ -301,6 +314,9 @@ class StudySpec(BaseModel):
     data_dir: str | None = Field(None, description="dataset root")
     download: bool = Field(False, description="download CIFAR where the network allows")
     seed_offset: int = Field(0, ge=0, description="first seed")
+    checkpoints: str | None = Field(
+        None, description="folder of the rows' own starting checkpoints, one file per row"
+    )
     overrides: dict[str, Any] = Field(default_factory=dict, description="parsed --set values")
 
     @field_validator("rows")

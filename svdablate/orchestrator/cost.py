@@ -22,6 +22,7 @@ The per-epoch cost model (seconds of one trial on one whole data-centre GPU, or 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from rich.table import Table
 
@@ -87,11 +88,38 @@ def compute_hours(configs: list[TrialConfig], resources: Resources) -> float:
 
 def schedule_text(config: TrialConfig) -> str:
     """The effective lr schedule: `lr 0.05, ×0.1 at epochs 10 (of 15)`, plus the hybrid switch."""
-    decays = ", ".join(map(str, config.milestone_epochs)) or "none"
-    text = f"lr {config.lr:g}, ×{config.gamma:g} at epochs {decays} (of {config.epochs})"
+    decays = ", ".join(map(str, config.milestone_epochs))
+    if decays:
+        text = f"lr {config.lr:g}, ×{config.gamma:g} at epochs {decays} (of {config.epochs})"
+    else:
+        text = f"lr {config.lr:g}, constant over {config.epochs} epochs"
     if config.switch_epoch is not None:
         text += f"; NS until epoch {config.switch_epoch}"
     return text
+
+
+def recipe_text(configs: list[TrialConfig]) -> str:
+    """The rest of the recipe, one line for the grid (each part once, or 'a or b' where the
+    trials differ): batch, SGD, classifier lr factor, gradient clipping and initialisation."""
+
+    def one(values: list[str]) -> str:
+        return " or ".join(dict.fromkeys(values))
+
+    def clip(c: TrialConfig) -> str:
+        if c.grad_clip_norm is None:
+            return "gradient norm not clipped"
+        return f"gradient norm clipped at {c.grad_clip_norm:g}"
+
+    parts = [
+        "batch " + one([str(c.batch_size) for c in configs]),
+        "SGD momentum "
+        + one([f"{c.momentum:g}" for c in configs])
+        + ", weight decay "
+        + one([f"{c.weight_decay:g}" for c in configs]),
+        "classifier lr ×" + one([f"{c.classifier_lr_factor:g}" for c in configs]),
+        one([clip(c) for c in configs]),
+    ]
+    return " · ".join(parts)
 
 
 def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources) -> Table:
@@ -100,13 +128,16 @@ def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources)
     total = compute_hours(configs, resources)
     table = Table(
         title=f"{preset.name}: {preset.reproduces}",
-        caption=f"{len(configs)} trials · {total:,.2f} {unit} estimated "
+        caption=f"{recipe_text(configs)}\n{len(configs)} trials · {total:,.2f} {unit} estimated "
         f"(cost model: svdablate.orchestrator.cost) · {resources.gpus_per_trial:g} GPU and "
         f"{resources.cpus_per_trial:g} CPUs per trial",
     )
-    columns = ("row", "protocol", "dataset", "precision", "seeds", "schedule", unit)
+    starts = preset.fine_tunes or any(c.init_checkpoint for c in configs)
+    columns = ("row", "protocol", "dataset", "precision", "seeds", "schedule")
+    columns += ("starts from",) * starts + (unit,)
     for column in columns:
-        table.add_column(column, justify="left" if column in ("row", "schedule") else "right")
+        left = column in ("row", "schedule", "starts from")
+        table.add_column(column, justify="left" if left else "right")
     groups: Counter[tuple] = Counter()
     hours: dict[tuple, float] = {}
     schedule: dict[tuple, str] = {}
@@ -114,10 +145,15 @@ def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources)
         key = (c.row, c.protocol, c.reported_dataset, c.precision)
         groups[key] += 1
         hours[key] = hours.get(key, 0.0) + compute_hours([c], resources)
-        schedule[key] = schedule_text(c)
+        start = (
+            Path(c.init_checkpoint).name
+            if c.init_checkpoint
+            else ("random weights" if c.smoke else "needs --checkpoints")
+        )
+        schedule[key] = (schedule_text(c), *((start,) if starts else ()))
     for key, seeds in groups.items():
         row, protocol, dataset, precision = key
         table.add_row(
-            row, protocol, dataset, precision, str(seeds), schedule[key], f"{hours[key]:,.2f}"
+            row, protocol, dataset, precision, str(seeds), *schedule[key], f"{hours[key]:,.2f}"
         )
     return table

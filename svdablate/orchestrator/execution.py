@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from svdablate.schema import StudyStatus, TrialStatus
 
+from .checkpoints import check_checkpoints
 from .config import TrialConfig
 from .outcome import StudyOutcome
 from .preflight import check_data, data_key, run_names
@@ -64,6 +65,12 @@ def execute(
     if unseen:  # a loaded study: describe its data for the child runs still to be made
         try:
             study.data.update(check_data(unseen))
+        except BaseException:
+            recorder.close(0)
+            raise
+    if restore:  # resume: the starting checkpoints of the trials left, before Ray starts
+        try:
+            check_checkpoints(todo, study.data)
         except BaseException:
             recorder.close(0)
             raise

@@ -89,6 +89,8 @@ def _base_fields(preset: Preset, spec: StudySpec) -> dict[str, Any]:
         "weight_decay": recipe.weight_decay,
         "milestones": recipe.milestones,
         "gamma": recipe.gamma,
+        "grad_clip_norm": recipe.grad_clip_norm,
+        "classifier_lr_factor": recipe.classifier_lr_factor,
         "max_steps_per_epoch": 2 if spec.smoke else None,
         "kappa_every": 1 if spec.smoke else 10,
         "model_options": dict(preset.model_options),
@@ -115,6 +117,7 @@ def expand(spec: StudySpec) -> list[TrialConfig]:
     rows = [parse_row(r) for r in preset.rows]
     base = _base_fields(preset, spec)
     switch = _switch_epoch(preset, spec, base) if preset.hybrid else None
+    starts = starting_checkpoints(spec, [row.label for row in rows])
     configs: dict[str, TrialConfig] = {}
     for row in rows:
         method = canonical_method(row)
@@ -135,17 +138,45 @@ def expand(spec: StudySpec) -> list[TrialConfig]:
                             "protocol": protocol,
                             "switch_epoch": switch if protocol == "hybrid" else None,
                             "precision": precision,
+                            "init_checkpoint": starts.get(row.label),
                         }
                         config = make_config(fields, spec.overrides)
                         configs.setdefault(config.trial_id, config)
     return list(configs.values())
 
 
+def starting_checkpoints(spec: StudySpec, rows: list[str]) -> dict[str, str]:
+    """{row: its own checkpoint} from `--checkpoints DIR` (`checkpoints.row_checkpoints`)."""
+    if spec.checkpoints is None:
+        return {}
+    from .checkpoints import row_checkpoints
+
+    return row_checkpoints(spec.checkpoints, rows)
+
+
+def missing_checkpoints(spec: StudySpec) -> str | None:
+    """Why a preset that fine-tunes cannot run without `--checkpoints` (None: it can)."""
+    preset = resolve_preset(spec)
+    if not preset.fine_tunes or spec.checkpoints is not None:
+        return None
+    rows = ", ".join(f"{parse_row(r).label}.pt" for r in preset.rows)
+    return (
+        f"{preset.name} fine-tunes each row from its own ImageNet model: give --checkpoints DIR "
+        f"with one file per row ({rows}; README, Fine-grained)"
+    )
+
+
 def warnings_for(spec: StudySpec) -> list[str]:
-    """One line per row whose combination of treatments the papers advise against."""
+    """One line per row whose combination of treatments the papers advise against, and one for
+    a fine-tuning preset's smoke run without checkpoints (its rows start from random weights)."""
     from svdablate.treatments import combination_warning
 
     out = []
+    if spec.smoke and missing_checkpoints(spec):
+        out.append(
+            f"--smoke without --checkpoints: {spec.preset}'s rows start from random weights "
+            "(a real run refuses to)"
+        )
     for text in resolve_preset(spec).rows:
         row = parse_row(text)
         warning = combination_warning(row.treatments)

@@ -88,6 +88,7 @@ def _grid_option(key: str) -> str:
         "fake_like": "--smoke",
         "data_dir": "--data-dir",
         "download": "--download",
+        "init_checkpoint": "--checkpoints DIR, one file per row",
     }.get(key, "the preset")
 
 

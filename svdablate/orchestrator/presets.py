@@ -32,10 +32,6 @@ ICCV21_ROWS = (
     "SVD-TopN",
     "MPN-COV",
 )
-# ICCV'21 Table 4 (fine-grained) has no SVD-TopN row. Fine-tuned at 448 px its covariance has full
-# rank, so TopN's 50 dropped eigenvalues are real directions floored at eps, and the official
-# backward's f'(eps) = 0.5/√eps on them gives a Pre-SVD gradient 5e4× the exact rule's (measured).
-ICCV21_FGVC_ROWS = tuple(row for row in ICCV21_ROWS if row != "SVD-TopN")
 
 
 @dataclass(frozen=True)
@@ -43,6 +39,8 @@ class Recipe:
     """Optimiser and schedule of a study: SGD with momentum, step decay at milestones.
 
     Milestones are fractions of the run, so `--epochs` moves them (epoch = round(f·epochs)).
+    `grad_clip_norm` clips all gradients' norm each step (None: never); the classifier's lr is
+    `lr × classifier_lr_factor` (`svdablate.orchestrator.training`).
     """
 
     epochs: int
@@ -52,6 +50,8 @@ class Recipe:
     weight_decay: float = 5e-4
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
+    grad_clip_norm: float | None = None
+    classifier_lr_factor: float = 1.0
 
 
 def fractions(epochs: int, *milestones: int) -> tuple[float, ...]:
@@ -78,6 +78,8 @@ class Preset:
     model_options: dict[str, Any] = field(default_factory=dict)
     ow_map: str = "matrix_exp"
     hybrid_warmup_epochs: int = 3
+    #: each row starts from its own checkpoint (`--checkpoints DIR`, `checkpoints.py`), required
+    fine_tunes: bool = False
 
     def with_overrides(self, **changes: Any) -> Preset:
         """Copy of the preset with some fields replaced."""
@@ -102,14 +104,38 @@ def hybrid_switch_epoch(epochs: int, milestone_epochs: list[int], warmup_epochs:
 _CIFAR_RECIPE = Recipe(
     epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, milestones=fractions(350, 100, 200, 300)
 )
-_ALEXNET_RECIPE = Recipe(
-    epochs=30, batch_size=128, lr=0.0794, weight_decay=5e-4, milestones=fractions(30, 10, 20)
+#: ICCV'21 main.py clips the gradient norm of all parameters at 5 after every backward
+#: (`torch.nn.utils.clip_grad_norm_(model.parameters(), 5)`), whatever the script.
+ICCV21_GRAD_CLIP = 5.0
+# The ICCV'21 scripts' settings (KingJamesSong/DifferentiableSVD): their lr_params "10 20 30" and
+# "30 45 60" decay at each milestone below the epoch count, so the last one never acts.
+_ALEXNET_RECIPE = Recipe(  # train_alexnet.sh
+    epochs=30,
+    batch_size=128,
+    lr=0.0794,
+    weight_decay=5e-4,
+    milestones=fractions(30, 10, 20),
+    grad_clip_norm=ICCV21_GRAD_CLIP,
 )
-_RESNET_IMAGENET_RECIPE = Recipe(
-    epochs=60, batch_size=256, lr=0.0794, weight_decay=1e-4, milestones=fractions(60, 30, 45)
+_RESNET_IMAGENET_RECIPE = Recipe(  # train_resnet.sh
+    epochs=60,
+    batch_size=256,
+    lr=0.0794,
+    weight_decay=1e-4,
+    milestones=fractions(60, 30, 45),
+    grad_clip_norm=ICCV21_GRAD_CLIP,
 )
+# finetune/finetune.sh (the official script that fine-tunes a GCP network pre-trained on ImageNet,
+# its reduction conv and meta-layer included, as ICCV'21 §5.4 describes): lr 1.2e-3, lr_params 100
+# over 100 epochs (no decay), batch 10, classifier lr ×5. Its weight_decay=1e-3 is never passed to
+# main.py, so main.py's default 1e-4 is what ran.
 _FGVC_RECIPE = Recipe(
-    epochs=100, batch_size=10, lr=1.2e-3, weight_decay=1e-4, milestones=fractions(100, 50, 80)
+    epochs=100,
+    batch_size=10,
+    lr=1.2e-3,
+    weight_decay=1e-4,
+    grad_clip_norm=ICCV21_GRAD_CLIP,
+    classifier_lr_factor=5.0,
 )
 
 PRESETS: dict[str, Preset] = {}
@@ -184,7 +210,9 @@ register_preset(
         "ECCV'22 Table 5 (failures, top-1/top-5), Fig. 5",
         "resnet18",
         ECCV22_ROWS,
-        _RESNET_IMAGENET_RECIPE,  # the ICCV'21 ResNet GCP recipe: the ECCV'22 text gives none
+        # the ICCV'21 ResNet GCP recipe, its gradient clipping included: ECCV'22 gives no GCP
+        # recipe and released no GCP code; its authors' GCP code (DifferentiableSVD) clips at 5
+        _RESNET_IMAGENET_RECIPE,
         ow_map="soc",
     )
 )
@@ -206,7 +234,8 @@ register_preset(
         ICCV21_ROWS,
         _RESNET_IMAGENET_RECIPE,
         protocols=("standalone", "hybrid"),
-        model_options={"layer4_stride1": True},
+        # train_resnet.sh's -a resnet50 keeps layer4 at stride 2 (7×7 positions at 224 px, not
+        # iSQRT-COV's stride-1 mpncovresnet50): tests/test_official_networks.py
     )
 )
 register_preset(
@@ -214,12 +243,11 @@ register_preset(
         "iccv21-fgvc",
         "ICCV'21 Table 4 (fine-grained: birds, dogs, cars)",
         "resnet50",
-        ICCV21_FGVC_ROWS,
+        ICCV21_ROWS,  # Table 4 prints SVD-TopN as '/': it cannot converge
         _FGVC_RECIPE,
         datasets=("cub200", "dogs", "cars"),
-        # fine-tunes from --set init_checkpoint=PATH (an iccv21-gcp-resnet50 hybrid checkpoint);
-        # the recipe follows iSQRT-COV's FGVC setting (the ICCV'21 appendix is not in the spec)
-        model_options={"layer4_stride1": True},
+        # each row from its own iccv21-gcp-resnet50 hybrid model (§5.4): --checkpoints DIR
+        fine_tunes=True,
     )
 )
 register_preset(

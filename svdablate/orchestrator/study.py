@@ -21,6 +21,7 @@ from typing import Any
 from svdablate.schema import StudyStatus, Tag, TrialStatus
 
 from . import grid
+from .checkpoints import check_checkpoints
 from .config import Resources, StudySpec, TrialConfig, validated
 from .errors import UserError
 from .execution import execute
@@ -83,12 +84,15 @@ class Study:
         gpus_per_trial: float | None = None,
         max_concurrent: int | None = None,
         max_failures: int = 2,
+        checkpoints: str | Path | None = None,
         check: bool = True,
     ) -> Study:
-        """A new study of `preset`, validated (grid, trial configs, data); nothing runs yet.
+        """A new study of `preset`, validated (grid, trial configs, data, the rows' starting
+        checkpoints); nothing runs yet.
 
         `rows` is 'SVD,SVD+NOG' or a list; `overrides` is {key: value} or ['key=value', …]
-        (`--set`). Bad input raises UserError with one line naming the fix.
+        (`--set`); `checkpoints` is a folder with one file per row (`checkpoints.py`), which a
+        preset that fine-tunes requires. Bad input raises UserError with one line naming the fix.
         """
         if isinstance(rows, str):
             rows = tuple(rows.split(","))
@@ -104,7 +108,11 @@ class Study:
             data_dir=data_dir,
             download=download,
             overrides=overrides or {},
+            checkpoints=None if checkpoints is None else str(Path(checkpoints).resolve()),
         )
+        refusal = grid.missing_checkpoints(spec)
+        if check and refusal and not smoke:
+            raise UserError(refusal)
         chosen = grid.resolve_preset(spec)
         resources = validated(
             Resources,
@@ -126,6 +134,7 @@ class Study:
         )
         if check:
             study.data = check_data(configs)
+            check_checkpoints(configs, study.data)
         return study
 
     @classmethod
@@ -260,6 +269,7 @@ class Study:
         known = {c.trial_id for c in self.configs}
         added = [c for c in wanted if c.trial_id not in known]
         self.data.update(check_data(added))
+        check_checkpoints(added, self.data)
         self._prepare_store()
         self.connect()
         manifest = self.manifest

@@ -24,11 +24,12 @@ from torch.utils.data import DataLoader
 
 from svdablate.data import build_datasets
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.models import build_model
+from svdablate.models import SVDNet, build_model
 from svdablate.schema import Metric
 from svdablate.treatments import attach_treatments
 
 from .config import TrialConfig
+from .training import Update, apply_update, make_optimizer
 
 ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
 STATE_FILE = "state.pt"
@@ -112,15 +113,25 @@ def _probe(hooks: dict[str, Any], config: TrialConfig, event: str, device: torch
             handle.write(json.dumps(record) + "\n")
 
 
-def load_pretrained(model: torch.nn.Module, path: str) -> list[str]:
-    """Initialise from a trial's `state.pt` or a plain state dict, skipping tensors whose shape
-    differs (the classifier of another dataset); returns the names skipped (ICCV'21 FGVC)."""
+def load_pretrained(model: SVDNet, path: str) -> list[str]:
+    """Initialise from a trial's `state.pt` or a plain state dict (ICCV'21 FGVC); returns the
+    names not loaded, which may only be the classifier's (another dataset's: it starts afresh, as
+    official `model_init.py` makes a new one). A file that leaves any other tensor unloaded
+    raises: a fine-tuned trial never trains from scratch (`checkpoints.check_checkpoints` says
+    so before Ray starts)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     weights = state.get("model", state) if isinstance(state, dict) else state
     own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(usable))
+    outside = [k for k in skipped if not k.startswith(model.classifier_prefix)]
+    if outside:
+        raise ValueError(
+            f"{path} does not fit this network: {len(outside)} tensors outside the classifier "
+            f"are missing or of another shape, e.g. {outside[0]}"
+        )
     model.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))
+    return skipped
 
 
 class _Telemetry:
@@ -132,6 +143,7 @@ class _Telemetry:
         self.ridged_kappas: list[float] = []
         self.ratios: list[float] = []
         self.grad_norms: list[float] = []
+        self.total_grad_norms: list[float] = []
         self.lrs: list[float] = []
         self.failures = 0
 
@@ -151,7 +163,17 @@ class _Telemetry:
         }
         if self.ridged_kappas:  # only where the meta-layer whitens P + εI (dbn)
             summary[Metric.KAPPA_RIDGED_MEDIAN] = statistics.median(self.ridged_kappas)
+        if self.total_grad_norms:  # only where the recipe clips the gradient norm
+            summary[Metric.GRAD_NORM] = statistics.fmean(self.total_grad_norms)
         return summary
+
+    def record_update(self, update: Update) -> None:
+        """Keep a step's gradient norms (before clipping; the Pre-SVD one before NOG) and lr."""
+        if update.grad_norm is not None:
+            self.total_grad_norms.append(update.grad_norm)
+        if update.pre_svd_grad_norm is not None:
+            self.grad_norms.append(update.pre_svd_grad_norm)
+        self.lrs.append(update.pre_svd_lr)
 
     def record(self, stats: dict[str, float] | None) -> None:
         """Keep one κ sample of the meta-layer (`last_stats` of its training forward)."""
@@ -236,7 +258,9 @@ def train_trial(
         precision=config.precision,
         **config.model_options.as_kwargs(),
     )
-    if config.init_checkpoint:
+    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+    resuming = state_path is not None and state_path.exists()
+    if config.init_checkpoint and not resuming:  # a resumed trial has its own weights
         load_pretrained(model, config.init_checkpoint)
     treatments = attach_treatments(
         model.pre_svd_layer,
@@ -247,23 +271,11 @@ def train_trial(
     # OW as Skew Orthogonal Convolution replaces the conv itself (a no-op for the other maps)
     model.body.set_submodule(model.pre_svd_path, treatments.layer)
     model.to(device)
-    pre_svd = treatments.parameters()
-    pre_ids = {id(p) for p in pre_svd}
-    others = [p for p in model.parameters() if id(p) not in pre_ids]
-    optimizer = torch.optim.SGD(
-        [{"params": others}, {"params": pre_svd}],
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=config.milestone_epochs, gamma=config.gamma
-    )
+    optimizer, scheduler = make_optimizer(model, treatments, config)
 
     start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
     failures_total = 0
-    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
-    if state_path is not None and state_path.exists():
+    if resuming:
         state = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -303,13 +315,8 @@ def train_trial(
                 continue
             if model.metalayer.record_stats:
                 tele.record(getattr(model.metalayer, "last_stats", None))
-            treatments.after_backward()
-            if treatments.last_grad_norm is not None:  # before NOG: the layer's own gradient
-                tele.grad_norms.append(treatments.last_grad_norm)
-            tele.lrs.append(
-                treatments.set_learning_rate(optimizer, optimizer.param_groups[0]["lr"])
-            )
-            optimizer.step()
+            update = apply_update(model, treatments, optimizer, config)  # clip, NOG, OLR, step
+            tele.record_update(update)
             tele.losses.append(loss_value)
         model.metalayer.record_stats = False
         scheduler.step()
