@@ -69,7 +69,14 @@ CONTEXT_TAGS: Final = {
 }
 #: Trial params (flattened `TrialConfig` field names) the report reads for its captions'
 #: fidelity notes (`report.fidelity`), by the column name it gives them.
-CAPTION_PARAMS: Final = {"solver": "model_options.solver", "ow_map": "ow_map"}
+CAPTION_PARAMS: Final = {
+    "solver": "model_options.solver",
+    "ow_map": "ow_map",
+    "normalization": "normalization",
+    "grad_clip_norm": "grad_clip_norm",
+    "classifier_lr_factor": "classifier_lr_factor",
+    "layer4_stride1": "model_options.layer4_stride1",
+}
 #: Parent tags `report` reads, by the short name it uses.
 PARENT_TAGS: Final = {
     "preset": Tag.PRESET,

@@ -78,7 +78,9 @@ def test_adding_a_note_is_one_line_keyed_on_any_column():
 
 def test_caption_params_are_trial_config_params():
     """The names the report reads are the ones the orchestrator writes."""
-    sets = parse_overrides(["model_options.solver=mpa-lya"])
+    sets = parse_overrides(
+        ["model_options.solver=mpa-lya", "grad_clip_norm=5", "model_options.layer4_stride1=false"]
+    )
     config = expand(StudySpec(preset="eccv22-dbn-cifar10", seeds=1, overrides=sets))[0]
     assert set(CAPTION_PARAMS.values()) <= set(config.as_params())
 

@@ -112,6 +112,11 @@ class TrialConfig(BaseModel):
     precision: Literal["float32", "float64"] = _field(
         "float64", "dtype the covariance and the matrix function run in"
     )
+    normalization: Literal["dataset", "cifar10", "cifar100"] = _field(
+        "dataset",
+        "CIFAR inputs' mean/std: the dataset's own, or another CIFAR's (the official ECCV'22 "
+        "CIFAR-100 script uses cifar10's)",
+    )
     model_options: ModelOptions = _field(ModelOptions(), "network and meta-layer options")
     init_checkpoint: str | None = _field(
         None,
@@ -212,6 +217,12 @@ class TrialConfig(BaseModel):
             )
         if self.protocol == "hybrid" and self.switch_epoch is None:
             raise ValueError("the hybrid protocol needs a switch_epoch")
+        data = self.fake_like or self.dataset
+        if self.normalization != "dataset" and data not in ("cifar10", "cifar100"):
+            raise ValueError(
+                f"normalization {self.normalization!r} applies to CIFAR only; {data} keeps its "
+                "own constants: drop --set normalization"
+            )
         return self
 
     # ---- derived ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ NAME_AXES = ("reported_dataset", "protocol", "precision")
 
 def data_key(config: TrialConfig) -> tuple[Any, ...]:
     """Trials with the same key see the same data."""
-    return (config.dataset, config.data_dir, config.fake_like, config.smoke)
+    return (config.dataset, config.data_dir, config.fake_like, config.smoke, config.normalization)
 
 
 def _source(config: TrialConfig) -> str:
@@ -41,6 +41,7 @@ def check_data(configs: list[TrialConfig]) -> dict[tuple[Any, ...], dict[str, st
                 download=config.download,
                 smoke=config.smoke,
                 like=config.fake_like,
+                normalization=config.normalization,
             )
         except DataError as exc:
             raise UserError(str(exc)) from None

@@ -234,6 +234,7 @@ def train_trial(
         download=config.download,
         smoke=config.smoke,
         like=config.fake_like,
+        normalization=config.normalization,
     )
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(

@@ -72,6 +72,45 @@ NOTES: tuple[Note, ...] = (
         "per channel, which moves the stem covariance against the ZCA ridge.",
         application="dbn",
         dataset="cifar100",
+        normalization=("", "dataset"),
+    ),
+    Note(
+        "CIFAR-100 inputs normalised with CIFAR-10's mean/std, as the official CIFAR-100 script "
+        "(a copy of its CIFAR-10 script).",
+        dataset="cifar100",
+        normalization="cifar10",
+    ),
+    # ICCV'21 recipes and networks (tests/test_official_networks.py)
+    Note(
+        "Gradient norm of all parameters clipped at 5 after every backward, as the ICCV'21 "
+        "main.py (before NOG/OLR and the step).",
+        grad_clip_norm="5.0",
+    ),
+    Note(
+        "Covariance centred by subtracting the mean in float64; the official ICCV'21 Covpool "
+        "multiplies by an N×N centring matrix built in float32, which makes P indefinite.",
+        application="gcp",
+    ),
+    Note(
+        "GCP AlexNet as the official model_init.py: BN after every conv, classifier "
+        "32896→4096→ReLU→4096→ReLU→classes without dropout (158.2M parameters at 1000 classes).",
+        application="gcp",
+        model="alexnet",
+    ),
+    Note(
+        "GCP ResNet with layer4 at stride 2, as train_resnet.sh (-a resnet50); iSQRT-COV's "
+        "mpncovresnet keeps it at stride 1.",
+        application="gcp",
+        model=("resnet50", "resnet101"),
+        layer4_stride1=("", "False"),
+    ),
+    Note(
+        "Fine-tuned as the official finetune/finetune.sh: lr 1.2e-3 constant, batch 10, "
+        "classifier lr ×5, weight decay 1e-4 (main.py's default: the script's 1e-3 is never "
+        "passed), clipped at 5; each row from its own ImageNet model (--checkpoints), not the "
+        "script's mpncovresnet50.",
+        dataset=("cub200", "dogs", "cars"),
+        classifier_lr_factor="5.0",
     ),
     # ICCV'21 backward rules at tied eigenvalues (README "Ties"; tests/test_official_rules.py)
     Note(
