@@ -31,9 +31,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from svdablate.orchestrator.config import StudySpec
-from svdablate.orchestrator.grid import expand
 from svdablate.schema import Metric
+from svdablate.spec.config import StudySpec
+from svdablate.spec.grid import expand
 
 STUDIES = {"demo10": ("--seeds", "2"), "demo": ()}
 TARGETS = {"demo10": 2.0, "demo": 1.0}  # slot-seconds a trial (issue 15)
@@ -64,8 +64,8 @@ def run_orchestrated(study: str, results: Path, slots: int) -> Orchestrated:
     """`svdablate run` in a fresh process; the timings read back from its MLflow runs."""
     from mlflow import MlflowClient
 
-    from svdablate.orchestrator.mlflow_runs import child_runs
-    from svdablate.orchestrator.study import Study
+    from svdablate.store.runs import child_runs
+    from svdablate.study.study import Study
 
     command = [
         sys.executable, "-m", "svdablate.cli", "run", "--preset", "demo", *STUDIES[study],
@@ -101,7 +101,7 @@ def _bare_trial(config) -> float:
     """One trial as a bare `train_trial` call on one thread; its epoch seconds."""
     import torch
 
-    from svdablate.orchestrator.trial import train_trial
+    from svdablate.training.loop import train_trial
 
     torch.set_num_threads(1)
     seconds: list[float] = []

@@ -28,8 +28,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from svdablate.orchestrator.study import Study
 from svdablate.schema import Metric, Tag
+from svdablate.study.study import Study
 
 ROWS = ("SVD", "SVD+NOG", "SVD+OW", "SVD+NOG+OW+OLR", "NS")
 # Ray Tune's "bookkeeping overhead" benchmark (docs: Tune scalability): 10,000 trials of 1 s,

@@ -45,10 +45,10 @@ from rich.table import Table
 from scipy import stats
 
 from svdablate.metalayers.modules import _MetaLayerBase
-from svdablate.orchestrator.config import StudySpec, TrialConfig
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.trial import train_trial
 from svdablate.schema import Metric
+from svdablate.spec.config import StudySpec, TrialConfig
+from svdablate.spec.grid import expand
+from svdablate.training.loop import train_trial
 
 TARGET = 1.03
 NEVER = 10**9  # kappa_every beyond any epoch's steps

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from svdablate.report import latest_parent, parent_info, publish_study
-from svdablate.report.layout_specs import default_layout
+from svdablate.report.tables.layout_specs import default_layout
 
 DEMO = ["--rows", "SVD,SVD+NOG,NS", "--seeds", "2", "--epochs", "2"]
 CHROMIUM_FLAGS = (

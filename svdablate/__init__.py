@@ -15,11 +15,11 @@ __all__ = ["Study", "StudyOutcome", "TrialConfig", "__version__"]
 def __getattr__(name: str) -> Any:
     """`Study`, `StudyOutcome` and `TrialConfig`, imported on first use (the CLI starts fast)."""
     if name in ("Study", "StudyOutcome"):
-        from svdablate.orchestrator import study
+        from svdablate.study import study
 
         return getattr(study, name)
     if name == "TrialConfig":
-        from svdablate.orchestrator.config import TrialConfig
+        from svdablate.spec.config import TrialConfig
 
         return TrialConfig
     raise AttributeError(f"module 'svdablate' has no attribute {name!r}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from svdablate.report.runs import load_speed_runs
+from svdablate.report.reading.runs import load_speed_runs
 from svdablate.schema import SPEED_METRICS, SPEED_PARAMS
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from svdablate import cli
-from svdablate.data import FAKE_SHAPES, SMOKE_IMAGE
+from svdablate.data.datasets import FAKE_SHAPES, SMOKE_IMAGE
+from svdablate.errors import UserError
 from svdablate.models import build_model
-from svdablate.orchestrator.config import StudySpec, TrialConfig
-from svdablate.orchestrator.errors import UserError
-from svdablate.orchestrator.grid import expand, warnings_for
-from svdablate.orchestrator.overrides import parse_overrides
-from svdablate.orchestrator.presets import PRESETS
-from svdablate.orchestrator.study import Study
-from svdablate.orchestrator.trial import load_pretrained
+from svdablate.spec.config import StudySpec, TrialConfig
+from svdablate.spec.grid import expand, warnings_for
+from svdablate.spec.overrides import parse_overrides
+from svdablate.spec.presets import PRESETS
+from svdablate.study.study import Study
+from svdablate.training.loop import load_pretrained
 
 FGVC = "iccv21-fgvc"
 

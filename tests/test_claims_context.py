@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from claim_runs import ALEXNET, RESNET18, RESNET50, claim_row, runs_frame
 
-from svdablate.report import layout_specs
-from svdablate.report.claims import CLAIMS
-from svdablate.report.verdicts import table_claims
+from svdablate.report.claims.registry import CLAIMS
+from svdablate.report.claims.verdicts import table_claims
+from svdablate.report.tables import layout_specs
 
 DIVERGED = "diverged"
 
@@ -63,8 +63,8 @@ def test_lowest_compares_only_with_the_rows_its_table_has():
 
 
 def test_claims_rows_are_the_papers_rows_and_lowest_claims_stay_in_their_table():
-    from svdablate.report.claims_eccv22 import TABLE4_ROWS, TABLE5_ROWS
-    from svdablate.report.claims_iccv21 import TABLE2_ROWS
+    from svdablate.report.claims.eccv22 import TABLE4_ROWS, TABLE5_ROWS
+    from svdablate.report.claims.iccv21 import TABLE2_ROWS
 
     assert TABLE4_ROWS == layout_specs.ECCV22_T4_ROWS and TABLE5_ROWS == TABLE4_ROWS
     assert TABLE2_ROWS == layout_specs.ICCV21_ROWS

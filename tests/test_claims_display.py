@@ -11,7 +11,7 @@ from claim_runs import claim_row, runs_frame
 from scipy import stats
 
 from svdablate.report import layout_table, render
-from svdablate.report.verdicts import table_claims
+from svdablate.report.claims.verdicts import table_claims
 
 ALPHA = 0.05
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from svdablate.report.claims import CLAIMS, UNTESTABLE
-from svdablate.report.claims_doc import claims_markdown
+from svdablate.report.claims.doc import claims_markdown
+from svdablate.report.claims.registry import CLAIMS, UNTESTABLE
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "claims.md"
 

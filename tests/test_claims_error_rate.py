@@ -16,14 +16,14 @@ import pytest
 from claim_runs import runs_frame
 from scipy import stats
 
-from svdablate.report.claim_tests import (
+from svdablate.report.claims.procedures import (
     contrast_t,
     directional_p,
     fisher_p,
     lowest_p,
     tost_p,
 )
-from svdablate.report.verdicts import ALPHA, decide, holm, table_claims
+from svdablate.report.claims.verdicts import ALPHA, decide, holm, table_claims
 
 STUDIES = 20_000
 SEEDS = 5

@@ -7,7 +7,7 @@ import numpy as np
 from claim_runs import claim_row, runs_frame
 
 from svdablate.report import layout_table, render
-from svdablate.report.verdicts import table_claims
+from svdablate.report.claims.verdicts import table_claims
 
 NEXT = np.nextafter(20.0, 21.0)  # 20 and one ulp above: a variance of rounding only
 

@@ -10,8 +10,8 @@ from claim_runs import ALEXNET, RESNET18, claim_row, runs_frame, runs_of
 from scipy import stats
 
 from svdablate.report import layout_table
-from svdablate.report.claims import CLAIMS
-from svdablate.report.verdicts import table_claims
+from svdablate.report.claims.registry import CLAIMS
+from svdablate.report.claims.verdicts import table_claims
 
 ALPHA = 0.05
 

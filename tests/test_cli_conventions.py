@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from svdablate import __version__, cli
-from svdablate.orchestrator.presets import PRESETS
 from svdablate.schema import REPORT_FORMATS, REPORT_LAYOUTS
+from svdablate.spec.presets import PRESETS
 
 COMMANDS = ["plan", "run", "resume", "status", "report", "plot", "ui", "fields"]
 

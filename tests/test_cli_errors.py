@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from svdablate import cli
-from svdablate.orchestrator import ray_cluster
-from svdablate.orchestrator.errors import UserError
-from svdablate.orchestrator.field_reference import reference_markdown
+from svdablate.errors import UserError
+from svdablate.runtime import ray_cluster
+from svdablate.spec.field_reference import reference_markdown
 
 
 def run_main(monkeypatch, capsys, *args):
@@ -117,7 +117,7 @@ def test_a_bug_still_shows_its_traceback(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise ValueError("a bug, not a user mistake")
 
-    monkeypatch.setattr("svdablate.orchestrator.study.Study.create", broken)
+    monkeypatch.setattr("svdablate.study.study.Study.create", broken)
     monkeypatch.setattr(sys, "argv", ["svdablate", "plan"])
     with pytest.raises(ValueError, match="a bug"):
         cli.main()

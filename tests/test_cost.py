@@ -5,9 +5,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from svdablate.models import build_model
-from svdablate.orchestrator.config import Resources, StudySpec
-from svdablate.orchestrator.cost import FORWARD_GFLOPS_224, compute_hours, forward_gflops
-from svdablate.orchestrator.grid import expand
+from svdablate.spec.config import Resources, StudySpec
+from svdablate.spec.cost import FORWARD_GFLOPS_224, compute_hours, forward_gflops
+from svdablate.spec.grid import expand
 
 
 def counted_gflops(model: str, application: str, size: int, channels: int = 3) -> float:

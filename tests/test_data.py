@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from svdablate.data import (
+from svdablate.data.datasets import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     CIFAR100_MEAN,
@@ -31,7 +31,7 @@ def test_digits_from_the_cache_equal_scikit_learns_own(tmp_path, monkeypatch) ->
     from sklearn.model_selection import train_test_split
 
     from svdablate.cache import CACHE_DIR_ENV
-    from svdablate.data import DIGITS_SPLIT_STATE, digits_split
+    from svdablate.data.datasets import DIGITS_SPLIT_STATE, digits_split
 
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
     digits = load_digits()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from svdablate.orchestrator.config import StudySpec, validated
-from svdablate.orchestrator.errors import UserError
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.overrides import parse_overrides
-from svdablate.report.fidelity import caption_notes
+from svdablate.errors import UserError
+from svdablate.report.tables.fidelity import caption_notes
 from svdablate.schema import CAPTION_PARAMS
+from svdablate.spec.config import StudySpec, validated
+from svdablate.spec.grid import expand
+from svdablate.spec.overrides import parse_overrides
 
 
 def _caption(preset: str, *sets: str) -> str:

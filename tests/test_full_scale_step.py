@@ -19,10 +19,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from svdablate.data import FAKE_SHAPES
+from svdablate.data.datasets import FAKE_SHAPES
 from svdablate.models import build_model
-from svdablate.orchestrator.grid import canonical_method, parse_row
-from svdablate.orchestrator.presets import PRESETS, Preset
+from svdablate.spec.grid import canonical_method, parse_row
+from svdablate.spec.presets import PRESETS, Preset
 
 pytestmark = pytest.mark.slow
 FULL_SCALE = [name for name in PRESETS if name != "demo"]

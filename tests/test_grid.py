@@ -2,10 +2,10 @@
 
 import pytest
 
-from svdablate.orchestrator.config import StudySpec
-from svdablate.orchestrator.errors import UserError
-from svdablate.orchestrator.grid import expand, parse_row, warnings_for
-from svdablate.orchestrator.presets import PRESETS, get_preset
+from svdablate.errors import UserError
+from svdablate.spec.config import StudySpec
+from svdablate.spec.grid import expand, parse_row, warnings_for
+from svdablate.spec.presets import PRESETS, get_preset
 
 
 def test_demo_grid_has_five_rows_times_its_seeds():
@@ -84,7 +84,7 @@ def test_the_released_solver_is_one_typed_set_for_every_row():
     """--set model_options.solver=MPA-Lya --set precision=float32: every ECCV'22 row runs the
     released code's solver; rows keep their names (and the paper's numbers); a bad name stops
     the study before Ray with the valid ones."""
-    from svdablate.orchestrator.overrides import parse_overrides
+    from svdablate.spec.overrides import parse_overrides
 
     sets = parse_overrides(["model_options.solver=MPA-Lya", "precision=float32"])
     configs = expand(StudySpec(preset="eccv22-dbn-cifar10", seeds=1, overrides=sets))
@@ -111,7 +111,7 @@ def test_a_recorded_config_is_read_back_without_the_registries_that_import_torch
 
     from pydantic import ValidationError
 
-    from svdablate.orchestrator.config import RECORDED, TrialConfig
+    from svdablate.spec.config import RECORDED, TrialConfig
 
     recorded = expand(StudySpec(preset="demo", seeds=1))[0].model_dump(mode="json")
     renamed = {**recorded, "model": "no-such-model"}  # a name a later version dropped
@@ -120,7 +120,7 @@ def test_a_recorded_config_is_read_back_without_the_registries_that_import_torch
         TrialConfig.model_validate(renamed)  # a new study's config is checked against them
     script = (
         "import json, sys\n"
-        "from svdablate.orchestrator.config import RECORDED, TrialConfig\n"
+        "from svdablate.spec.config import RECORDED, TrialConfig\n"
         "TrialConfig.model_validate(json.loads(sys.argv[1]), context=RECORDED)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 from mlflow.tracking import MlflowClient
 
-from svdablate.orchestrator.config import StudySpec
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.mlflow_runs import child_runs, create_parent_run
-from svdablate.orchestrator.mlflow_writer import MLflowRecorder
 from svdablate.schema import Tag
+from svdablate.spec.config import StudySpec
+from svdablate.spec.grid import expand
+from svdablate.store.runs import child_runs, create_parent_run
+from svdablate.store.writer import MLflowRecorder
 
 
 def _trial(config):

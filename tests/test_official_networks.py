@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from svdablate.models import build_model
-from svdablate.orchestrator.config import StudySpec, TrialConfig
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.presets import PRESETS
-from svdablate.orchestrator.training import apply_update, make_optimizer
+from svdablate.spec.config import StudySpec, TrialConfig
+from svdablate.spec.grid import expand
+from svdablate.spec.presets import PRESETS
+from svdablate.training.update import apply_update, make_optimizer
 from svdablate.treatments import attach_treatments
 
 RECORDED = torch.load(Path(__file__).parent / "data" / "official_networks.pt", weights_only=True)
@@ -79,7 +79,7 @@ def _config(run: on.Run) -> TrialConfig:
 @functools.cache
 def _our_step(name: str) -> dict[str, torch.Tensor]:
     """Our side of the run: the same summaries as the recording, from our preset's network,
-    optimizer and update (`orchestrator.training`, what `train_trial` runs)."""
+    optimizer and update (`svdablate.training.update`, what `train_trial` runs)."""
     run = RUNS[name]
     config = _config(run)
     torch.manual_seed(on.SEED)

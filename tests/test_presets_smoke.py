@@ -11,10 +11,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from svdablate import cli
-from svdablate.orchestrator.config import StudySpec
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.presets import PRESETS
 from svdablate.schema import Tag
+from svdablate.spec.config import StudySpec
+from svdablate.spec.grid import expand
+from svdablate.spec.presets import PRESETS
 
 THROUGH_RAY = "demo"
 
@@ -23,8 +23,8 @@ def _train(config_json: dict) -> tuple[str, str, dict]:
     """One smoke trial in a worker process: its id, status and last epoch's metrics."""
     import torch
 
-    from svdablate.orchestrator.config import TrialConfig
-    from svdablate.orchestrator.trial import train_trial
+    from svdablate.spec.config import TrialConfig
+    from svdablate.training.loop import train_trial
 
     torch.set_num_threads(1)
     config = TrialConfig.model_validate(config_json)

@@ -30,7 +30,7 @@ from svdablate.report import (
     summary_report,
     summary_table,
 )
-from svdablate.report.rows import paper_names
+from svdablate.report.tables.rows import paper_names
 
 T0 = 1_700_000_000_000
 ROWS = ["SVD", "SVD+NOG", "SVD+OW", "NS", "SVD+NOG+SN"]

@@ -11,10 +11,10 @@ from claim_runs import ALEXNET, claim_row, runs_frame, runs_of
 from scipy import stats
 
 from svdablate.report import claims_csv, holm, layout_table, render
-from svdablate.report.claim_tests import contrast_t, directional_p, lowest_p, tost_p
-from svdablate.report.claims import CLAIMS
-from svdablate.report.power import seeds_for_t
-from svdablate.report.verdicts import decide, holm_levels, table_claims
+from svdablate.report.claims.power import seeds_for_t
+from svdablate.report.claims.procedures import contrast_t, directional_p, lowest_p, tost_p
+from svdablate.report.claims.registry import CLAIMS
+from svdablate.report.claims.verdicts import decide, holm_levels, table_claims
 
 # --------------------------------------------------------------------------- the statistics
 

@@ -9,12 +9,12 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from svdablate.orchestrator.config import StudySpec
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.overrides import parse_overrides
 from svdablate.report import layout_table, load_runs, summary_report
-from svdablate.report.fidelity import Note, applicable_notes, caption_notes, ran_note
+from svdablate.report.tables.fidelity import Note, applicable_notes, caption_notes, ran_note
 from svdablate.schema import CAPTION_PARAMS
+from svdablate.spec.config import StudySpec
+from svdablate.spec.grid import expand
+from svdablate.spec.overrides import parse_overrides
 
 METHOD = {"SVD": "svd", "SVD+NOG": "svd", "SVD+OW+OLR": "svd", "NS": "ns"}
 

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from test_report import store  # noqa: F401  (store: the fixture)
 
 from svdablate.report import layout_table, load_runs, make_report, render
-from svdablate.report.recipe import split_recipe
+from svdablate.report.tables.recipe import split_recipe
 
 PROVENANCE = {
     "mlflow.user": "ada",

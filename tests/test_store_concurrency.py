@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from svdablate.orchestrator.tracking import check_store, read_store_state
 from svdablate.schema import Tag, TrialStatus
+from svdablate.store.tracking import check_store, read_store_state
 
 pytestmark = pytest.mark.e2e
 

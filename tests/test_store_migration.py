@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from svdablate.orchestrator.errors import UserError
-from svdablate.orchestrator.tracking import check_store, read_store_state, schema_revisions
+from svdablate.errors import UserError
+from svdablate.store.tracking import check_store, read_store_state, schema_revisions
 
 MID_REVISION = "a8c4a736bde6"  # a migration in the middle of MLflow's history
 
@@ -74,7 +74,7 @@ def test_a_store_of_an_older_schema_that_holds_runs_names_mlflow_db_upgrade(tmp_
 
 def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path, monkeypatch):
     from svdablate.cache import CACHE_DIR_ENV
-    from svdablate.orchestrator.tracking import empty_store_path
+    from svdablate.store.tracking import empty_store_path
 
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     cached = empty_store_path()
@@ -97,7 +97,7 @@ def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path, monkeypatch):
 
 def test_a_damaged_cached_store_is_ignored_and_replaced(tmp_path, monkeypatch):
     from svdablate.cache import CACHE_DIR_ENV
-    from svdablate.orchestrator.tracking import empty_store_path
+    from svdablate.store.tracking import empty_store_path
 
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     cached = empty_store_path()
@@ -110,7 +110,7 @@ def test_a_damaged_cached_store_is_ignored_and_replaced(tmp_path, monkeypatch):
 
 def test_the_schema_head_is_read_from_the_cached_empty_store_without_alembic(tmp_path, monkeypatch):
     from svdablate.cache import CACHE_DIR_ENV
-    from svdablate.orchestrator import tracking
+    from svdablate.store import tracking
 
     head = schema_revisions()[0]
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
@@ -131,7 +131,7 @@ def test_the_schema_head_is_read_from_the_cached_empty_store_without_alembic(tmp
 
 
 def test_a_current_store_opens_through_mlflow_while_the_body_runs(tmp_path, monkeypatch):
-    from svdablate.orchestrator import tracking
+    from svdablate.store import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     check_store(uri)
@@ -145,7 +145,7 @@ def test_a_current_store_opens_through_mlflow_while_the_body_runs(tmp_path, monk
 
 
 def test_a_store_mlflow_refuses_is_one_line_after_the_body(tmp_path, monkeypatch):
-    from svdablate.orchestrator import tracking
+    from svdablate.store import tracking
 
     def refuse(uri):
         raise UserError(f"the MLflow store {uri} cannot be opened (refused)")
@@ -160,7 +160,7 @@ def test_a_store_mlflow_refuses_is_one_line_after_the_body(tmp_path, monkeypatch
 def test_an_open_that_fails_on_its_thread_for_another_reason_is_done_again_here(monkeypatch):
     import threading
 
-    from svdablate.orchestrator import tracking
+    from svdablate.store import tracking
 
     calls: list[str] = []
 

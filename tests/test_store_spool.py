@@ -15,15 +15,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 from polling import wait_for
 
-from svdablate.orchestrator.config import StudySpec
-from svdablate.orchestrator.errors import ExitCode, UserError
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.mlflow_runs import child_runs, create_parent_run
-from svdablate.orchestrator.mlflow_writer import MLflowRecorder
-from svdablate.orchestrator.progress import RichProgress
-from svdablate.orchestrator.study import StudyOutcome
-from svdablate.orchestrator.tracking import check_store
+from svdablate.errors import ExitCode, UserError
+from svdablate.runtime.progress import RichProgress
 from svdablate.schema import EPOCH_METRICS, FINAL_OF, StudyStatus, Tag, TrialStatus
+from svdablate.spec.config import StudySpec
+from svdablate.spec.grid import expand
+from svdablate.store.runs import child_runs, create_parent_run
+from svdablate.store.tracking import check_store
+from svdablate.store.writer import MLflowRecorder
+from svdablate.study.study import StudyOutcome
 
 EPOCHS = 3
 
@@ -164,7 +164,7 @@ def test_writes_left_when_the_store_never_answers_are_sent_by_the_next_driver(st
 
 
 def test_a_write_whose_reply_was_lost_is_not_written_twice(study, faults, monkeypatch):
-    monkeypatch.setattr("svdablate.orchestrator.mlflow_queue.BACKOFF_S", (0.05,))
+    monkeypatch.setattr("svdablate.store.spool.BACKOFF_S", (0.05,))
     faults.lose_replies = True  # every other write lands in the store, then looks failed
     recorder = MLflowRecorder(study.uri, study.parent, study.spool)
     _train(recorder, study.configs)

@@ -1,4 +1,4 @@
-"""A trial's recipe in code (`orchestrator.training`): gradient clipping, its order with NOG and
+"""A trial's recipe in code (`svdablate.training.update`): gradient clipping, its order with NOG and
 OLR, the classifier's lr factor, and which presets clip."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from svdablate.models import build_model
-from svdablate.orchestrator.config import StudySpec, TrialConfig
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.presets import PRESETS
-from svdablate.orchestrator.training import apply_update, make_optimizer
+from svdablate.spec.config import StudySpec, TrialConfig
+from svdablate.spec.grid import expand
+from svdablate.spec.presets import PRESETS
+from svdablate.training.update import apply_update, make_optimizer
 from svdablate.treatments import attach_treatments
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.orchestrator import trial as trial_module
-from svdablate.orchestrator.config import StudySpec
-from svdablate.orchestrator.grid import expand
-from svdablate.orchestrator.trial import save_state, train_trial
+from svdablate.spec.config import StudySpec
+from svdablate.spec.grid import expand
+from svdablate.training import loop as trial_module
+from svdablate.training.loop import save_state, train_trial
 
 
 def _config(row="SVD+NOG+OW+OLR", epochs=2, **extra):
@@ -165,7 +165,7 @@ def test_ow_as_skew_orthogonal_convolution_replaces_the_pre_svd_conv(monkeypatch
 
 
 def test_checkpoint_policy_every_t_seconds_and_always_after_the_last_epoch():
-    from svdablate.orchestrator.tune_runner import checkpoint_due
+    from svdablate.runtime.tune_runner import checkpoint_due
 
     config = _config("SVD", epochs=5, checkpoint_every_s=30.0)
     assert not checkpoint_due(config, {"epoch": 1}, since_last_s=29.0)

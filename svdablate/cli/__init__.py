@@ -4,10 +4,10 @@ Thin: each command parses its options, calls the `Study` API (or the report), an
 lists the commands in the order they register: the study's first, then the readers'.
 """
 
-from . import study_commands  # noqa: F401  (plan, fields, run, resume)
+from svdablate.cli import study_commands  # noqa: F401  (plan, fields, run, resume)
 
 # isort: split
-from . import analyze_commands, read_commands  # noqa: F401  (status, report, plot, ui; analyze)
-from .app import _complete_presets, _complete_rows, app, console, main
+from svdablate.cli import analyze_commands, read_commands  # noqa: F401  (status, report, plot, ui; analyze)
+from svdablate.cli.app import _complete_presets, _complete_rows, app, console, main
 
 __all__ = ["_complete_presets", "_complete_rows", "app", "console", "main"]

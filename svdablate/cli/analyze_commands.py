@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import _examples, analyze_app, console
+from svdablate.cli.app import _examples, analyze_app, console
 
 
 def _published(table: int) -> dict[tuple[str, str], float]:

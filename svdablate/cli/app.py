@@ -15,9 +15,9 @@ from rich.console import Console
 from typer._click.exceptions import ClickException
 
 from svdablate import __version__
-from svdablate.orchestrator.errors import ExitCode, UserError
-from svdablate.orchestrator.presets import PRESETS
+from svdablate.errors import ExitCode, UserError
 from svdablate.schema import ERROR_METRICS, REPORT_FORMATS, REPORT_LAYOUTS
+from svdablate.spec.presets import PRESETS
 
 EXIT_CODES = (
     "Exit codes: 0 every trial finished (diverged trials are results); 1 a trial failed after "
@@ -42,7 +42,7 @@ ErrorMetric = Literal[ERROR_METRICS]  # type: ignore[valid-type]
 
 def _version(value: bool) -> None:
     if value:
-        from svdablate.orchestrator.provenance import library_versions
+        from svdablate.store.provenance import library_versions
 
         versions = library_versions()
         versions.pop("svdablate", None)

@@ -9,9 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from svdablate.orchestrator.errors import ExitCode
-
-from .app import ErrorMetric, Format, Layout, ResultsDir, TrackingUri, _examples, app, console
+from svdablate.cli.app import (
+    ErrorMetric,
+    Format,
+    Layout,
+    ResultsDir,
+    TrackingUri,
+    _examples,
+    app,
+    console,
+)
+from svdablate.errors import ExitCode
 
 
 @app.command(epilog=_examples("svdablate status", "svdablate status RUN_ID --results-dir DIR"))
@@ -28,8 +36,8 @@ def status(
     """
     from rich.table import Table
 
-    from svdablate.orchestrator.study import Study
     from svdablate.schema import StudyStatus, TrialStatus
+    from svdablate.study.study import Study
 
     counts = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
     console.print(f"{counts['study']} · parent run {counts['parent_run_id']}", highlight=False)
@@ -60,9 +68,9 @@ def _print_report(
 
 
 def _store(tracking_uri: str | None, results_dir: Path) -> str:
-    from svdablate.orchestrator.manifest import default_tracking_uri
-    from svdablate.orchestrator.relocate import relocate_artifacts
-    from svdablate.orchestrator.tracking import check_store, resolve_tracking_uri
+    from svdablate.store.relocate import relocate_artifacts
+    from svdablate.store.tracking import check_store, resolve_tracking_uri
+    from svdablate.study.manifest import default_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, results_dir, create=False)
     check_store(uri)

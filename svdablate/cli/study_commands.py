@@ -8,10 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from svdablate.orchestrator.errors import ExitCode, UserError
-from svdablate.orchestrator.presets import PRESETS
-
-from .app import (
+from svdablate.cli.app import (
     EXIT_CODES,
     Checkpoints,
     Epochs,
@@ -32,6 +29,8 @@ from .app import (
     console,
     err_console,
 )
+from svdablate.errors import ExitCode, UserError
+from svdablate.spec.presets import PRESETS
 
 
 def _grid(
@@ -73,9 +72,9 @@ def plan(
     set_: Sets = None,
 ) -> None:
     """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
-    from svdablate.orchestrator.cost import plan_table
-    from svdablate.orchestrator.grid import missing_checkpoints
-    from svdablate.orchestrator.study import Study
+    from svdablate.spec.cost import plan_table
+    from svdablate.spec.grid import missing_checkpoints
+    from svdablate.study.study import Study
 
     study = Study.create(
         preset,
@@ -98,7 +97,7 @@ def fields_cmd(
     """Every trial-config field `--set` accepts: type, default, allowed range, unit, meaning."""
     from rich.table import Table
 
-    from svdablate.orchestrator.field_reference import field_reference, reference_markdown
+    from svdablate.spec.field_reference import field_reference, reference_markdown
 
     if markdown:
         sys.stdout.write(reference_markdown() + "\n")
@@ -112,7 +111,7 @@ def fields_cmd(
 
 
 def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> None:
-    from .read_commands import _print_report
+    from svdablate.cli.read_commands import _print_report
 
     console.print(
         f"{outcome.name}: {outcome.trials} trials — {outcome.finished} finished, "
@@ -221,7 +220,7 @@ def run(
 
     `--preset a,b` runs several studies (one MLflow parent each) in one Ray session.
     """
-    from svdablate.orchestrator.study import Study
+    from svdablate.study.study import Study
 
     names = [n.strip() for n in preset.split(",") if n.strip()]
     if not names:
@@ -299,7 +298,7 @@ def resume(
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Continue an interrupted study: finished trials are not re-run, MLflow runs are reused."""
-    from svdablate.orchestrator.study import Study
+    from svdablate.study.study import Study
 
     if run_id is None and not latest:
         raise UserError("name the study: `svdablate resume RUN_ID` or `svdablate resume --latest`")

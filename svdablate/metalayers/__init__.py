@@ -21,13 +21,13 @@ the exact gradient to float64 round-off, because the Padé table of 1/(1−x) is
 ``krules.py`` and ``analysis.py``).
 """
 
-from . import eigen_rules as _eigen_rules  # noqa: F401  (registers svd, svd-topn/trunc/taylor/pade)
-from . import iteration_rules as _iteration_rules  # noqa: F401  (registers svd-newton, svd-pi)
-from . import iterative as _iterative  # noqa: F401  (registers ns, mpa-lya, mpa-lya-inv)
-from .api import covariance, inv_sqrtm, spectrum_stats, sqrtm
-from .modules import CovariancePooling, ZCAWhitening
-from .registry import METHODS, MetaLayerFailure, MethodSpec, resolve_method
-from .spectral import iteration_rule, k_rule, series_rule
+from svdablate.metalayers import eigen_rules as _eigen_rules  # noqa: F401  (registers svd, svd-topn/trunc/taylor/pade)
+from svdablate.metalayers import iteration_rules as _iteration_rules  # noqa: F401  (registers svd-newton, svd-pi)
+from svdablate.metalayers import iterative as _iterative  # noqa: F401  (registers ns, mpa-lya, mpa-lya-inv)
+from svdablate.metalayers.api import covariance, inv_sqrtm, spectrum_stats, sqrtm
+from svdablate.metalayers.modules import CovariancePooling, ZCAWhitening
+from svdablate.metalayers.registry import METHODS, MetaLayerFailure, MethodSpec, resolve_method
+from svdablate.metalayers.spectral import iteration_rule, k_rule, series_rule
 
 __all__ = [
     "METHODS",

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from . import krules
-from .eigen_rules import top_n_spectrum
+from svdablate.metalayers import krules
+from svdablate.metalayers.eigen_rules import top_n_spectrum
 
 __all__ = ["approximation_errors", "gradient_bounds", "pade_degeneracy"]
 

@@ -7,7 +7,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .registry import METHODS, MetaLayerFailure, resolve_method, validate_options
+from svdablate.metalayers.registry import (
+    METHODS,
+    MetaLayerFailure,
+    resolve_method,
+    validate_options,
+)
 
 __all__ = ["covariance", "inv_sqrtm", "spectrum_stats", "sqrtm"]
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import krules
-from .registry import check_positive_int
-from .spectral import k_rule, series_rule
+from svdablate.metalayers import krules
+from svdablate.metalayers.registry import check_positive_int
+from svdablate.metalayers.spectral import k_rule, series_rule
 
 __all__ = ["top_n_spectrum"]
 

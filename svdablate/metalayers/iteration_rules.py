@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import krules
-from .iterative import newton_schulz
-from .registry import check_positive_int
-from .spectral import SpectralState, iteration_rule
+from svdablate.metalayers import krules
+from svdablate.metalayers.iterative import newton_schulz
+from svdablate.metalayers.registry import check_positive_int
+from svdablate.metalayers.spectral import SpectralState, iteration_rule
 
 
 def _check_iters(iters: int) -> None:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .registry import (
+from svdablate.metalayers.registry import (
     MetaLayerFailure,
     check_finite,
     check_positive_int,

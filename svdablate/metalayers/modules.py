@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .api import covariance, inv_sqrtm, spectrum_stats, sqrtm
-from .registry import resolve_method
+from svdablate.metalayers.api import covariance, inv_sqrtm, spectrum_stats, sqrtm
+from svdablate.metalayers.registry import resolve_method
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 

@@ -54,8 +54,14 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import krules
-from .registry import MetaLayerFailure, check_finite, compute_dtype, keyword_only, register_method
+from svdablate.metalayers import krules
+from svdablate.metalayers.registry import (
+    MetaLayerFailure,
+    check_finite,
+    compute_dtype,
+    keyword_only,
+    register_method,
+)
 
 __all__ = [
     "RULES",

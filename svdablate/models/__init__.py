@@ -2,7 +2,7 @@
 
 ``svdnet.py`` (the model contract) · ``convnet.py`` (the CPU convnet) · ``torchvision_backbones.py``
 (ResNets, AlexNet) · ``registry.py`` (``MODELS``, options, ``build_model``). The meta-layer modules
-live in ``svdablate.metalayers``, the datasets in ``svdablate.data``.
+live in ``svdablate.metalayers``, the datasets in ``svdablate.data.datasets``.
 """
 
 from svdablate.models.registry import MODELS, build_model

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .svdnet import SVDNet, gcp_from_options, zca_from_options
+from svdablate.models.svdnet import SVDNet, gcp_from_options, zca_from_options
 
 __all__ = ["ConvNet", "build_convnet"]
 

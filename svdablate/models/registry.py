@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .convnet import build_convnet
-from .svdnet import APPLICATIONS, SVDNet
-from .torchvision_backbones import build_alexnet, resnet_builder
+from svdablate.models.convnet import build_convnet
+from svdablate.models.svdnet import APPLICATIONS, SVDNet
+from svdablate.models.torchvision_backbones import build_alexnet, resnet_builder
 
 __all__ = ["DEFAULT_OPTS", "MODELS", "MODEL_DEFAULTS", "build_model"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from .svdnet import SVDNet, gcp_from_options, zca_from_options
+from svdablate.models.svdnet import SVDNet, gcp_from_options, zca_from_options
 
 __all__ = [
     "ALEXNET_HIDDEN",

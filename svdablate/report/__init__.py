@@ -47,24 +47,23 @@ tables show, 'best' (default: each run's best epoch, as the papers' scripts repo
   ``render_rich``, ``load_published`` (the papers' printed numbers).
 """
 
+from svdablate.report.api import Report, claims_frame, make_report, report_table
+from svdablate.report.claims.verdicts import CLAIM_COLUMNS, holm
+from svdablate.report.publish import publish_study
+from svdablate.report.reading.parents import latest_parent, parent_info, resolve_parents
+from svdablate.report.reading.runs import deduplicate, load_runs, load_speed_runs, metric_histories
+from svdablate.report.render.csv_table import claims_csv
+from svdablate.report.render.formats import FORMATS, render
+from svdablate.report.render.plots import plot_study, row_curves
+from svdablate.report.render.rich_table import render_rich
+from svdablate.report.tables.layout_specs import LAYOUTS, default_layout
+from svdablate.report.tables.layouts import layout_table
+from svdablate.report.tables.published import load_published
+from svdablate.report.tables.speed import SPEED_LAYOUT, speed_table
+from svdablate.report.tables.stats import compare
+from svdablate.report.tables.summary import summary_report, summary_table
+from svdablate.report.tables.table import Column, ReportTable
 from svdablate.schema import REPORT_LAYOUTS
-
-from .api import Report, claims_frame, make_report, report_table
-from .layout_specs import LAYOUTS, default_layout
-from .layouts import layout_table
-from .parents import latest_parent, parent_info, resolve_parents
-from .plots import plot_study, row_curves
-from .publish import publish_study
-from .published import load_published
-from .render import FORMATS, render
-from .render_csv import claims_csv
-from .render_rich import render_rich
-from .runs import deduplicate, load_runs, load_speed_runs, metric_histories
-from .speed import SPEED_LAYOUT, speed_table
-from .stats import compare
-from .summary import summary_report, summary_table
-from .table import Column, ReportTable
-from .verdicts import CLAIM_COLUMNS, holm
 
 LAYOUT_NAMES = REPORT_LAYOUTS  # the names the CLI offers: defined once, in the schema
 if set(LAYOUT_NAMES) != {"summary", *LAYOUTS, SPEED_LAYOUT}:

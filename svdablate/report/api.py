@@ -11,21 +11,20 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from svdablate.report.attach import attach_to_parents, print_warning
+from svdablate.report.reading.parents import parent_info, resolve_parents
+from svdablate.report.reading.runs import deduplicate, load_runs, load_speed_runs, metric_histories
+from svdablate.report.render.csv_table import claims_csv
+from svdablate.report.render.formats import EXTENSIONS, render
+from svdablate.report.render.html_page import html_page
+from svdablate.report.render.page import StudyPage, study_page
+from svdablate.report.render.plots import StudyFigures, figure_histories, study_figures
+from svdablate.report.render.rich_table import render_rich
+from svdablate.report.tables.layout_specs import default_layout
+from svdablate.report.tables.layouts import layout_table
+from svdablate.report.tables.speed import SPEED_LAYOUT, speed_table
+from svdablate.report.tables.table import ReportTable
 from svdablate.schema import Metric, TrialStatus
-
-from .attach import attach_to_parents, print_warning
-from .html_page import html_page
-from .layout_specs import default_layout
-from .layouts import layout_table
-from .page import StudyPage, study_page
-from .parents import parent_info, resolve_parents
-from .plots import StudyFigures, figure_histories, study_figures
-from .render import EXTENSIONS, render
-from .render_csv import claims_csv
-from .render_rich import render_rich
-from .runs import deduplicate, load_runs, load_speed_runs, metric_histories
-from .speed import SPEED_LAYOUT, speed_table
-from .table import ReportTable
 
 
 @dataclass

@@ -16,9 +16,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
+from svdablate.report.reading.parents import client
 from svdablate.schema import REPORT_ARTIFACT_DIR, Tag
-
-from .parents import client
 
 #: What attaching can raise on a read-only archive: the artifact folder (OSError) or the store.
 ATTACH_ERRORS = (OSError, MlflowException)

@@ -20,14 +20,19 @@ from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from svdablate.report.api import StudyReport, claims_path, study_report
+from svdablate.report.attach import (
+    ATTACH_ERRORS,
+    claims_tag,
+    print_warning,
+    quiet_store_errors,
+    refused,
+)
+from svdablate.report.reading.parents import client, resolve_parents
+from svdablate.report.render.csv_table import claims_csv, csv_frame
+from svdablate.report.render.formats import render
+from svdablate.report.tables.summary import error_metrics, summary_table
 from svdablate.schema import REPORT_ARTIFACT_DIR, ROW_STATS, Tag, TrialStatus, row_metric_key
-
-from .api import StudyReport, claims_path, study_report
-from .attach import ATTACH_ERRORS, claims_tag, print_warning, quiet_store_errors, refused
-from .parents import client, resolve_parents
-from .render import render
-from .render_csv import claims_csv, csv_frame
-from .summary import error_metrics, summary_table
 
 #: summary_table column of each ROW_STATS entry.
 STAT_COLUMNS = dict(zip(ROW_STATS, ("val_err_mean", "val_err_std", "kappa", "n"), strict=True))

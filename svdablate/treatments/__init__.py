@@ -3,9 +3,9 @@
 See ``docs/internals.md`` (treatments) for the contract and :mod:`.handle` for the calls.
 """
 
-from .functional import nearest_orthogonal, olr_switch, optimal_lr
-from .handle import PreSVDTreatments, attach_treatments
-from .registry import (
+from svdablate.treatments.functional import nearest_orthogonal, olr_switch, optimal_lr
+from svdablate.treatments.handle import PreSVDTreatments, attach_treatments
+from svdablate.treatments.registry import (
     OW_MAPS,
     TREATMENTS,
     Treatment,
@@ -13,7 +13,7 @@ from .registry import (
     combination_warning,
     parse_treatments,
 )
-from .soc import SkewOrthogonalConv2d, SOCOptions
+from svdablate.treatments.soc import SkewOrthogonalConv2d, SOCOptions
 
 __all__ = [
     "OW_MAPS",

@@ -30,9 +30,9 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.optim import Optimizer
 
-from .functional import as_matrix
-from .registry import TREATMENTS, Treatment, TreatmentOptions, parse_treatments
-from .soc import SkewOrthogonalConv2d, SOCOptions
+from svdablate.treatments.functional import as_matrix
+from svdablate.treatments.registry import TREATMENTS, Treatment, TreatmentOptions, parse_treatments
+from svdablate.treatments.soc import SkewOrthogonalConv2d, SOCOptions
 
 __all__ = ["PreSVDTreatments", "attach_treatments"]
 

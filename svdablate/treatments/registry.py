@@ -26,9 +26,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
 from svdablate.schema import TREATMENT_ORDER
-
-from .functional import nearest_orthogonal, olr_switch, optimal_lr
-from .soc import SkewOrthogonalConv2d, SOCOptions
+from svdablate.treatments.functional import nearest_orthogonal, olr_switch, optimal_lr
+from svdablate.treatments.soc import SkewOrthogonalConv2d, SOCOptions
 
 __all__ = [
     "OW_MAPS",

@@ -1,0 +1,1 @@
+"""Reading a study's runs from MLflow: child runs as a DataFrame, finding parent runs."""

@@ -1,0 +1,1 @@
+"""Renderers: rich, Markdown, LaTeX, CSV, HTML (table and page), the figures."""

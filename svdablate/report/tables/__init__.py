@@ -1,0 +1,1 @@
+"""Tables from runs: the papers' layouts, rows, statistics, the published numbers, notes."""

@@ -1,0 +1,196 @@
+"""Which Ray a study runs on, and whether it can hold the study's trials.
+
+Precedence: `--address` > `RAY_ADDRESS` > a local Ray of the study's own. Without either, the CLI
+never joins the last `ray start` cluster that `/tmp/ray/ray_current_cluster` names (it may be
+dead or someone else's): `ray.init(address="local")` starts a fresh one on loopback. `auto` asks
+for that last cluster explicitly; `local` for a fresh one. A concrete address that does not answer
+is one line (UserError) within seconds, not a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from svdablate.errors import UserError
+from svdablate.spec.config import Resources
+
+CONNECT_TIMEOUT_S = 5.0
+CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")  # where `ray start` records itself
+
+
+def check_reachable(host: str, port: int, what: str, address: str, fix: str) -> None:
+    """Open and close a TCP connection; UserError naming the fix when nothing answers."""
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            return
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach the {what} at {address} ({exc.strerror or exc}): {fix}"
+        ) from None
+
+
+def resolve_address(address: str | None) -> str:
+    """The address to hand `ray.init`: a concrete one (checked), or "local"."""
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        return address
+    if address == "auto":
+        if not CURRENT_CLUSTER_FILE.exists():
+            raise UserError(
+                f"--address auto: no Ray cluster recorded in {CURRENT_CLUSTER_FILE}: start one "
+                "with `ray start --head`, or omit --address for a local Ray"
+            )
+        address = CURRENT_CLUSTER_FILE.read_text().strip()
+        fix = f"it is gone ({CURRENT_CLUSTER_FILE} is stale): omit --address for a local Ray"
+    else:
+        fix = "start one with `ray start --head` or omit --address for a local Ray"
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    default_port = 10001 if address.startswith("ray://") else 6379
+    try:
+        port = parsed.port or default_port
+    except ValueError:
+        raise UserError(f"--address {address!r} is not host:port or ray://host:port") from None
+    check_reachable(parsed.hostname or "", port, "Ray cluster", address, fix)
+    if not address.startswith("ray://"):
+        send_token_if_asked(address)
+    return address
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "local":
+        return True
+    host = urlparse(f"//{address.split('://')[-1]}").hostname or ""
+    return host.startswith("127.") or host == "localhost"
+
+
+def _stay_on_loopback() -> None:
+    """Make Ray resolve "this node" to 127.0.0.1, not to the first non-loopback interface.
+
+    Ray turns a 127.0.0.1 cluster address into the machine's outward IP before connecting, unless
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (its switch for single-machine clusters); read when ray
+    is first imported, so it is also set on the imported constant (a notebook may have imported
+    ray already). The variable is inherited by the processes Ray starts from here.
+    """
+    import sys
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+#: A Ray started here: no idle workers prestarted for the first driver. Trials run in Tune's
+#: actors, which never take them: they only cost ~1.4 CPU-s of process start and imports a study.
+LOCAL_RAY_CONFIG = {"prestart_worker_first_driver": False}
+
+
+def connect_ray(address: str | None) -> None:
+    """Join the Ray cluster at `address` (or RAY_ADDRESS); start a local one without either."""
+    target = resolve_address(address)
+    loopback = _is_loopback(target)
+    if loopback:
+        _stay_on_loopback()
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # MLflow is the record: no TensorBoard/CSV/JSON result files per trial (tensorboardX and its
+    # writer thread cost the driver ~0.2 s a study and a file write per report).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    ray.init(
+        address=target,
+        # A Ray started here listens on loopback only; a loopback cluster is joined on loopback
+        # (Ray otherwise resolves "this node" to the first non-loopback interface).
+        _node_ip_address="127.0.0.1" if loopback else None,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        configure_logging=True,
+        _system_config=LOCAL_RAY_CONFIG if target == "local" else None,
+    )
+
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+TOKEN_FIX = (
+    "use the cluster's token: copy the head's ~/.ray/auth_token here, or set RAY_AUTH_TOKEN or "
+    "RAY_AUTH_TOKEN_PATH"
+)
+
+
+def _refuses(address: str) -> bool:
+    """Whether the cluster's GCS refuses this process's credentials (one RPC, ~0.03 s; Ray's
+    C++ client logs the refusal on stderr, which is not the user's business here)."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            GcsClient(address=address).internal_kv_get(
+                b"session_name", namespace=b"session", timeout=CONNECT_TIMEOUT_S
+            )
+    except AuthenticationError:
+        return True
+    except Exception:  # anything else is ray.init's to report
+        return False
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return False
+
+
+def _token_at_hand() -> bool:
+    """Whether Ray finds a token here: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names (Ray
+    aborts the process when that file is missing), else ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named) if named else Path.home() / ".ray" / "auth_token"
+    return path.is_file() and path.stat().st_size > 0
+
+
+def send_token_if_asked(address: str) -> None:
+    """Send Ray's auth token to a cluster that asks for one; UserError when there is none to
+    send or the cluster refuses it.
+
+    Ray 2.60's `ray start --head` turns token auth on whenever a token exists (~/.ray/auth_token),
+    but a client given an explicit address sends none unless RAY_AUTH_MODE=token: it retries for
+    20 s, then raises. A cluster without token auth must not be sent one (this process's own
+    server would then ask its workers for a token they do not have), so the cluster is asked.
+    """
+    if os.environ.get(AUTH_MODE_ENV) or not _refuses(address):
+        return  # the user chose, or the cluster takes this process as it is
+    if not _token_at_hand():
+        raise UserError(f"the Ray cluster at {address} asks for a token: {TOKEN_FIX}")
+    from ray._raylet import Config
+
+    os.environ[AUTH_MODE_ENV] = "token"  # as Ray's own local clusters do (ray.init, ray start)
+    Config.initialize("")  # Ray reads its config once: make it read the mode again
+    if _refuses(address):
+        raise UserError(f"the Ray cluster at {address} refused this machine's token: {TOKEN_FIX}")
+
+
+def check_resources(resources: Resources) -> None:
+    """UserError when no node of the cluster can ever hold one trial."""
+    import ray
+
+    available = ray.cluster_resources()
+    if resources.gpus_per_trial > 0 and available.get("GPU", 0) <= 0:
+        raise UserError(
+            f"the Ray cluster has no GPU but each trial asks for {resources.gpus_per_trial:g}: "
+            "pass --gpus-per-trial 0 (CPU) or --smoke, or connect to a GPU cluster with --address"
+        )
+    if resources.cpus_per_trial > available.get("CPU", 0):
+        raise UserError(
+            f"each trial asks for {resources.cpus_per_trial:g} CPUs but the Ray cluster has "
+            f"{available.get('CPU', 0):g}: lower --cpus-per-trial"
+        )

@@ -1,0 +1,211 @@
+"""Ray Tune runs a study's trials: one Tune experiment per run/extend, restored on resume.
+
+`train_trial` is wrapped in a trainable that checkpoints through Tune. A deterministic error
+(a bad value, a bug: ValueError, TypeError, …) is reported as the trial's `error` instead of
+raised, so Tune never retries it; a crash (a lost node, an OOM) is retried from the last
+checkpoint up to `max_failures` times. Ctrl-C and SIGTERM stop the study the way Tune stops it on
+SIGINT: the experiment state is saved, trials in flight stay resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray import tune
+
+from svdablate.spec.config import Resources, TrialConfig
+from svdablate.study.manifest import StudyManifest
+
+if TYPE_CHECKING:  # the driver's side only: a trial's worker never imports MLflow or rich
+    from svdablate.runtime.progress import RichProgress
+    from svdablate.store.writer import MLflowRecorder
+
+#: Errors that would happen again on a retry: reported as the trial's failure, never retried.
+DETERMINISTIC_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    LookupError,
+    AttributeError,
+    NotImplementedError,
+    ImportError,
+)
+
+
+def _trainable(
+    config: dict[str, Any], done: frozenset[str] = frozenset(), resources: dict | None = None
+) -> None:
+    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes."""
+    import torch
+
+    from svdablate.training.loop import save_state, train_trial
+
+    trial = TrialConfig.model_validate(config["trial"])
+    if trial.trial_id in done:
+        return  # finished before a driver restart: never train it twice
+    request = Resources.model_validate(resources or {})
+    torch.set_num_threads(max(1, int(request.cpus_per_trial)))
+    fraction = request.gpus_per_trial if 0 < request.gpus_per_trial < 1 else None
+    last_checkpoint = time.monotonic()
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        nonlocal last_checkpoint
+        due = checkpoint_due(trial, metrics, time.monotonic() - last_checkpoint)
+        if state is None or not due:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_state(state, folder)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        last_checkpoint = time.monotonic()
+
+    checkpoint = tune.get_checkpoint()
+    try:
+        if checkpoint is None:
+            train_trial(trial, report, gpu_fraction=fraction)
+        else:
+            with checkpoint.as_directory() as folder:
+                train_trial(trial, report, folder, gpu_fraction=fraction)
+    except DETERMINISTIC_ERRORS as exc:
+        tune.report({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def checkpoint_due(trial: TrialConfig, metrics: dict[str, Any], since_last_s: float) -> bool:
+    """The checkpoint policy: after the last epoch always, else once `checkpoint_every_s` has
+    passed since the previous checkpoint (0: every epoch). A crash or an interrupt loses at most
+    that much training; fewer checkpoints cost less (a checkpoint is a state file Tune copies)."""
+    if int(metrics.get("epoch", -1)) + 1 >= trial.epochs:
+        return True
+    return since_last_s >= trial.checkpoint_every_s
+
+
+@dataclass
+class TuneOutcome:
+    """What one Tune run did: errored trials, and the signal that interrupted it (if any)."""
+
+    errored: int = 0
+    interrupted_by: str | None = None
+    seconds: float = 0.0
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM end `Tuner.fit` the way Tune ends it on SIGINT (state saved, trials in
+    flight resumable), and remember which signal came; a second Ctrl-C aborts at once."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        if not callable(signal.getsignal(signal.SIGUSR1)):  # Tune's loop has not begun yet
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGUSR1)  # Tune's own "stop and save" signal
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Interrupts]:
+        import os
+
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's SIGUSR1
+        for s in previous:
+            signal.signal(s, self._handler)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if old_env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = old_env
+
+
+def run_trials(
+    manifest: StudyManifest,
+    configs: list[TrialConfig],
+    recorder: MLflowRecorder,
+    *,
+    restore: bool = False,
+    progress: RichProgress | None = None,
+    keep_checkpoints: bool = True,
+) -> TuneOutcome:
+    """Run (or restore) the study's current Tune experiment over `configs`."""
+    from svdablate.runtime.progress import ProgressCallback
+
+    resources = manifest.resource_request()
+    done = frozenset(recorder.done_trials())
+    todo = [c for c in configs if c.trial_id not in done]
+    outcome = TuneOutcome()
+    if not todo:
+        return outcome
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, done=done, resources=resources.model_dump()),
+        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+    )
+    callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
+    path = f"{manifest.tune_storage.rstrip('/')}/{manifest.tune_experiments[-1]}"
+    began = time.perf_counter()
+    interrupts = _Interrupts()
+    with interrupts.installed(), progress.live() if progress else contextlib.nullcontext():
+        if restore and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(
+                path, trainable=trainable, resume_unfinished=True, resume_errored=True
+            )
+            # Tuner.restore unpickles the old driver's callbacks; give it ones bound to this one.
+            tuner._local_tuner.get_run_config().callbacks = callbacks
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search([c.model_dump(mode="json") for c in todo])},
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=resources.max_concurrent,
+                    reuse_actors=True,  # a process per slot imports torch once, not per trial
+                    trial_name_creator=_trial_name,
+                    trial_dirname_creator=_trial_name,
+                ),
+                run_config=tune.RunConfig(
+                    name=manifest.tune_experiments[-1],
+                    storage_path=manifest.tune_storage,
+                    failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=callbacks,
+                    verbose=0,
+                ),
+            )
+        results = tuner.fit()
+    outcome.errored = sum(1 for r in results if r.error is not None)
+    outcome.interrupted_by = interrupts.received
+    outcome.seconds = round(time.perf_counter() - began, 1)
+    if not keep_checkpoints:
+        finished = {t for t, s in recorder.statuses().items() if s != "running"}
+        prune_checkpoints(
+            r.path for r in results if r.error is None and Path(str(r.path)).name in finished
+        )
+    return outcome
+
+
+def _trial_name(trial: Any) -> str:
+    return TrialConfig.model_validate(trial.config["trial"]).trial_id
+
+
+def prune_checkpoints(trial_paths: Iterable[Any]) -> int:
+    """Delete the checkpoints of finished trials (local storage); returns how many went."""
+    removed = 0
+    for path in trial_paths:
+        if not path or "://" in str(path):
+            continue  # remote storage: its own lifecycle rules apply
+        for checkpoint in Path(path).glob("checkpoint_*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            removed += 1
+    return removed

@@ -1,0 +1,351 @@
+"""`TrialConfig`: the one typed description of a trial, validated once (before Ray starts).
+
+Every field has its type, unit, allowed range and default here, and nowhere else: the grid builds
+trial configs from a preset and the user's `--set key=value`, MLflow records them as params under
+these names, and `train_trial` reads them. The config hash is taken over the canonical typed
+config (identity fields only: where and how a trial runs does not change what it computes).
+
+`--set` parses a value by its field's type (`lr=0.1`, `milestones=[0.5,0.75]`,
+`model_options.groups=4` or `model_options={"groups": 4}`: `overrides.py`); `svdablate fields`
+and the README's table describe every field from here (`field_reference.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from svdablate.errors import UserError
+
+# --------------------------------------------------------------------------- field metadata
+
+
+def _field(default: Any, description: str, *, unit: str = "", identity: bool = True, **kw: Any):
+    """A config field: `description` and `unit` document it (README), `identity` puts it in the
+    config hash, `settable` says whether `--set` may change it."""
+    settable = kw.pop("settable", True)
+    extra = {"unit": unit, "identity": identity, "settable": settable}
+    return Field(default, description=description, json_schema_extra=extra, **kw)
+
+
+class ModelOptions(BaseModel):
+    """Options of the network and its meta-layer; unset (None) means the model's own default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    groups: int | None = _field(None, "dbn: whiten the channels in this many groups", ge=1)
+    eps: float | None = _field(None, "dbn: ridge ε of P + εI (default 1e-2)", gt=0)
+    momentum: float | None = _field(
+        None, "dbn: momentum of the running mean and running S (default 0.1)", gt=0, le=1
+    )
+    reduction_dim: int | None = _field(
+        None, "gcp: channels of the 1×1 Pre-SVD conv (default 256; convnet 32)", ge=1
+    )
+    layer4_stride1: bool | None = _field(None, "gcp, resnets: keep layer4 at stride 1")
+    alexnet_bn: bool | None = _field(None, "alexnet: BN after each conv (default true)")
+    width: int | None = _field(None, "convnet: stem channels (default 16)", ge=1)
+    stem_kernel: int | None = _field(None, "convnet: stem kernel size (default 5)", ge=1)
+    metalayer_opts: dict[str, Any] | None = _field(
+        None, "options of sqrtm/inv_sqrtm (e.g. keep, degree, iters, threshold)"
+    )
+    solver: str | None = _field(
+        None,
+        "meta-layer method run in every row instead of the row's (the row keeps its name); "
+        "mpa-lya with precision=float32: what the released ECCV'22 DBN code runs",
+    )
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or _recorded(info):
+            return value
+        from svdablate.metalayers import resolve_method
+
+        return resolve_method(value)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options set, as `build_model` keyword arguments."""
+        return self.model_dump(exclude_none=True)
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class TrialConfig(BaseModel):
+    """One trial of a study: the row, the seed, the data, the model and the recipe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # what the trial is (set by the grid: --preset, --rows, --seeds, --smoke)
+    study: str = _field("demo", "preset the trial belongs to", settable=False)
+    row: str = _field("SVD", "table row: meta-layer + treatments, e.g. SVD+NOG+OW", settable=False)
+    method: str = _field("svd", "canonical meta-layer method of the row", settable=False)
+    treatments: tuple[str, ...] = _field(
+        (), "treatments of the row, canonical order", settable=False
+    )
+    seed: int = _field(0, "random seed (weights, batch order)", ge=0, settable=False)
+    protocol: Literal["standalone", "hybrid"] = _field(
+        "standalone",
+        "hybrid: Newton–Schulz until switch_epoch, then the row's method (ICCV'21 §3.4)",
+    )
+    smoke: bool = _field(False, "FakeData stand-in for the dataset (--smoke)", settable=False)
+    fake_like: str | None = _field(
+        None, "the dataset FakeData mimics under --smoke", settable=False
+    )
+    # data, model, meta-layer
+    application: Literal["dbn", "gcp"] = _field(
+        "dbn", "dbn: ZCA whitening (decorrelated BN); gcp: global covariance pooling"
+    )
+    model: str = _field("convnet", "network: convnet, resnet18, resnet50, resnet101, alexnet")
+    dataset: str = _field("digits", "digits, cifar10, cifar100, imagenet, cub200, dogs, cars, fake")
+    precision: Literal["float32", "float64"] = _field(
+        "float64", "dtype the covariance and the matrix function run in"
+    )
+    normalization: Literal["dataset", "cifar10", "cifar100"] = _field(
+        "dataset",
+        "CIFAR inputs' mean/std: the dataset's own, or another CIFAR's (the official ECCV'22 "
+        "CIFAR-100 script uses cifar10's)",
+    )
+    model_options: ModelOptions = _field(ModelOptions(), "network and meta-layer options")
+    init_checkpoint: str | None = _field(
+        None,
+        "the row's own checkpoint it fine-tunes from (set from --checkpoints DIR)",
+        settable=False,
+    )
+    # recipe
+    epochs: int = _field(6, "training epochs", unit="epochs", ge=1)
+    batch_size: int = _field(64, "images per step", unit="images", ge=1)
+    lr: float = _field(0.05, "base learning rate of SGD", gt=0)
+    momentum: float = _field(0.9, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = _field(5e-4, "SGD weight decay", ge=0)
+    milestones: tuple[Fraction, ...] = _field(
+        (), "lr decays at these fractions of the run (epoch = round(f·epochs))", unit="of epochs"
+    )
+    gamma: float = _field(0.1, "lr factor at each milestone", gt=0, le=1)
+    classifier_lr_factor: float = _field(
+        1.0,
+        "the classifier's lr is lr × this (ICCV'21 main.py --classifier-factor; FGVC: 5)",
+        gt=0,
+    )
+    grad_clip_norm: float | None = _field(
+        None,
+        "clip the 2-norm of all gradients to this after backward, before NOG/OLR and the step "
+        "(ICCV'21 main.py: 5); null: no clipping",
+        gt=0,
+    )
+    switch_epoch: int | None = _field(
+        None, "hybrid: first epoch of the row's method (set from the recipe)", unit="epoch", ge=1
+    )
+    # treatments
+    ol_weight: float = _field(1e-2, "OL: λ of λ‖WWᵀ − I‖_F (eq. 12)", ge=0)
+    ow_map: str = _field(
+        "matrix_exp",
+        "OW operator: matrix_exp or cayley of the weight matrix, soc (Skew Orthogonal Conv)",
+    )
+    # telemetry and limits
+    kappa_every: int = _field(10, "sample κ every this many steps", unit="steps", ge=1)
+    max_steps_per_epoch: int | None = _field(
+        None, "stop each epoch after this many steps (smoke runs)", unit="steps", ge=1
+    )
+    # where and how it runs: not part of the config hash
+    checkpoint_every_s: float = _field(
+        60.0,
+        "checkpoint a trial at most this often, and after its last epoch (0: every epoch)",
+        unit="s",
+        identity=False,
+        ge=0,
+    )
+    data_dir: str | None = _field(None, "dataset root", identity=False, settable=False)
+    download: bool = _field(False, "download CIFAR if missing", identity=False, settable=False)
+    device: str = _field("auto", "auto (the GPU Ray gives, else CPU), cpu, cuda", identity=False)
+    num_workers: int = _field(0, "DataLoader workers", identity=False, ge=0)
+    test_hooks: tuple[dict[str, Any], ...] = _field(
+        (), "fault injection for the orchestrator's own tests", identity=False
+    )
+
+    # ---- validation across fields -----------------------------------------------------------
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str, info: ValidationInfo) -> str:
+        if _recorded(info):
+            return value
+        from svdablate.models import MODELS
+
+        return _one_of(value, MODELS, "model")
+
+    @field_validator("dataset", "fake_like")
+    @classmethod
+    def _known_dataset(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or _recorded(info):
+            return value
+        from svdablate.data.datasets import DATASETS
+
+        return _one_of(value, DATASETS, "dataset")
+
+    @field_validator("ow_map")
+    @classmethod
+    def _known_ow_map(cls, value: str, info: ValidationInfo) -> str:
+        if _recorded(info):
+            return value
+        from svdablate.treatments import OW_MAPS
+
+        return _one_of(value, OW_MAPS, "ow_map")
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if list(value) != sorted(set(value)):
+            raise ValueError("milestones must be strictly increasing fractions in (0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialConfig:
+        if self.switch_epoch is not None and self.switch_epoch >= self.epochs:
+            raise ValueError(
+                f"switch_epoch {self.switch_epoch} must be before the last epoch ({self.epochs})"
+            )
+        if self.protocol == "hybrid" and self.switch_epoch is None:
+            raise ValueError("the hybrid protocol needs a switch_epoch")
+        data = self.fake_like or self.dataset
+        if self.normalization != "dataset" and data not in ("cifar10", "cifar100"):
+            raise ValueError(
+                f"normalization {self.normalization!r} applies to CIFAR only; {data} keeps its "
+                "own constants: drop --set normalization"
+            )
+        return self
+
+    # ---- derived ----------------------------------------------------------------------------
+    @property
+    def milestone_epochs(self) -> list[int]:
+        """The epochs at which the lr decays: round(fraction · epochs), each at least 1."""
+        return sorted({max(1, round(f * self.epochs)) for f in self.milestones})
+
+    @property
+    def config_hash(self) -> str:
+        """Short stable hash of everything that affects the result, except the seed."""
+        identity = {
+            name: value
+            for name, value in self.model_dump(mode="json").items()
+            if field_meta(name).get("identity", True) and name != "seed"
+        }
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def trial_id(self) -> str:
+        """Deterministic trial name: a trial keeps it across resume and extend."""
+        parts = [self.row, self.dataset, self.protocol, self.precision]
+        slug = "_".join(p.replace("+", "-").replace(" ", "") for p in parts)
+        return f"{slug}_s{self.seed}_{self.config_hash[:6]}"
+
+    @property
+    def reported_dataset(self) -> str:
+        """The dataset the trial stands for (the real one under --smoke)."""
+        return self.fake_like or self.dataset
+
+    def as_params(self) -> dict[str, str]:
+        """Flat `a.b` keys with string values: the MLflow params of the trial."""
+        return _flatten(self.model_dump(mode="json", exclude_none=True))
+
+
+def field_meta(name: str) -> dict[str, Any]:
+    info = TrialConfig.model_fields.get(name)
+    return dict(info.json_schema_extra or {}) if info is not None else {}  # type: ignore[arg-type]
+
+
+#: Validation context of the configs a study recorded in its manifest: their names were checked
+#: against the registries when the study was made, and loading those imports torch (≈2.4 s a
+#: `status`, `report` or `resume`); a trial that builds them still looks each one up.
+RECORDED = {"recorded": True}
+
+
+def _recorded(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("recorded"))
+
+
+def _one_of(value: str, valid: Any, what: str) -> str:
+    if value in valid:
+        return value
+    raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+    return flat
+
+
+# --------------------------------------------------------------------------- a study
+
+
+class Resources(BaseModel):
+    """What each trial asks of the cluster, how many run at once, how often a crash is retried."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs per trial (also torch's threads)")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; 0.25 packs four")
+    max_concurrent: int | None = Field(None, ge=1, description="at most this many trials at once")
+    max_failures: int = Field(2, ge=0, description="retries of a crashed trial from its checkpoint")
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and not float(value).is_integer():
+            raise ValueError("more than one GPU per trial must be a whole number (Ray's rule)")
+        return value
+
+
+class StudySpec(BaseModel):
+    """What to run: a preset and the user's changes to its axes and recipe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str = Field("demo", description="preset name")
+    seeds: int | None = Field(None, ge=1, description="seeds per row (default: the preset's)")
+    rows: tuple[str, ...] | None = Field(None, description="rows to run (default: the preset's)")
+    epochs: int | None = Field(None, ge=1, description="epochs per trial (default: the preset's)")
+    smoke: bool = Field(False, description="every trial on FakeData, 2 steps an epoch, on CPU")
+    data_dir: str | None = Field(None, description="dataset root")
+    download: bool = Field(False, description="download CIFAR where the network allows")
+    seed_offset: int = Field(0, ge=0, description="first seed")
+    checkpoints: str | None = Field(
+        None, description="folder of the rows' own starting checkpoints, one file per row"
+    )
+    overrides: dict[str, Any] = Field(default_factory=dict, description="parsed --set values")
+
+    @field_validator("rows")
+    @classmethod
+    def _some_rows(cls, rows: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if rows is not None and not [r for r in rows if r.strip()]:
+            raise ValueError("no row given: name at least one, e.g. --rows SVD,SVD+NOG")
+        return None if rows is None else tuple(r.strip() for r in rows if r.strip())
+
+
+def validated(model: type[BaseModel], **values: Any) -> Any:
+    """`model(**values)` with a validation error turned into one UserError line."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        flag = "--" + key.replace("_", "-") if key else "input"
+        given = json.dumps(error.get("input"), default=str)
+        raise UserError(f"{flag} {given}: {message}") from None

@@ -1,0 +1,1 @@
+"""The MLflow store: opening and checking it, the spool and its writer, reading child runs."""

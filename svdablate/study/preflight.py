@@ -1,0 +1,61 @@
+"""Checks and facts gathered on the driver before Ray starts: the data, and the names of runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from svdablate.errors import UserError
+from svdablate.spec.config import TrialConfig
+
+#: The axes that tell a row's trials apart in a run's name when the study varies them.
+NAME_AXES = ("reported_dataset", "protocol", "precision")
+
+
+def data_key(config: TrialConfig) -> tuple[Any, ...]:
+    """Trials with the same key see the same data."""
+    return (config.dataset, config.data_dir, config.fake_like, config.smoke, config.normalization)
+
+
+def _source(config: TrialConfig) -> str:
+    if config.dataset == "fake":
+        return f"torchvision FakeData shaped like {config.fake_like or 'cifar100'}"
+    if config.dataset == "digits":
+        return "scikit-learn load_digits (fixed stratified 80/20 split)"
+    return str(config.data_dir or "")
+
+
+def check_data(configs: list[TrialConfig]) -> dict[tuple[Any, ...], dict[str, str]]:
+    """Open every dataset of the grid once on the driver, so a bad --data-dir fails before Ray;
+    returns, per `data_key`, what MLflow's `log_input` records of it (name, digest, profile)."""
+    from svdablate.data.datasets import DataError, build_datasets, describe_datasets
+
+    described: dict[tuple[Any, ...], dict[str, str]] = {}
+    for config in configs:
+        key = data_key(config)
+        if key in described:
+            continue
+        try:
+            train, val, info = build_datasets(
+                config.dataset,
+                data_dir=config.data_dir,
+                download=config.download,
+                smoke=config.smoke,
+                like=config.fake_like,
+                normalization=config.normalization,
+            )
+        except DataError as exc:
+            raise UserError(str(exc)) from None
+        described[key] = describe_datasets(
+            config.reported_dataset, train, val, info, _source(config)
+        )
+    return described
+
+
+def run_names(configs: list[TrialConfig]) -> dict[str, str]:
+    """Each trial's MLflow run name: its row and seed, and the axes the study varies
+    (`SVD+NOG · seed 3`, `MPN-COV · hybrid · seed 0`, `NS · float32 · seed 0`)."""
+    varying = [a for a in NAME_AXES if len({getattr(c, a) for c in configs}) > 1]
+    return {
+        c.trial_id: " · ".join([c.row, *(str(getattr(c, a)) for a in varying), f"seed {c.seed}"])
+        for c in configs
+    }

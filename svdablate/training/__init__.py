@@ -1,0 +1,1 @@
+"""One trial: the training loop (`loop.train_trial`) and its optimizer step (`update`)."""
