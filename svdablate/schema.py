@@ -45,7 +45,8 @@ class Tag:
     METHOD = PREFIX + "method"  # canonical meta-layer method of the row
     PRECISION = PREFIX + "precision"
     METHOD_USED = PREFIX + "method_used"  # the last epoch's solver (`ns` before a hybrid switch)
-    ERROR = PREFIX + "error"  # the last error of a failed trial
+    ERROR = PREFIX + "error"  # the last error of a failed trial: its type and message
+    SET_ASIDE = PREFIX + "checkpoint_set_aside"  # an unreadable state.pt kept there (and why)
     DEVICE = PREFIX + "device"  # the device the trial resolved
     # provenance (parent run)
     VERSION_PREFIX = PREFIX + "version."  # + svdablate, torch, ray, mlflow
@@ -105,7 +106,8 @@ class TrialStatus:
     FINISHED = "finished"
     DIVERGED = "diverged"
     FAILED = "failed"
-    ALL = (FINISHED, DIVERGED, FAILED, RUNNING)
+    INTERRUPTED = "interrupted"  # its study was stopped (signal, killed driver): resumable
+    ALL = (FINISHED, DIVERGED, FAILED, RUNNING, INTERRUPTED)
     DONE = (FINISHED, DIVERGED)  # never trained again by resume or extend
 
 

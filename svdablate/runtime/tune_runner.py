@@ -3,8 +3,10 @@
 `train_trial` is wrapped in a trainable that checkpoints through Tune. A deterministic error
 (a bad value, a bug: ValueError, TypeError, …) is reported as the trial's `error` instead of
 raised, so Tune never retries it; a crash (a lost node, an OOM) is retried from the last
-checkpoint up to `max_failures` times. Ctrl-C and SIGTERM stop the study the way Tune stops it on
-SIGINT: the experiment state is saved, trials in flight stay resumable.
+checkpoint up to `max_failures` times. A checkpoint whose `state.pt` cannot be read (truncated
+by a killed driver, damaged) is set aside, kept and named, and the trial starts again from
+scratch. Ctrl-C and SIGTERM stop the study the way Tune stops it on SIGINT: the experiment state
+is saved, trials in flight stay resumable.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ if TYPE_CHECKING:  # the driver's side only: a trial's worker never imports MLfl
     from svdablate.runtime.progress import RichProgress
     from svdablate.store.writer import MLflowRecorder
 
+#: The result key of a trial whose checkpoint could not be read: where the file was kept, why.
+SET_ASIDE = "checkpoint_set_aside"
 #: Errors that would happen again on a retry: reported as the trial's failure, never retried.
 DETERMINISTIC_ERRORS = (
     ValueError,
@@ -46,6 +50,7 @@ def _trainable(
     """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes."""
     import torch
 
+    from svdablate.training.checkpoint_files import UnreadableCheckpoint, set_aside
     from svdablate.training.loop import save_state, train_trial
 
     trial = TrialConfig.model_validate(config["trial"])
@@ -69,11 +74,15 @@ def _trainable(
 
     checkpoint = tune.get_checkpoint()
     try:
-        if checkpoint is None:
-            train_trial(trial, report, gpu_fraction=fraction)
-        else:
-            with checkpoint.as_directory() as folder:
-                train_trial(trial, report, folder, gpu_fraction=fraction)
+        if checkpoint is not None:
+            try:
+                with checkpoint.as_directory() as folder:
+                    train_trial(trial, report, folder, gpu_fraction=fraction)
+                return
+            except UnreadableCheckpoint as bad:
+                kept = set_aside(checkpoint.filesystem, checkpoint.path)
+                tune.report({SET_ASIDE: f"{kept} ({bad.reason})"})
+        train_trial(trial, report, gpu_fraction=fraction)
     except DETERMINISTIC_ERRORS as exc:
         tune.report({"error": f"{type(exc).__name__}: {exc}"})
 

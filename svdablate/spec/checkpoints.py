@@ -97,10 +97,15 @@ def _weights(path: str) -> dict[str, Any]:
     """The model tensors of a trial's `state.pt` or of a plain state dict; UserError otherwise."""
     import torch
 
+    from svdablate.training.checkpoint_files import UnreadableCheckpoint, load_tensors
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # any unreadable file is the user's to replace
-        raise UserError(f"checkpoint {path}: not a readable PyTorch file ({exc})") from None
+        state = load_tensors(path, mmap=True)  # weights_only: no code in the file runs
+    except UnreadableCheckpoint as exc:  # the user's to replace
+        raise UserError(
+            f"checkpoint {path}: {exc.reason}: give a state dict of tensors "
+            "(torch.save(model.state_dict(), path)) or a trial's state.pt"
+        ) from None
     weights = state.get("model", state) if isinstance(state, dict) else None
     if not isinstance(weights, dict) or not all(torch.is_tensor(v) for v in weights.values()):
         raise UserError(

@@ -88,3 +88,16 @@ def trial_tags(config: TrialConfig, parent_run_id: str, grid_id: str) -> dict[st
         Tag.MODEL: config.model,
         Tag.GRID_ID: grid_id,
     }
+
+
+def mark_children_interrupted(client: MlflowClient, parent_run_id: str) -> list[str]:
+    """Tag the study's child runs still running as interrupted (MLflow's KILLED), as its parent
+    is when the study stops early; returns their trial ids."""
+    marked = []
+    for trial_id, run in child_runs(client, parent_run_id).items():
+        if run.data.tags.get(Tag.STATUS, TrialStatus.RUNNING) != TrialStatus.RUNNING:
+            continue
+        client.set_terminated(run.info.run_id, "KILLED")
+        client.set_tag(run.info.run_id, Tag.STATUS, TrialStatus.INTERRUPTED)
+        marked.append(trial_id)
+    return marked

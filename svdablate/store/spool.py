@@ -35,7 +35,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
 
 from svdablate.errors import UserError
-from svdablate.schema import StudyStatus, Tag
+from svdablate.schema import StudyStatus, Tag, TrialStatus
+from svdablate.store.runs import mark_children_interrupted
 from svdablate.study.manifest import STUDIES_DIR
 
 SPOOL_SUFFIX = ".spool.jsonl"
@@ -61,11 +62,14 @@ def spool_path(results_dir: str | os.PathLike, parent_run_id: str) -> Path:
 
 
 def apply_parent_status(client: MlflowClient, parent_run_id: str, status: str) -> None:
-    """Mark the parent run running, finished, failed or interrupted (MLflow's KILLED)."""
+    """Mark the parent run running, finished, failed or interrupted (MLflow's KILLED; its child
+    runs still running are marked interrupted too)."""
     if status == StudyStatus.RUNNING:
         client.update_run(parent_run_id, status=MLFLOW_STATUS[status])
     else:
         client.set_terminated(parent_run_id, MLFLOW_STATUS[status])
+    if status == StudyStatus.INTERRUPTED:  # its trials in flight with it
+        mark_children_interrupted(client, parent_run_id)
     client.set_tag(parent_run_id, Tag.STATUS, status)
 
 
@@ -111,8 +115,9 @@ class SpooledWriter:
     """The study's MLflow writes: `submit` appends to the spool; a thread applies it in order.
 
     Operations (JSON objects): `create` (a trial's child run: tags, params), `log` (metrics as
-    [key, value, timestamp, step] and tags), `terminate` (a child run's MLflow status) and
-    `parent` (the study's status).
+    [key, value, timestamp, step] and tags), `terminate` (a child run's MLflow status), `text`
+    (an artifact file of a child run, e.g. a failed trial's traceback) and `parent` (the
+    study's status).
     """
 
     def __init__(self, tracking_uri: str, parent_run_id: str, spool: str | os.PathLike) -> None:
@@ -296,6 +301,8 @@ class SpooledWriter:
             self._log(op)
         elif kind == "terminate":
             self.client.set_terminated(self._run_of(op["trial"]), op["status"])
+        elif kind == "text":
+            self.client.log_text(self._run_of(op["trial"]), op["text"], op["file"])
         else:
             raise ValueError(f"unknown spool operation {kind!r}")
 
@@ -341,4 +348,7 @@ class SpooledWriter:
     def _log(self, op: dict[str, Any]) -> None:
         metrics = [Metric(key, value, ts, step) for key, value, ts, step in op["metrics"]]
         tags = [RunTag(k, v) for k, v in op["tags"].items()]
-        self.client.log_batch(self._run_of(op["trial"]), metrics=metrics, tags=tags)
+        run_id = self._run_of(op["trial"])
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if op["tags"].get(Tag.STATUS) == TrialStatus.RUNNING:  # (re)started: no longer KILLED
+            self.client.update_run(run_id, status="RUNNING")

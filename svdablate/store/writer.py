@@ -9,6 +9,7 @@ epochs it already holds are never logged twice, and every metric is logged once 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from ray import tune
 
 from svdablate.errors import UserError
+from svdablate.runtime.tune_runner import SET_ASIDE
 from svdablate.schema import (
     EPOCH_METRICS,
     FINAL_OF,
@@ -28,7 +30,9 @@ from svdablate.schema import Metric as M
 from svdablate.spec.config import TrialConfig
 from svdablate.store.runs import PARAM_VALUE_LIMIT, child_runs, trial_tags
 from svdablate.store.spool import SpooledWriter
+from svdablate.store.trial_errors import ERROR_ARTIFACT, ERROR_TAG_LIMIT, trial_error
 
+log = logging.getLogger(__name__)
 DRAIN_SECONDS = 30.0  # how long the end of a study (or a resume) waits for the store's answer
 
 
@@ -170,6 +174,9 @@ class MLflowRecorder(tune.Callback):
         if result.get("error"):
             self._fail(config, str(result["error"]))
             return
+        if result.get(SET_ASIDE):
+            self._set_aside(config, str(result[SET_ASIDE]))
+            return
         if "epoch" not in result:
             return
         epoch = int(result["epoch"])
@@ -205,14 +212,25 @@ class MLflowRecorder(tune.Callback):
         self._status[trial_id] = status
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        error = str(getattr(trial, "error_msg", "") or "")
-        self._fail(_config(trial), error)
+        summary, trace = trial_error(trial)
+        self._fail(_config(trial), summary, trace)
 
-    def _fail(self, config: TrialConfig, error: str) -> None:
-        tags = {Tag.STATUS: TrialStatus.FAILED, Tag.ERROR: error[-500:]}
+    def _fail(self, config: TrialConfig, error: str, trace: str = "") -> None:
+        tags = {Tag.STATUS: TrialStatus.FAILED, Tag.ERROR: error[:ERROR_TAG_LIMIT]}
         self._submit("log", config, metrics=[], tags=tags)
+        if trace:
+            self._submit("text", config, text=trace, file=ERROR_ARTIFACT)
         self._submit("terminate", config, status="FAILED")
         self._status[config.trial_id] = TrialStatus.FAILED
+
+    def _set_aside(self, config: TrialConfig, note: str) -> None:
+        """A trial's unreadable checkpoint was kept aside and it starts again: say so, once."""
+        log.warning(
+            "trial %s: its checkpoint could not be read, kept as %s; it starts again from scratch",
+            config.trial_id,
+            note,
+        )  # the epochs MLflow holds are not logged again (the same seed retrains them alike)
+        self._submit("log", config, metrics=[], tags={Tag.SET_ASIDE: note[:ERROR_TAG_LIMIT]})
 
 
 def _is_number(value: Any) -> bool:

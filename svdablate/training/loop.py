@@ -27,11 +27,11 @@ from svdablate.metalayers import MetaLayerFailure
 from svdablate.models import SVDNet, build_model
 from svdablate.schema import Metric
 from svdablate.spec.config import TrialConfig
+from svdablate.training.checkpoint_files import STATE_FILE, load_tensors, read_trial_state
 from svdablate.training.update import Update, apply_update, make_optimizer
 from svdablate.treatments import attach_treatments
 
 ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
-STATE_FILE = "state.pt"
 
 
 def resolve_device(requested: str | None = "auto") -> torch.device:
@@ -118,7 +118,7 @@ def load_pretrained(model: SVDNet, path: str) -> list[str]:
     official `model_init.py` makes a new one). A file that leaves any other tensor unloaded
     raises: a fine-tuned trial never trains from scratch (`checkpoints.check_checkpoints` says
     so before Ray starts)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_tensors(path)  # weights_only: a file never runs code here
     weights = state.get("model", state) if isinstance(state, dict) else state
     own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
@@ -217,7 +217,8 @@ def train_trial(
     with `checkpoint_dir` holding it (`state.pt`) resumes after the last reported epoch. A solver
     failure skips that step's update and is counted; a non-finite loss stops the trial, which
     reports `diverged = 1` and returns normally (it is a result, not a crash). `gpu_fraction`
-    caps this process's share of the GPU's memory (fractional GPUs under Ray).
+    caps this process's share of the GPU's memory (fractional GPUs under Ray). A `state.pt`
+    that cannot be read as a trial's state raises `UnreadableCheckpoint` before any data loads.
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.model_validate(config)
@@ -226,6 +227,9 @@ def train_trial(
     device = resolve_device(config.device)
     if device.type == "cuda" and gpu_fraction:
         torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), device)
+    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+    # Read first: an unreadable state (UnreadableCheckpoint) costs the caller no data loading.
+    saved = read_trial_state(state_path, device) if state_path and state_path.exists() else None
 
     train_set, val_set, info = build_datasets(
         config.dataset,
@@ -258,9 +262,7 @@ def train_trial(
         precision=config.precision,
         **config.model_options.as_kwargs(),
     )
-    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
-    resuming = state_path is not None and state_path.exists()
-    if config.init_checkpoint and not resuming:  # a resumed trial has its own weights
+    if config.init_checkpoint and saved is None:  # a resumed trial has its own weights
         load_pretrained(model, config.init_checkpoint)
     treatments = attach_treatments(
         model.pre_svd_layer,
@@ -275,8 +277,8 @@ def train_trial(
 
     start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
     failures_total = 0
-    if resuming:
-        state = torch.load(state_path, map_location=device, weights_only=False)
+    if saved is not None:
+        state = saved
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
