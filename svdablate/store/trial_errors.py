@@ -3,11 +3,14 @@ child run's `svdablate.error` tag) and the last lines of its traceback (`error.t
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 ERROR_ARTIFACT = "error.txt"
 ERROR_TAG_LIMIT = 500  # characters of the tag
 TRACE_LINES = 40  # lines of the traceback kept in the artifact
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def describe(error: BaseException | str | None) -> tuple[str, str]:
@@ -28,16 +31,23 @@ def describe(error: BaseException | str | None) -> tuple[str, str]:
 
 
 def trial_error(trial: Any) -> tuple[str, str]:
-    """`describe` of the error a Tune trial has just failed with (read from its error files)."""
+    """`describe` of the error a Tune trial has just failed with, read from the files Tune has
+    just written on the driver (`error.pkl`, `error.txt`; the storage's copies come later)."""
+    import cloudpickle
+
     try:
-        error = trial.get_pickled_error() or trial.get_error()
+        if trial.pickled_error_file and Path(trial.pickled_error_file).exists():
+            return describe(cloudpickle.loads(Path(trial.pickled_error_file).read_bytes()))
+        if trial.error_file and Path(trial.error_file).exists():
+            return describe(Path(trial.error_file).read_text(errors="replace"))
     except Exception as exc:  # an unpicklable or unreadable record: say that, not nothing
         return f"{type(exc).__name__} reading the trial's error: {exc}", ""
-    return describe(error)
+    return "", ""
 
 
 def _tail(text: str) -> str:
-    return "\n".join(text.strip().splitlines()[-TRACE_LINES:]) + "\n"
+    plain = ANSI_COLOUR.sub("", text)  # Ray colours the remote task's name
+    return "\n".join(plain.strip().splitlines()[-TRACE_LINES:]) + "\n"
 
 
 def _last_exception_line(text: str) -> str:

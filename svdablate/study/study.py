@@ -289,6 +289,7 @@ class Study:
         from mlflow import MlflowClient
 
         from svdablate.store.runs import child_runs
+        from svdablate.store.spool import settle_abandoned, spool_path
 
         if self.manifest is None:
             raise UserError("this study has not started: run() it")
@@ -296,6 +297,8 @@ class Study:
 
         client = MlflowClient(self.tracking_uri)
         try:
+            spool = spool_path(self.results_dir, self.manifest.parent_run_id)
+            settle_abandoned(client, self.manifest.parent_run_id, spool)  # a killed driver's
             parent = client.get_run(self.manifest.parent_run_id)
             runs = child_runs(client, self.manifest.parent_run_id)
         except MlflowException:

@@ -43,6 +43,7 @@ _STATUS_PRIORITY = {
     TrialStatus.DIVERGED: 2,
     TrialStatus.FAILED: 1,
     TrialStatus.RUNNING: 1,
+    TrialStatus.INTERRUPTED: 1,
 }
 RUN_COLUMNS = (
     "run_id",

@@ -9,7 +9,7 @@ from svdablate.report.tables.table import RANK_COLOURS
 from svdablate.report.tables.trend import MAX_WIDTH, log_range
 from svdablate.schema import TrialStatus
 
-EXCLUDED = (TrialStatus.DIVERGED, TrialStatus.FAILED, TrialStatus.RUNNING)
+EXCLUDED = (TrialStatus.DIVERGED, TrialStatus.FAILED, TrialStatus.RUNNING, TrialStatus.INTERRUPTED)
 PAPER_LABELS = {"eccv22": "ECCV'22", "iccv21": "ICCV'21"}
 ERROR_WORDS = {
     "best": "best-epoch (each run's lowest validation error, as the papers' scripts report)",

@@ -198,7 +198,7 @@ def summary_report(
     ]
     columns += [
         Column(s, s, fmt="int", kind="count")
-        for s in (TrialStatus.FAILED, TrialStatus.RUNNING)
+        for s in (TrialStatus.FAILED, TrialStatus.RUNNING, TrialStatus.INTERRUPTED)
         if summary[s].sum()
     ]
     columns += stat_columns("")
