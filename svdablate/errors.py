@@ -3,10 +3,6 @@
 from enum import IntEnum
 
 
-class UserError(Exception):
-    """A mistake the user can fix; the message (one line) names the fix. Exit code 2."""
-
-
 class ExitCode(IntEnum):
     """What a command's exit status means (README, "Exit codes")."""
 
@@ -14,3 +10,16 @@ class ExitCode(IntEnum):
     FAILED = 1  # a trial failed after its retries, or the study was interrupted
     USAGE = 2  # bad input: nothing started
     CTRL_C = 130  # interrupted by Ctrl-C; resumable
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message (one line) names the fix. Exit code 2."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StudyStopped(UserError):
+    """A started study that had to stop (its disk filled): one line naming the cause and the
+    `resume` that continues it. Exit code 1, as for an interrupted study."""
+
+    exit_code = ExitCode.FAILED

@@ -157,7 +157,7 @@ def main() -> None:
         if isinstance(exc, KeyError | IndexError):  # bugs, not an unknown study
             raise
         _error(str(exc))
-        sys.exit(ExitCode.USAGE)
+        sys.exit(getattr(exc, "exit_code", ExitCode.USAGE))
     sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 

@@ -12,6 +12,7 @@ is saved, trials in flight stay resumable.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import signal
 import tempfile
@@ -23,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
+from svdablate.errors import StudyStopped
 from svdablate.spec.config import Resources, TrialConfig
+from svdablate.store.health import DiskFull, is_disk_full
 from svdablate.study.manifest import StudyManifest
 
 if TYPE_CHECKING:  # the driver's side only: a trial's worker never imports MLflow or rich
@@ -163,6 +166,8 @@ def run_trials(
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
+    # A crashed trial's traceback goes to its MLflow run (`error.txt`), not the terminal.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     path = f"{manifest.tune_storage.rstrip('/')}/{manifest.tune_experiments[-1]}"
     began = time.perf_counter()
     interrupts = _Interrupts()
@@ -192,7 +197,13 @@ def run_trials(
                     verbose=0,
                 ),
             )
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        except Exception as exc:  # Tune wraps a callback's exception in a TuneError
+            full = disk_full_in(exc)
+            if full is None:
+                raise
+            raise stop_on_full_disk(manifest, recorder, full, len(todo)) from None
     outcome.errored = sum(1 for r in results if r.error is not None)
     outcome.interrupted_by = interrupts.received
     outcome.seconds = round(time.perf_counter() - began, 1)
@@ -202,6 +213,39 @@ def run_trials(
             r.path for r in results if r.error is None and Path(str(r.path)).name in finished
         )
     return outcome
+
+
+def disk_full_in(exc: BaseException) -> BaseException | None:
+    """The full-disk error in an exception's chain (causes and contexts), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DiskFull) or is_disk_full(current):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def stop_on_full_disk(
+    manifest: StudyManifest, recorder: MLflowRecorder, exc: BaseException, trials_left: int
+) -> StudyStopped:
+    """The one line of a study whose disk filled: which path, how much it needs, and `resume`;
+    the study is marked interrupted and its unsent writes stay in its spool."""
+    from svdablate.store.health import space_needed_line
+    from svdablate.store.spool import spool_path
+
+    storage = Path(manifest.tune_storage)
+    where = getattr(exc, "path", None) or getattr(exc, "filename", None) or storage
+    marked = recorder.stop_on_full_disk()
+    spool = spool_path(manifest.results_dir, manifest.parent_run_id)
+    unsent = f", its unsent records wait in {spool}" if spool.exists() else ""
+    return StudyStopped(
+        f"no space left on the device of {where} ({space_needed_line(storage, trials_left)}): "
+        f"the study stopped{'' if marked else ' (its store is on that disk too)'}{unsent}; "
+        f"free space, then `svdablate resume {manifest.parent_run_id} --results-dir "
+        f"{manifest.results_dir}`"
+    )
 
 
 def _trial_name(trial: Any) -> str:

@@ -20,6 +20,7 @@ a dead server turns into backoff here, not minutes inside `requests`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -36,10 +37,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
 
 from svdablate.errors import UserError
 from svdablate.schema import StudyStatus, Tag, TrialStatus
+from svdablate.store.health import DiskFull, is_disk_full
 from svdablate.store.runs import mark_children_interrupted
 from svdablate.study.manifest import STUDIES_DIR
 
 SPOOL_SUFFIX = ".spool.jsonl"
+RESERVE_SUFFIX = ".reserve"  # beside the spool: space kept for a study's last writes
+RESERVE_BYTES = 1 << 20
 PARAM_BATCH = 100  # MLflow's limit of params per log_batch
 BATCH_METRICS, BATCH_TAGS = 900, 100  # within its limits of 100 tags and 1000 values in all
 MERGED_LOGS = 64  # most spooled `log` operations of one trial sent as one log_batch
@@ -71,34 +75,6 @@ def apply_parent_status(client: MlflowClient, parent_run_id: str, status: str) -
     if status == StudyStatus.INTERRUPTED:  # its trials in flight with it
         mark_children_interrupted(client, parent_run_id)
     client.set_tag(parent_run_id, Tag.STATUS, status)
-
-
-def driver_gone(spool: Path) -> bool:
-    """Whether the study's driver died without closing its spool (kill -9, a lost node): the
-    spool is there but nobody holds its lock (a driver holds it for as long as it runs)."""
-    try:
-        handle = open(spool, "rb")  # noqa: SIM115 (closed below)
-    except OSError:
-        return False  # no spool: the study ended, or its driver has not opened it yet
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return False  # a driver holds it
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return True
-
-
-def settle_abandoned(client: MlflowClient, parent_run_id: str, spool: Path) -> bool:
-    """Mark a study whose driver was killed interrupted, its running child runs with it, as a
-    driver that stops on a signal does; True when it was. (The spool stays for `resume`.)"""
-    parent = client.get_run(parent_run_id)
-    if parent.data.tags.get(Tag.STATUS, StudyStatus.RUNNING) != StudyStatus.RUNNING:
-        return False
-    if not driver_gone(spool):
-        return False
-    apply_parent_status(client, parent_run_id, StudyStatus.INTERRUPTED)
-    return True
 
 
 def merge_logs(raws: list[bytes]) -> tuple[dict[str, Any], int]:
@@ -187,6 +163,7 @@ class SpooledWriter:
                 "or stop it before resuming"
             ) from None
         self._reader = open(self.spool, "rb")  # noqa: SIM115
+        self._hold_reserve()
         self._lines = self._inherited = self._complete_lines()
         if self.tracking_uri.startswith(("http://", "https://")):
             self._saved_env = {k: os.environ.get(k) for k in FAST_FAIL_ENV}
@@ -194,6 +171,26 @@ class SpooledWriter:
         self._thread = threading.Thread(target=self._loop, name="mlflow-writer", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def reserve(self) -> Path:
+        return self.spool.with_suffix(RESERVE_SUFFIX)
+
+    def _hold_reserve(self) -> None:
+        """Keep RESERVE_BYTES of the disk for the study's last writes (the parent's status)
+        should the disk fill; a disk too full for it is found when the study starts."""
+        with contextlib.suppress(OSError), open(self.reserve, "wb") as handle:
+            handle.write(b"\0" * RESERVE_BYTES)
+
+    def _release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reserve.unlink(missing_ok=True)
+
+    def abandon(self) -> None:
+        """The disk is full: stop the thread at once and give the reserve back, so that the
+        parent's status can still be written; what is unsent stays in the spool."""
+        self._release_reserve()
+        self.close(0)
 
     def _complete_lines(self) -> int:
         """Lines an earlier driver left; a torn last line (it died mid-append) is never read,
@@ -226,7 +223,9 @@ class SpooledWriter:
             if self._thread is None or not self._thread.is_alive():  # else it still needs them
                 for handle in (self._reader, self._writer):
                     if handle is not None:
-                        handle.close()
+                        with contextlib.suppress(OSError):  # a torn last line is never read
+                            handle.close()
+            self._release_reserve()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -240,8 +239,13 @@ class SpooledWriter:
         """Append one operation to the spool (a local write: never waits for the store)."""
         line = (json.dumps(op, default=str) + "\n").encode()
         with self._cond:
-            self._writer.write(line)
-            self._writer.flush()
+            try:
+                self._writer.write(line)
+                self._writer.flush()
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise DiskFull(self.spool, str(exc)) from None
+                raise
             self._lines += 1
             self._cond.notify_all()
 

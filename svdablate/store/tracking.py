@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from svdablate.cache import cache_dir, write_atomically
 from svdablate.errors import UserError
-from svdablate.runtime.ray_cluster import check_reachable
+from svdablate.store.health import probe_server
 from svdablate.study.manifest import STORE_FILE, default_tracking_uri
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -79,12 +79,8 @@ def resolve_tracking_uri(
             raise UserError(f"no MLflow store at {path}: pass the --tracking-uri of a study")
         return f"sqlite:///{path.resolve()}"
     if parsed.scheme in ("http", "https"):
-        check_reachable(
-            parsed.hostname or "",
-            parsed.port or (443 if parsed.scheme == "https" else 80),
-            "MLflow tracking server",
-            uri,
-            "start it with `mlflow server` or omit --tracking-uri for the local store",
+        probe_server(
+            uri, "start it with `mlflow server` or omit --tracking-uri for the local store"
         )
     return uri
 

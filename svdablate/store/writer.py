@@ -23,13 +23,15 @@ from svdablate.runtime.tune_runner import SET_ASIDE
 from svdablate.schema import (
     EPOCH_METRICS,
     FINAL_OF,
+    StudyStatus,
     Tag,
     TrialStatus,
 )
 from svdablate.schema import Metric as M
 from svdablate.spec.config import TrialConfig
+from svdablate.store.health import DiskFull, is_disk_full
 from svdablate.store.runs import PARAM_VALUE_LIMIT, child_runs, trial_tags
-from svdablate.store.spool import SpooledWriter
+from svdablate.store.spool import SpooledWriter, apply_parent_status
 from svdablate.store.trial_errors import ERROR_ARTIFACT, ERROR_TAG_LIMIT, trial_error
 
 log = logging.getLogger(__name__)
@@ -211,9 +213,31 @@ class MLflowRecorder(tune.Callback):
         self._submit("terminate", config, status="FINISHED")
         self._status[trial_id] = status
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        summary, _ = trial_error(trial)
+        if is_disk_full(summary):  # a retry would fail the same way: stop the study instead
+            raise DiskFull(None, summary)
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         summary, trace = trial_error(trial)
+        if is_disk_full(summary):
+            raise DiskFull(None, summary)
         self._fail(_config(trial), summary, trace)
+
+    def stop_on_full_disk(self) -> bool:
+        """The disk filled: stop writing (the unsent writes stay in the spool), free the space
+        kept for this, and mark the study interrupted in the store directly; False when the
+        store cannot take even that (it is on the full disk too)."""
+        if self.writer is not None:
+            self.writer.abandon()
+            self.writer = None
+        try:
+            apply_parent_status(
+                MlflowClient(self.tracking_uri), self.parent_run_id, StudyStatus.INTERRUPTED
+            )
+        except Exception:
+            return False
+        return True
 
     def _fail(self, config: TrialConfig, error: str, trace: str = "") -> None:
         tags = {Tag.STATUS: TrialStatus.FAILED, Tag.ERROR: error[:ERROR_TAG_LIMIT]}

@@ -149,6 +149,7 @@ class Study:
         Its store: `tracking_uri`, else $MLFLOW_TRACKING_URI, else the one it was run with (the
         results dir's own `mlflow.db` wherever the folder now is).
         """
+        from svdablate.store.health import check_readable_store
         from svdablate.store.relocate import relocate_artifacts
         from svdablate.store.tracking import TRACKING_URI_ENV, resolve_tracking_uri
 
@@ -156,6 +157,7 @@ class Study:
         override = tracking_uri or os.environ.get(TRACKING_URI_ENV)
         if override:
             manifest.tracking_uri = resolve_tracking_uri(override, results_dir, create=False)
+        check_readable_store(manifest.store_uri)  # a server that is down: seconds, not minutes
         if manifest.tracking_uri is None:
             relocate_artifacts(results_dir)  # a copied or moved folder writes into itself
         return cls(
@@ -288,8 +290,9 @@ class Study:
         """Trial counts by status, read from the study's MLflow runs (works while it runs)."""
         from mlflow import MlflowClient
 
+        from svdablate.store.liveness import settle_abandoned
         from svdablate.store.runs import child_runs
-        from svdablate.store.spool import settle_abandoned, spool_path
+        from svdablate.store.spool import spool_path
 
         if self.manifest is None:
             raise UserError("this study has not started: run() it")
@@ -332,6 +335,7 @@ class Study:
 
     # ---- internals --------------------------------------------------------------------------
     def _prepare_store(self, *, open_now: bool = True) -> str:
+        from svdablate.store.health import check_writable
         from svdablate.store.tracking import check_store, resolve_tracking_uri
 
         uri = (
@@ -339,6 +343,7 @@ class Study:
             if self.manifest is not None
             else resolve_tracking_uri(self.tracking_uri_option, self.results_dir)
         )
+        check_writable(self.results_dir, uri)  # read-only or full: one line, nothing started
         check_store(uri, open_now=open_now)
         return uri
 
