@@ -19,6 +19,9 @@ from svdablate.errors import UserError
 from svdablate.spec.config import Resources
 
 CONNECT_TIMEOUT_S = 5.0
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+FRAME_HEADER_BYTES, SETTINGS_FRAME_TYPE = 9, 4  # HTTP/2 (RFC 9113 §4.1, §6.5)
+EMPTY_SETTINGS_FRAME = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")  # where `ray start` records itself
 
 
@@ -34,30 +37,61 @@ def check_reachable(host: str, port: int, what: str, address: str, fix: str) -> 
 
 
 def resolve_address(address: str | None) -> str:
-    """The address to hand `ray.init`: a concrete one (checked), or "local"."""
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    """The address to hand `ray.init`: a concrete one (checked: something answers there, and
+    it speaks Ray's gRPC), or "local"."""
+    from_env = not address and bool(os.environ.get(RAY_ADDRESS_ENV))
+    address = address or os.environ.get(RAY_ADDRESS_ENV) or "local"
     if address == "local":
         return address
+    source = f"{RAY_ADDRESS_ENV}={address}" if from_env else f"--address {address}"
+    leave = (
+        f"unset {RAY_ADDRESS_ENV} for a local Ray" if from_env else "omit --address for a local Ray"
+    )
     if address == "auto":
         if not CURRENT_CLUSTER_FILE.exists():
             raise UserError(
-                f"--address auto: no Ray cluster recorded in {CURRENT_CLUSTER_FILE}: start one "
-                "with `ray start --head`, or omit --address for a local Ray"
+                f"{source}: no Ray cluster recorded in {CURRENT_CLUSTER_FILE}: start one with "
+                f"`ray start --head`, or {leave}"
             )
         address = CURRENT_CLUSTER_FILE.read_text().strip()
-        fix = f"it is gone ({CURRENT_CLUSTER_FILE} is stale): omit --address for a local Ray"
+        fix = f"the cluster it names is gone ({CURRENT_CLUSTER_FILE} is stale): {leave}"
     else:
-        fix = "start one with `ray start --head` or omit --address for a local Ray"
+        fix = f"start one with `ray start --head`, or {leave}"
     parsed = urlparse(address if "://" in address else f"ray://{address}")
     default_port = 10001 if address.startswith("ray://") else 6379
     try:
         port = parsed.port or default_port
     except ValueError:
-        raise UserError(f"--address {address!r} is not host:port or ray://host:port") from None
-    check_reachable(parsed.hostname or "", port, "Ray cluster", address, fix)
+        raise UserError(f"{source} is not host:port or ray://host:port") from None
+    host = parsed.hostname or ""
+    check_reachable(host, port, "Ray cluster", address, fix)
+    if not speaks_grpc(host, port):
+        raise UserError(
+            f"{address} ({source}) answers, but not as a Ray cluster (another server holds "
+            f"port {port}): {fix}"
+        )
     if not address.startswith("ray://"):
         send_token_if_asked(address)
     return address
+
+
+def speaks_grpc(host: str, port: int) -> bool:
+    """Whether the server at host:port speaks HTTP/2 as gRPC servers do (Ray's GCS, its client
+    server): it answers the HTTP/2 preface with a SETTINGS frame. Ray's own client would
+    instead retry a foreign server (a web server on that port) for minutes."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + EMPTY_SETTINGS_FRAME
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as connection:
+            connection.sendall(preface)
+            head = b""
+            while len(head) < FRAME_HEADER_BYTES:
+                chunk = connection.recv(FRAME_HEADER_BYTES - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except OSError:
+        return False
+    return len(head) == FRAME_HEADER_BYTES and head[3] == SETTINGS_FRAME_TYPE
 
 
 def _is_loopback(address: str) -> bool:
