@@ -72,6 +72,10 @@ def check_writable(results_dir: str | os.PathLike, uri: str) -> None:
     SQLite store, with room to spare; UserError naming the path and the fix otherwise (a
     read-only mount, `chattr +i`, a full disk)."""
     folder = Path(results_dir).resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # a study on a tracking server makes it here
+    except OSError as exc:
+        raise UserError(disk_problem(folder, exc)) from None
     targets = [folder, *(p for p in (folder / STUDIES_DIR, folder / TUNE_DIR) if p.is_dir())]
     for target in targets:
         probe_write(target)
@@ -117,7 +121,8 @@ def free_bytes(folder: Path) -> int:
 def disk_problem(path: Path, exc: OSError) -> str:
     """One line for an OSError writing under `path`: which path, what is wrong, the fix."""
     if exc.errno == errno.ENOSPC:
-        free = free_bytes(path if path.is_dir() else path.parent) / 2**20
+        existing = next(p for p in (path, *path.parents) if p.is_dir())
+        free = free_bytes(existing) / 2**20
         return (
             f"no space left on the device of {path} ({free:.1f} MiB free): free some space "
             "(or pass another --results-dir)"
