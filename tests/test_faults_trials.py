@@ -89,9 +89,10 @@ def test_a_crashed_trial_carries_its_exception_and_traceback(tmp_path):
     assert "_inject_test_faults" in trace and "RuntimeError: injected crash" in trace, trace
 
 
-def _kill_mid_study(results: Path) -> None:
-    """A study of two 3-epoch trials, its driver (and the Ray it started) killed with SIGKILL
-    once each trial has checkpointed an epoch."""
+def _stop_mid_study(results: Path, sig: int = signal.SIGKILL) -> int:
+    """A study of two 3-epoch trials whose driver gets `sig` once each trial has checkpointed
+    an epoch (SIGKILL goes to its process group: the Ray it started dies with it); returns the
+    driver's exit code."""
     hooks = json.dumps([{"sleep_per_epoch": 1.5}])
     command = [
         sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "1",
@@ -108,16 +109,31 @@ def _kill_mid_study(results: Path) -> None:
     try:
         assert wait_for(both_checkpointed, 300), "no checkpoint was written"
         wait_for(lambda: False, 1.5)  # Tune records the checkpoints in its experiment state
+        if sig == signal.SIGKILL:
+            os.killpg(driver.pid, sig)
+        else:
+            os.kill(driver.pid, sig)
+        return driver.wait(180)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(30)
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(30)
+
+
+def test_sigterm_tags_the_running_trials_interrupted_with_their_study(tmp_path):
+    results = tmp_path / "results"
+    assert _stop_mid_study(results, signal.SIGTERM) == 1
+    (parent,) = runs_of(results, "parent")
+    assert parent.data.tags[Tag.STATUS] == "interrupted"
+    statuses = {(r.data.tags[Tag.STATUS], r.info.status) for r in runs_of(results, "trial")}
+    assert ("running", "RUNNING") not in statuses and ("interrupted", "KILLED") in statuses
 
 
 def test_a_killed_driver_leaves_its_trials_interrupted_and_truncated_checkpoints_set_aside(
     tmp_path,
 ):
     results = tmp_path / "results"
-    _kill_mid_study(results)
+    _stop_mid_study(results)
     assert {r.data.tags[Tag.STATUS] for r in runs_of(results, "trial")} == {"running"}
 
     status = cli("status", "--results-dir", str(results))
