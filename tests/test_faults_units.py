@@ -13,7 +13,7 @@ import torch
 
 from svdablate.runtime.ray_cluster import speaks_grpc
 from svdablate.runtime.tune_runner import disk_full_in
-from svdablate.store.health import DiskFull, is_disk_full
+from svdablate.store.health import DiskFull, is_disk_full, sqlite_damage
 from svdablate.store.trial_errors import describe
 from svdablate.training.checkpoint_files import (
     STATE_FILE,
@@ -92,3 +92,21 @@ def test_a_server_that_does_not_speak_grpc_is_told_apart():
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_a_truncated_or_foreign_sqlite_file_is_named_damaged(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("create table runs (id text, payload blob)")
+        connection.executemany(
+            "insert into runs values (?, ?)", [(str(i), b"x" * 4000) for i in range(50)]
+        )
+    connection.close()
+    assert sqlite_damage(db) is None
+    whole = db.read_bytes()
+    db.write_bytes(whole[: len(whole) // 3])
+    assert sqlite_damage(db).startswith("truncated")
+    db.write_bytes(os.urandom(len(whole)))
+    assert sqlite_damage(db) == "not an SQLite database"
