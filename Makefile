@@ -55,11 +55,11 @@ bench: install
 	$(BIN)/python benchmarks/orchestration_overhead.py
 	$(BIN)/python benchmarks/telemetry_overhead.py
 
-# The README's "Trial config" table is generated from TrialConfig, docs/claims.md from the claims'
+# docs/config.md's field table is generated from TrialConfig, docs/claims.md from the claims'
 # data (svdablate/report/claims/); a test checks each is current.
 docs: install
 	$(BIN)/python -c "from svdablate.report.claims.doc import write_claims_doc; write_claims_doc()"
-	$(BIN)/python -c "import re, subprocess, pathlib; p = pathlib.Path('README.md'); \
+	$(BIN)/python -c "import re, subprocess, pathlib; p = pathlib.Path('docs/config.md'); \
 	table = subprocess.run(['$(BIN)/svdablate', 'fields', '--markdown'], check=True, \
 	capture_output=True, text=True).stdout; \
 	p.write_text(re.sub(r'(<!-- trial-config:begin -->\n).*?(<!-- trial-config:end -->)', \
