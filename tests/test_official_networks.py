@@ -51,7 +51,7 @@ RECORDED = torch.load(Path(__file__).parent / "data" / "official_networks.pt", w
 RUNS = {run.name: run for run in on.RUNS}
 TOLERANCE = 1e-5  # of a tensor's norm: float32 round-off of the networks
 
-#: Where the presets depart from the official code on purpose, and why (README, ICCV'21 presets).
+#: Where the presets depart from the official code on purpose, and why (docs/presets.md).
 EXCEPTIONS = {
     "centring": "official Covpool builds its N×N centring matrix in float32 (then casts it to "
     "float64), which makes P indefinite at round-off; ours subtracts the mean in float64 (DESIGN "

@@ -37,7 +37,7 @@ RECORDED = torch.load(Path(__file__).parent / "data" / "official_rules.pt", weig
 BASE_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-5}
 SAFETY = 3.0
 
-#: Where ours departs from the official code on purpose, and why (README "Backward rules").
+#: Where ours departs from the official code on purpose, and why (docs/methods.md, "Ties").
 EXCEPTIONS = {
     "svd-pi": "the official SVD-PI multiplies by I − VVᵀ with the full V, ≈ 0: it passes no "
     "gradient (recorded norm ~1e-15); ours runs the paper's power iteration with deflation",

@@ -92,7 +92,7 @@ def plan(
     "fields", epilog=_examples("svdablate fields", "svdablate fields --markdown > fields.md")
 )
 def fields_cmd(
-    markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+    markdown: Annotated[bool, typer.Option(help="Print docs/config.md's markdown table.")] = False,
 ) -> None:
     """Every trial-config field `--set` accepts: type, default, allowed range, unit, meaning."""
     from rich.table import Table

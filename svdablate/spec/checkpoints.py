@@ -75,7 +75,7 @@ def row_checkpoints(directory: str | Path, rows: list[str]) -> dict[str, str]:
     if missing:
         raise UserError(
             f"--checkpoints {directory}: no checkpoint for row(s) {', '.join(missing)}; "
-            f"add {_expected(missing)} (each row's own model: README, Fine-grained)"
+            f"add {_expected(missing)} (each row's own model: docs/presets.md, Fine-grained)"
         )
     shared: dict[str, list[str]] = {}
     for row, path in chosen.items():

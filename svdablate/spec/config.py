@@ -7,7 +7,7 @@ config (identity fields only: where and how a trial runs does not change what it
 
 `--set` parses a value by its field's type (`lr=0.1`, `milestones=[0.5,0.75]`,
 `model_options.groups=4` or `model_options={"groups": 4}`: `overrides.py`); `svdablate fields`
-and the README's table describe every field from here (`field_reference.py`).
+and docs/config.md's table describe every field from here (`field_reference.py`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from svdablate.errors import UserError
 
 
 def _field(default: Any, description: str, *, unit: str = "", identity: bool = True, **kw: Any):
-    """A config field: `description` and `unit` document it (README), `identity` puts it in the
-    config hash, `settable` says whether `--set` may change it."""
+    """A config field: `description` and `unit` document it (docs/config.md), `identity` puts it
+    in the config hash, `settable` says whether `--set` may change it."""
     settable = kw.pop("settable", True)
     extra = {"unit": unit, "identity": identity, "settable": settable}
     return Field(default, description=description, json_schema_extra=extra, **kw)

@@ -13,9 +13,10 @@ The per-epoch cost model (seconds of one trial on one whole data-centre GPU, or 
 - GPU: 25 TFLOP/s, a sustained fp32/TF32 training rate of an A100/H100-class GPU; the meta-layer
   per step: the ICCV'21 Table 5 measurement for the 256×256 GCP layer (batch 128, float64 eigh
   forward + backward ≈ 1.2 s; Newton–Schulz 0.76 s), scaled linearly with the batch; the 64×64
-  decorrelated-BN layer at 5 ms a step. No GPU run has calibrated these (README, "Cost model").
+  decorrelated-BN layer at 5 ms a step. No GPU run has calibrated these (docs/presets.md,
+  "Cost model").
 - CPU (a trial with no GPU): `CPU_GFLOPS_PER_CORE` per core of `--cpus-per-trial`, and the 16×16
-  decorrelated-BN layer of the demo at `CPU_DBN_SECONDS_PER_STEP`; the README compares the
+  decorrelated-BN layer of the demo at `CPU_DBN_SECONDS_PER_STEP`; docs/benchmarks.md compares the
   estimate with a measured demo trial.
 """
 

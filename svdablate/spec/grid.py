@@ -161,7 +161,7 @@ def missing_checkpoints(spec: StudySpec) -> str | None:
     rows = ", ".join(f"{parse_row(r).label}.pt" for r in preset.rows)
     return (
         f"{preset.name} fine-tunes each row from its own ImageNet model: give --checkpoints DIR "
-        f"with one file per row ({rows}; README, Fine-grained)"
+        f"with one file per row ({rows}; docs/presets.md, Fine-grained)"
     )
 
 

@@ -155,8 +155,9 @@ register_preset(
         model="convnet",
         datasets=("digits",),
         rows=("SVD", "SVD+NOG", "SVD+OW", "SVD+NOG+OW+OLR", "NS"),
-        # Chosen from measurements (README "The demo"): 6 epochs showed nothing but noise; at 15
-        # epochs with the decay at 2/3, five seeds resolve the κ claims in about 4 minutes.
+        # Chosen from measurements (docs/presets.md, "The demo preset"): 6 epochs showed nothing
+        # but noise; at 15 epochs with the decay at 2/3, five seeds resolve the κ claims in about
+        # 4 minutes.
         seeds=5,
         recipe=Recipe(epochs=15, batch_size=64, lr=0.05, weight_decay=5e-4, milestones=(2 / 3,)),
         ow_map="soc",  # as the ECCV'22 presets: the operator the published numbers came from

@@ -112,7 +112,7 @@ NOTES: tuple[Note, ...] = (
         dataset=("cub200", "dogs", "cars"),
         classifier_lr_factor="5.0",
     ),
-    # ICCV'21 backward rules at tied eigenvalues (README "Ties"; tests/test_official_rules.py)
+    # ICCV'21 backward rules at tied eigenvalues (docs/methods.md "Ties"; test_official_rules.py)
     Note(
         "MPN-COV (svd): at tied eigenvalues the exact limit f'(λ); the official code puts the "
         "batch's largest finite K there, a value set by round-off (its output moves up to 9e-4 "
