@@ -10,6 +10,7 @@ SIGINT: the experiment state is saved, trials in flight stay resumable.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import tempfile
@@ -23,6 +24,7 @@ from ray import tune
 
 from svdablate.spec.config import Resources, TrialConfig
 from svdablate.study.manifest import StudyManifest
+from svdablate.training.faults import FAULTS_ENV
 
 if TYPE_CHECKING:  # the driver's side only: a trial's worker never imports MLflow or rich
     from svdablate.runtime.progress import RichProgress
@@ -41,13 +43,22 @@ DETERMINISTIC_ERRORS = (
 
 
 def _trainable(
-    config: dict[str, Any], done: frozenset[str] = frozenset(), resources: dict | None = None
+    config: dict[str, Any],
+    done: frozenset[str] = frozenset(),
+    resources: dict | None = None,
+    faults: str | None = None,
 ) -> None:
-    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes."""
+    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes.
+    `faults`: the driver's $SVDABLATE_TEST_FAULTS (the tests' fault injection), set here for
+    `train_trial` (a reused worker drops the last trial's)."""
     import torch
 
     from svdablate.training.loop import save_state, train_trial
 
+    if faults:
+        os.environ[FAULTS_ENV] = faults
+    else:
+        os.environ.pop(FAULTS_ENV, None)
     trial = TrialConfig.model_validate(config["trial"])
     if trial.trial_id in done:
         return  # finished before a driver restart: never train it twice
@@ -113,8 +124,6 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_Interrupts]:
-        import os
-
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         old_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's SIGUSR1
@@ -150,7 +159,12 @@ def run_trials(
     if not todo:
         return outcome
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, done=done, resources=resources.model_dump()),
+        tune.with_parameters(
+            _trainable,
+            done=done,
+            resources=resources.model_dump(),
+            faults=os.environ.get(FAULTS_ENV),
+        ),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
