@@ -44,7 +44,7 @@ def status(
     table = Table(show_header=False)
     table.add_column("", no_wrap=True)
     table.add_column("", justify="right", no_wrap=True)
-    for key in ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]:
+    for key in ["study_status", "trials", TrialStatus.PENDING, *TrialStatus.ALL, "epochs_logged"]:
         table.add_row(key.replace("_", " "), str(getattr(progress, key)))
     console.print(table)
     raise typer.Exit(progress.exit_code)

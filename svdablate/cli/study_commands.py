@@ -30,6 +30,7 @@ from svdablate.cli.app import (
     err_console,
 )
 from svdablate.errors import ExitCode, UserError
+from svdablate.schema import StudyStatus
 from svdablate.spec.presets import PRESETS
 
 
@@ -124,7 +125,8 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         _print_report(study.tracking_uri, [outcome.parent_run_id], fmt="rich", metric=metric)
     left = outcome.unfinished + outcome.failed
     if outcome.exit_code != ExitCode.OK and (left or outcome.interrupted_by):
-        what = "interrupted" if outcome.interrupted_by or outcome.unfinished else "failed"
+        interrupted = outcome.interrupted_by or outcome.unfinished
+        what = StudyStatus.INTERRUPTED if interrupted else StudyStatus.FAILED
         if outcome.failed:
             err_console.print(
                 f"{outcome.failed} trial(s) failed: their errors are the "

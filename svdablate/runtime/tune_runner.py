@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
+from svdablate.schema import ResultKey, TrialResult, TrialStatus
 from svdablate.spec.config import Resources, TrialConfig
 from svdablate.study.manifest import StudyManifest
 from svdablate.training.faults import FAULTS_ENV
@@ -86,14 +87,14 @@ def _trainable(
             with checkpoint.as_directory() as folder:
                 train_trial(trial, report, folder, gpu_fraction=fraction)
     except DETERMINISTIC_ERRORS as exc:
-        tune.report({"error": f"{type(exc).__name__}: {exc}"})
+        tune.report(TrialResult(error=f"{type(exc).__name__}: {exc}").as_report())
 
 
 def checkpoint_due(trial: TrialConfig, metrics: dict[str, Any], since_last_s: float) -> bool:
     """The checkpoint policy: after the last epoch always, else once `checkpoint_every_s` has
     passed since the previous checkpoint (0: every epoch). A crash or an interrupt loses at most
     that much training; fewer checkpoints cost less (a checkpoint is a state file Tune copies)."""
-    if int(metrics.get("epoch", -1)) + 1 >= trial.epochs:
+    if int(metrics.get(ResultKey.EPOCH, -1)) + 1 >= trial.epochs:
         return True
     return since_last_s >= trial.checkpoint_every_s
 
@@ -202,7 +203,7 @@ def run_trials(
     outcome.interrupted_by = interrupts.received
     outcome.seconds = round(time.perf_counter() - began, 1)
     if not keep_checkpoints:
-        finished = {t for t, s in recorder.statuses().items() if s != "running"}
+        finished = {t for t, s in recorder.statuses().items() if s != TrialStatus.RUNNING}
         prune_checkpoints(
             r.path for r in results if r.error is None and Path(str(r.path)).name in finished
         )

@@ -18,7 +18,6 @@ from svdablate.study.manifest import StudyManifest
 from svdablate.study.outcome import StudyOutcome
 from svdablate.study.preflight import DataRecords, check_data, join_ray, run_names
 
-PENDING = "pending"  # a trial with no child run yet (never a tag value)
 #: What publishing a study imports (≈1.4 s): loaded on a thread while the trials run.
 PUBLISH_IMPORTS = ("svdablate.report", "matplotlib.backends.backend_agg", "matplotlib.figure")
 
@@ -105,7 +104,7 @@ def execute(
         recorder.close(0)  # what the store has not taken stays in the spool for `resume`
         raise
     statuses = recorder.statuses()
-    counts = Counter(statuses.get(c.trial_id, PENDING) for c in configs)
+    counts = Counter(statuses.get(c.trial_id, TrialStatus.PENDING) for c in configs)
     outcome = StudyOutcome(
         name=manifest.name,
         parent_run_id=manifest.parent_run_id,
@@ -114,7 +113,7 @@ def execute(
         finished=counts[TrialStatus.FINISHED],
         diverged=counts[TrialStatus.DIVERGED],
         failed=counts[TrialStatus.FAILED],
-        unfinished=counts[TrialStatus.RUNNING] + counts[PENDING],
+        unfinished=counts[TrialStatus.RUNNING] + counts[TrialStatus.PENDING],
         skipped=skipped,
         interrupted_by=tuned.interrupted_by,
         seconds=tuned.seconds,

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from svdablate.data.datasets import build_datasets
 from svdablate.metalayers import MetaLayerFailure
 from svdablate.models import SVDNet, build_model
-from svdablate.schema import Metric
+from svdablate.schema import Metric, ResultKey, TrialResult, TrialStatus
 from svdablate.spec.config import TrialConfig
 from svdablate.training import faults
 from svdablate.training.update import Update, apply_update, make_optimizer
@@ -272,16 +272,16 @@ def train_trial(
         scheduler.step()
         failures_total += tele.failures
 
-        metrics: dict[str, Any] = {"epoch": epoch, **tele.summary()}
-        metrics["method_used"] = model.metalayer.method
-        metrics["device"] = str(device)
+        metrics: dict[str, float] = tele.summary()
+        used = {"epoch": epoch, "method_used": model.metalayer.method, "device": str(device)}
         if diverged:
             metrics[Metric.DIVERGED] = 1.0
             metrics[Metric.FAILURES_TOTAL] = float(failures_total)
             metrics[Metric.EPOCH_SECONDS] = time.perf_counter() - began
-            report_fn(metrics, None)
-            faults.log_event(hooks, "completion_log", config.trial_id, "diverged")
-            return {**metrics, "status": "diverged"}
+            report = TrialResult(metrics=metrics, **used).as_report()
+            report_fn(report, None)
+            faults.log_event(hooks, "completion_log", config.trial_id, TrialStatus.DIVERGED)
+            return {**report, ResultKey.STATUS: TrialStatus.DIVERGED}
         errors, eval_failures = _evaluate(model, val_loader, device, topk)
         failures_total += eval_failures
         metrics[Metric.VAL_ERR] = errors[0]
@@ -305,11 +305,11 @@ def train_trial(
             "rng": torch.get_rng_state(),
             "loader_rng": generator.get_state(),
         }
-        report_fn(metrics, state)
-        last = metrics
-    faults.log_event(hooks, "completion_log", config.trial_id, "finished")
+        last = TrialResult(metrics=metrics, **used).as_report()
+        report_fn(last, state)
+    faults.log_event(hooks, "completion_log", config.trial_id, TrialStatus.FINISHED)
     faults.probe(hooks, config.trial_id, "end", str(device))
-    return {**last, "status": "finished"}
+    return {**last, ResultKey.STATUS: TrialStatus.FINISHED}
 
 
 def save_state(state: dict[str, Any], directory: str | os.PathLike) -> Path:
