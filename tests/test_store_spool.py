@@ -17,7 +17,7 @@ from polling import wait_for
 
 from svdablate.errors import ExitCode, UserError
 from svdablate.runtime.progress import RichProgress
-from svdablate.schema import EPOCH_METRICS, FINAL_OF, StudyStatus, Tag, TrialStatus
+from svdablate.schema import EPOCH_METRICS, FINAL_OF, StudyStatus, Tag, TrialStatus, spool_record
 from svdablate.store.runs import child_runs, create_parent_run
 from svdablate.store.tracking import check_store
 from svdablate.store.writer import MLflowRecorder
@@ -197,7 +197,9 @@ def test_a_spool_an_earlier_driver_left_half_sent_is_replayed_once(study, caplog
     for op in ops[: 2 * len(ops) // 3]:
         sent.writer.submit(op)
     assert sent.close() == 0 and not tmp_spool.exists()
-    study.spool.write_text("".join(json.dumps(op) + "\n" for op in ops) + '{"op": "lo')
+    study.spool.write_text(
+        "".join(json.dumps(spool_record(op)) + "\n" for op in ops) + '{"op": "lo'
+    )
     resumed = MLflowRecorder(study.uri, study.parent, study.spool)
     assert resumed.done_trials() == {c.trial_id for c in study.configs}
     resumed.set_study_status(StudyStatus.FINISHED)  # appended after the torn line: not lost
