@@ -153,7 +153,7 @@ def run_trials(
     """Run (or restore) the study's current Tune experiment over `configs`."""
     from svdablate.runtime.progress import ProgressCallback
 
-    resources = manifest.resource_request()
+    resources = manifest.resources
     done = frozenset(recorder.done_trials())
     todo = [c for c in configs if c.trial_id not in done]
     outcome = TuneOutcome()
@@ -169,7 +169,7 @@ def run_trials(
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
-    path = f"{manifest.tune_storage.rstrip('/')}/{manifest.tune_experiments[-1]}"
+    path = manifest.tune_path
     began = time.perf_counter()
     interrupts = _Interrupts()
     with interrupts.installed(), progress.live() if progress else contextlib.nullcontext():
