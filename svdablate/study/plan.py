@@ -146,4 +146,4 @@ class StudyPlan:
             storage_path=self.storage_path,
             address=self.address,
         )
-        return Study(manifest, data=dict(self.data))
+        return Study(manifest, data=dict(self.data), fresh=True)

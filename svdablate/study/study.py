@@ -48,10 +48,14 @@ class StudyTables:
 class Study:
     """A started study: its MLflow parent run, its manifest, and how to run its trials."""
 
-    def __init__(self, manifest: StudyManifest, *, data: DataRecords | None = None) -> None:
+    def __init__(
+        self, manifest: StudyManifest, *, data: DataRecords | None = None, fresh: bool = False
+    ) -> None:
+        """`fresh`: started by this process and never run (`StudyPlan.start`); a loaded study
+        continues its Tune experiment."""
         self.manifest = manifest
         self.data: DataRecords = data or {}  # `preflight.check_data`'s records, as gathered
-        self._restore = data is None  # a loaded study continues its Tune experiment
+        self._restore = not fresh
 
     @classmethod
     def load(
@@ -117,21 +121,20 @@ class Study:
         """Run every trial not finished through Ray Tune: the first time in a new Tune
         experiment, then (a loaded or interrupted study: `svdablate resume`) by restoring it;
         finished trials are never re-run, MLflow runs are reused."""
-        if self._restore:  # Ray is joined in execute(), only when a trial is left to run
+        restore, self._restore = self._restore, True  # whatever happens, the next run restores
+        if restore:  # Ray is joined in execute(), only when a trial is left to run
             from svdablate.store.tracking import check_store
 
             check_store(self.tracking_uri)
-        outcome = execute(
+        return execute(
             self.manifest,
             self.configs,
             self.data,
-            restore=self._restore,
+            restore=restore,
             progress=progress,
             console=console,
             keep_checkpoints=keep_checkpoints,
         )
-        self._restore = True
-        return outcome
 
     def extend(
         self,
