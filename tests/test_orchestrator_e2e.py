@@ -133,7 +133,9 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert 1 <= len(done_before) < 4
     kept = {r.trial_id: history(tmp_path, r.run_id, "val_err") for r in done_before.itertuples()}
 
-    resumed = cli("resume", "--latest", "--results-dir", str(tmp_path), "--no-progress")
+    resumed = cli(  # the same faults: a trial trained again would log its completion again
+        "resume", "--latest", "--results-dir", str(tmp_path), "--no-progress", env=faults_env(hooks)
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = children(tmp_path)
     assert len(after) == 4, "one MLflow child run per trial"

@@ -84,7 +84,7 @@ def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_pa
     assert statuses == {"SVD": "finished", "NS": "failed"}
     assert parent_run(tmp_path).data.tags[Tag.STATUS] == "failed"
     for command in (["status"], ["resume", "--latest", "--no-progress"], ["report"]):
-        result = cli(*command, *args)
+        result = cli(*command, *args, env=faults_env(hooks))  # a rerun would log its start
         assert result.returncode == 1, (command, result.stderr[-2000:])
     assert starts.read_text().count("start-epoch-0") == 1, "resume does not rerun a bad value"
 
