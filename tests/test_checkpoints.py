@@ -13,11 +13,10 @@ from svdablate import cli
 from svdablate.data.datasets import FAKE_SHAPES, SMOKE_IMAGE
 from svdablate.errors import UserError
 from svdablate.models import build_model
-from svdablate.spec.config import StudySpec, TrialConfig
-from svdablate.spec.grid import expand, warnings_for
+from svdablate.spec.config import TrialConfig
 from svdablate.spec.overrides import parse_overrides
 from svdablate.spec.presets import PRESETS
-from svdablate.study.study import Study
+from svdablate.study.plan import StudyPlan
 from svdablate.training.loop import load_pretrained
 
 FGVC = "iccv21-fgvc"
@@ -53,7 +52,7 @@ def test_each_row_starts_from_its_own_file_in_any_spelling_of_the_row(tmp_path):
     names["SVD-Pade"] = "SVD-Padé.pt"  # the papers' spelling
     names["MPN-COV"] = "SVD.pth.tar"  # MPN-COV is the exact SVD meta-layer
     folder = _files(tmp_path / "models", [*names.values(), "README.md", "notes.pt"])
-    configs = expand(StudySpec(preset=FGVC, checkpoints=str(folder)))
+    configs = StudyPlan.create(preset=FGVC, checkpoints=str(folder), check=False).configs
     by_row = {c.row: c.init_checkpoint for c in configs}
     assert by_row == {row: str((folder / name).resolve()) for row, name in names.items()}
     assert len({c.dataset for c in configs}) == 3  # every dataset of a row from the row's model
@@ -65,16 +64,16 @@ def test_a_missing_a_doubled_or_a_shared_row_file_is_refused(tmp_path):
     with pytest.raises(
         UserError, match=f"no checkpoint for row\\(s\\) {rows[0]}; add {rows[0]}.pt"
     ):
-        expand(StudySpec(preset=FGVC, checkpoints=str(partial)))
+        StudyPlan.create(preset=FGVC, checkpoints=str(partial), check=False)
     doubled = _files(tmp_path / "doubled", [f"{r}.pt" for r in rows] + ["svd-taylor.pth"])
     with pytest.raises(UserError, match="two files for row SVD-Taylor"):
-        expand(StudySpec(preset=FGVC, checkpoints=str(doubled)))
+        StudyPlan.create(preset=FGVC, checkpoints=str(doubled), check=False)
     shared = _files(tmp_path / "shared", [f"{r}.pt" for r in rows if r != "SVD-Trunc"])
     (shared / "SVD-Trunc.pt").symlink_to(shared / "SVD-Taylor.pt")
     with pytest.raises(UserError, match="rows SVD-Taylor and SVD-Trunc both start from"):
-        expand(StudySpec(preset=FGVC, checkpoints=str(shared)))
+        StudyPlan.create(preset=FGVC, checkpoints=str(shared), check=False)
     with pytest.raises(UserError, match="not a directory"):
-        expand(StudySpec(preset=FGVC, checkpoints=str(tmp_path / "nowhere")))
+        StudyPlan.create(preset=FGVC, checkpoints=str(tmp_path / "nowhere"), check=False)
 
 
 def test_one_shared_init_checkpoint_cannot_be_set():
@@ -83,9 +82,11 @@ def test_one_shared_init_checkpoint_cannot_be_set():
 
 
 def test_a_smoke_run_without_checkpoints_says_its_rows_start_from_random_weights():
-    lines = warnings_for(StudySpec(preset=FGVC, smoke=True))
+    lines = StudyPlan.create(preset=FGVC, smoke=True, check=False).warnings
     assert any("start from random weights" in line for line in lines)
-    assert not any("random weights" in line for line in warnings_for(StudySpec(preset="demo")))
+    assert not any(
+        "random weights" in line for line in StudyPlan.create(preset="demo", check=False).warnings
+    )
 
 
 def _smoke_network(config: TrialConfig) -> torch.nn.Module:
@@ -98,31 +99,31 @@ def _smoke_network(config: TrialConfig) -> torch.nn.Module:
         in_channels=channels,
         image_size=SMOKE_IMAGE,
         method=config.method,
-        **config.model_options.as_kwargs(),
+        options=config.model_options,
     )
 
 
 def test_checkpoints_are_loaded_and_fitted_to_the_network_before_ray_starts(tmp_path):
     spec = {"rows": "SVD-Pade", "smoke": True, "results_dir": tmp_path / "results"}
-    config = Study.create(FGVC, check=False, **spec).configs[0]
+    config = StudyPlan.create(FGVC, check=False, **spec).configs[0]
     folder = tmp_path / "models"
     folder.mkdir()
     good = _smoke_network(config).state_dict()
     good.pop("body.fc.weight")  # another dataset's classifier may be absent or of another shape
     torch.save({"model": good}, folder / "SVD-Pade.pt")
-    study = Study.create(FGVC, checkpoints=folder, **spec)
+    study = StudyPlan.create(FGVC, checkpoints=folder, **spec)
     assert {c.init_checkpoint for c in study.configs} == {str(folder.resolve() / "SVD-Pade.pt")}
 
     (folder / "SVD-Pade.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match=r"SVD-Pade\.pt: not a readable PyTorch file"):
-        Study.create(FGVC, checkpoints=folder, **spec)
+        StudyPlan.create(FGVC, checkpoints=folder, **spec)
 
     other = build_model(  # another network: an AlexNet's state
         "alexnet", application="gcp", num_classes=200, in_channels=3, image_size=16, method="ns"
     )
     torch.save(other.state_dict(), folder / "SVD-Pade.pt")
     with pytest.raises(UserError, match="does not fit the resnet50 gcp network"):
-        Study.create(FGVC, checkpoints=folder, **spec)
+        StudyPlan.create(FGVC, checkpoints=folder, **spec)
     assert not (tmp_path / "results").exists()
 
 

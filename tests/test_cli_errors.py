@@ -117,7 +117,7 @@ def test_a_bug_still_shows_its_traceback(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise ValueError("a bug, not a user mistake")
 
-    monkeypatch.setattr("svdablate.study.study.Study.create", broken)
+    monkeypatch.setattr("svdablate.study.plan.StudyPlan.create", broken)
     monkeypatch.setattr(sys, "argv", ["svdablate", "plan"])
     with pytest.raises(ValueError, match="a bug"):
         cli.main()

@@ -5,9 +5,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from svdablate.models import build_model
-from svdablate.spec.config import Resources, StudySpec
+from svdablate.spec.config import Resources
 from svdablate.spec.cost import FORWARD_GFLOPS_224, compute_hours, forward_gflops
-from svdablate.spec.grid import expand
+from svdablate.study.plan import StudyPlan
 
 
 def counted_gflops(model: str, application: str, size: int, channels: int = 3) -> float:
@@ -43,7 +43,7 @@ def test_small_images_scale_as_the_model_says(model, dataset, size, channels):
 
 
 def test_cpu_trials_are_counted_in_cpu_hours():
-    configs = expand(StudySpec(preset="demo", seeds=1))
+    configs = StudyPlan.create(preset="demo", seeds=1, check=False).configs
     cpu = compute_hours(configs, Resources(cpus_per_trial=1, gpus_per_trial=0))
     gpu = compute_hours(configs, Resources(cpus_per_trial=1, gpus_per_trial=1))
     assert cpu > gpu > 0

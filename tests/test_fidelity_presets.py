@@ -9,15 +9,12 @@ import pytest
 from svdablate.errors import UserError
 from svdablate.report.tables.fidelity import caption_notes
 from svdablate.schema import CAPTION_PARAMS
-from svdablate.spec.config import StudySpec, validated
-from svdablate.spec.grid import expand
-from svdablate.spec.overrides import parse_overrides
+from svdablate.study.plan import StudyPlan
 
 
 def _caption(preset: str, *sets: str) -> str:
-    spec = StudySpec(preset=preset, seeds=1, overrides=parse_overrides(list(sets)))
     records = []
-    for config in expand(spec):
+    for config in StudyPlan.create(preset, seeds=1, overrides=list(sets), check=False).configs:
         params = config.as_params()
         record = {
             "row": config.row,
@@ -67,4 +64,4 @@ def test_cifar100_caption_says_which_constants_normalised_the_inputs():
 
 def test_normalization_of_another_dataset_is_one_line_before_any_trial():
     with pytest.raises(UserError, match="normalization 'cifar10' applies to CIFAR only"):
-        expand(validated(StudySpec, preset="demo", overrides={"normalization": "cifar10"}))
+        StudyPlan.create(preset="demo", overrides={"normalization": "cifar10"}, check=False)

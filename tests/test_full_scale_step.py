@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from svdablate.data.datasets import FAKE_SHAPES
 from svdablate.models import build_model
-from svdablate.spec.grid import canonical_method, parse_row
 from svdablate.spec.presets import PRESETS, Preset
+from svdablate.spec.rows import canonical_method, parse_row
 
 pytestmark = pytest.mark.slow
 FULL_SCALE = [name for name in PRESETS if name != "demo"]
@@ -47,7 +47,7 @@ def _network(preset_name: str):
         image_size=size,
         method=_methods(preset)[0],
         precision=preset.precisions[0],
-        **preset.model_options,
+        options=preset.trial.model_options,
     )
     g = torch.Generator().manual_seed(1)
     images = torch.randn(BATCH, channels, size, size, generator=g)
@@ -93,7 +93,7 @@ def test_one_training_step_of_the_full_size_network(preset_name: str) -> None:
     model, images, labels = _network(preset_name)
     model.train()
     model.metalayer.method = _methods(preset)[0]
-    optimizer = torch.optim.SGD(model.parameters(), lr=preset.recipe.lr, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=preset.trial.lr, momentum=0.9)
     optimizer.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(images), labels)
     loss.backward()

@@ -9,6 +9,8 @@ from collections import Counter
 
 import pytest
 
+from svdablate.training.faults import faults_env
+
 pytestmark = pytest.mark.e2e
 
 
@@ -50,7 +52,7 @@ def test_a_quarter_gpu_per_trial_runs_eight_trials_at_once(tmp_path, cluster_wit
     command = [
         sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,SVD+NOG", "--seeds", "4",
         "--epochs", "1", "--set", "max_steps_per_epoch=1", "--set", "kappa_every=1",
-        "--set", f"test_hooks={json.dumps(hooks)}", "--gpus-per-trial", "0.25",
+        "--gpus-per-trial", "0.25",
         "--cpus-per-trial", "1", "--address", cluster_with_logical_gpus.address,
         "--results-dir", str(tmp_path / "results"), "--no-progress", "--no-report",
     ]  # fmt: skip
@@ -59,6 +61,7 @@ def test_a_quarter_gpu_per_trial_runs_eight_trials_at_once(tmp_path, cluster_wit
         capture_output=True,
         text=True,
         timeout=600,
+        env=faults_env(hooks),
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     records = [json.loads(line) for line in probe.read_text().splitlines()]

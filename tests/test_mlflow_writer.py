@@ -7,10 +7,9 @@ from types import SimpleNamespace
 from mlflow.tracking import MlflowClient
 
 from svdablate.schema import Tag
-from svdablate.spec.config import StudySpec
-from svdablate.spec.grid import expand
 from svdablate.store.runs import child_runs, create_parent_run
 from svdablate.store.writer import MLflowRecorder
+from svdablate.study.plan import StudyPlan
 
 
 def _trial(config):
@@ -24,7 +23,9 @@ def _result(epoch, val_err):
 def _setup(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = create_parent_run(uri, "writer-test", {Tag.GRID_ID: "g"}, {"trials": "1"})
-    config = expand(StudySpec(preset="demo", rows=("SVD",), seeds=1, epochs=3))[0]
+    config = StudyPlan.create(preset="demo", rows=("SVD",), seeds=1, epochs=3, check=False).configs[
+        0
+    ]
     return uri, parent, config
 
 

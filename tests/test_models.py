@@ -10,6 +10,7 @@ from torch import nn
 
 from svdablate.metalayers import CovariancePooling, MetaLayerFailure, ZCAWhitening, modules
 from svdablate.models import MODELS, build_model
+from svdablate.spec.model_options import ModelOptions
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple[str, torch.dtype, dict]]:
@@ -39,11 +40,13 @@ def test_model_builds_and_trains_one_step(name: str, application: str) -> None:
         in_channels=3,
         image_size=16,
         method="svd",
-        reduction_dim=6,
-        # 3×3×3 stem patches span 27 < 64 dims: whiten 4 groups of 16 so P is not degenerate
-        groups=4 if name != "convnet" else 1,
-        # keep ≥ 16 spatial positions at 16 px so the 6×6 covariance has full rank
-        layer4_stride1=name.startswith("resnet"),
+        options=ModelOptions(
+            reduction_dim=6,
+            # 3×3×3 stem patches span 27 < 64 dims: whiten 4 groups of 16 so P is not degenerate
+            groups=4 if name != "convnet" else 1,
+            # keep ≥ 16 spatial positions at 16 px so the 6×6 covariance has full rank
+            layer4_stride1=name.startswith("resnet"),
+        ),
     )
     if application == "dbn":
         assert model.metalayer.groups == (4 if name != "convnet" else 1)
@@ -92,8 +95,7 @@ def test_resnet_stems_and_layer4_stride() -> None:
             in_channels=3,
             image_size=96,
             method="svd",
-            reduction_dim=8,
-            **opts,
+            options=ModelOptions(reduction_dim=8, **opts),
         )
         shape: list[torch.Size] = []
         m.metalayer.register_forward_hook(lambda mod, i, o: shape.append(i[0].shape))
@@ -150,7 +152,7 @@ def test_build_model_rejects_unknowns() -> None:
     with pytest.raises(ValueError, match="dbn"):
         build_model("convnet", application="whiten", **kw)
     with pytest.raises(ValueError, match="reduction_dim"):
-        build_model("convnet", application="gcp", reduction_dims=3, **kw)
+        build_model("convnet", application="gcp", options=ModelOptions(reduction_dims=3), **kw)
     with pytest.raises(ValueError):
         build_model("convnet", application="gcp", **{**kw, "method": "not-a-method"})
     with pytest.raises(ValueError, match="float64"):
@@ -283,7 +285,7 @@ def test_metalayer_opts_reach_the_solver(monkeypatch: pytest.MonkeyPatch) -> Non
         in_channels=1,
         image_size=16,
         method="svd",
-        metalayer_opts={"eps": 1e-8},
+        options=ModelOptions(metalayer_opts={"eps": 1e-8}),
     )
     model.train()
     model(torch.randn(4, 1, 16, 16))
@@ -304,8 +306,7 @@ def test_solver_runs_whatever_method_is_set(
         in_channels=1,
         image_size=16,
         method="svd",
-        reduction_dim=6,
-        solver="MPA-Lya",
+        options=ModelOptions(reduction_dim=6, solver="MPA-Lya"),
     )
     assert model.metalayer.solver == "mpa-lya"
     model.metalayer.method = "ns"
@@ -336,7 +337,7 @@ def test_record_stats_fills_last_stats(application: str, monkeypatch: pytest.Mon
         in_channels=1,
         image_size=16,
         method="svd",
-        reduction_dim=6,
+        options=ModelOptions(reduction_dim=6),
     )
     model.train()
     x = torch.randn(5, 1, 16, 16)

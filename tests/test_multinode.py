@@ -1,6 +1,5 @@
 """A real 2-node Ray cluster and a real `mlflow server` on loopback; a node dies mid-study."""
 
-import json
 import socket
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from polling import wait_for
+
+from svdablate.training.faults import faults_env
 
 pytestmark = pytest.mark.e2e
 
@@ -88,9 +89,7 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
     cluster, worker = two_node_cluster
     log = tmp_path / "completions.log"
     starts = tmp_path / "starts.log"
-    hooks = json.dumps(
-        [{"sleep_per_epoch": 3.0, "completion_log": str(log), "start_log": str(starts)}]
-    )
+    faults = [{"sleep_per_epoch": 3.0, "completion_log": str(log), "start_log": str(starts)}]
     results = tmp_path / "results"
     driver = subprocess.Popen(
         [
@@ -115,14 +114,13 @@ def test_worker_node_dies_and_every_trial_still_finishes_once(
             "--no-progress",
             "--no-report",
             "--set",
-            f"test_hooks={hooks}",
-            "--set",
             "checkpoint_every_s=0",
             "--max-failures",
             "3",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env=faults_env(faults),
         text=True,
     )
     client = MlflowClient(mlflow_server)

@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 
 from svdablate.models import build_model
-from svdablate.spec.config import StudySpec, TrialConfig
-from svdablate.spec.grid import expand
+from svdablate.spec.config import TrialConfig
 from svdablate.spec.presets import PRESETS
+from svdablate.study.plan import StudyPlan
 from svdablate.training.update import apply_update, make_optimizer
 from svdablate.treatments import attach_treatments
 
@@ -72,7 +72,7 @@ EXCEPTIONS = {
 
 def _config(run: on.Run) -> TrialConfig:
     """The preset's trial of the run's row (standalone), as `svdablate run` would make it."""
-    configs = expand(StudySpec(preset=run.preset, rows=(run.row,)))
+    configs = StudyPlan.create(preset=run.preset, rows=(run.row,), check=False).configs
     return next(c for c in configs if c.protocol == "standalone")
 
 
@@ -91,7 +91,7 @@ def _our_step(name: str) -> dict[str, torch.Tensor]:
         image_size=on.IMAGE,
         method=config.method,
         precision=config.precision,
-        **config.model_options.as_kwargs(),
+        options=config.model_options,
     )
     entries = list(model.state_dict().items())
     out: dict[str, torch.Tensor] = {"init": torch.stack([on.init_stats(v) for _, v in entries])}
@@ -210,7 +210,7 @@ def test_the_recipe_is_the_official_scripts(name: str) -> None:
     )
     assert config.grad_clip_norm == theirs["clip_max_norm"]
     script = theirs["script"]
-    assert (preset.recipe.batch_size, config.epochs) == (script["batch_size"], script["epochs"])
+    assert (preset.trial.batch_size, config.epochs) == (script["batch_size"], script["epochs"])
     assert script["freezed_layer"] == 0  # the scripts freeze no layer (ours never does)
     factors = [config.gamma if e in config.milestone_epochs else 1.0 for e in range(config.epochs)]
     assert factors == theirs["lr_factor"].tolist()

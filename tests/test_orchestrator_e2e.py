@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from polling import wait_for
+
+from svdablate.training.faults import faults_env
 
 pytestmark = pytest.mark.e2e
 
@@ -104,15 +105,19 @@ def _tags(results: Path) -> list[dict]:
 
 def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     log = tmp_path / "completions.log"
-    hooks = json.dumps([{"sleep_per_epoch": 2.0, "completion_log": str(log)}])
+    hooks = [{"sleep_per_epoch": 2.0, "completion_log": str(log)}]
     args = [
         sys.executable, "-m", "svdablate.cli", "run", "--preset", "demo", "--rows", "SVD,NS",
         "--seeds", "2", "--epochs", "3", "--results-dir", str(tmp_path), "--no-progress",
-        "--no-report", "--set", f"test_hooks={hooks}", "--max-concurrent", "1",
+        "--no-report", "--max-concurrent", "1",
         "--set", "checkpoint_every_s=0",
     ]  # fmt: skip
     driver = subprocess.Popen(
-        args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        args,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=faults_env(hooks),
     )
     try:
         finished_one = wait_for(lambda: log.exists() and log.read_text().count("\n") >= 1, 300)
@@ -128,7 +133,9 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert 1 <= len(done_before) < 4
     kept = {r.trial_id: history(tmp_path, r.run_id, "val_err") for r in done_before.itertuples()}
 
-    resumed = cli("resume", "--latest", "--results-dir", str(tmp_path), "--no-progress")
+    resumed = cli(  # the same faults: a trial trained again would log its completion again
+        "resume", "--latest", "--results-dir", str(tmp_path), "--no-progress", env=faults_env(hooks)
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = children(tmp_path)
     assert len(after) == 4, "one MLflow child run per trial"
@@ -154,8 +161,8 @@ def test_crashed_trial_retries_from_checkpoint_and_nan_trial_is_diverged(tmp_pat
     ]
     run = cli(
         "run", "--preset", "demo", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "3",
-        "--results-dir", str(tmp_path), "--no-progress", "--set", f"test_hooks={json.dumps(hooks)}",
-        "--set", "checkpoint_every_s=0",
+        "--results-dir", str(tmp_path), "--no-progress", "--set", "checkpoint_every_s=0",
+        env=faults_env(hooks),
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(markers.glob("crashed-*")), "the injected fault did not fire"

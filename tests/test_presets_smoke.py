@@ -12,9 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from svdablate import cli
 from svdablate.schema import Tag
-from svdablate.spec.config import StudySpec
-from svdablate.spec.grid import expand
 from svdablate.spec.presets import PRESETS
+from svdablate.study.plan import StudyPlan
 
 THROUGH_RAY = "demo"
 
@@ -45,7 +44,9 @@ def test_the_demo_preset_runs_as_a_smoke_study_through_ray_and_mlflow(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(THROUGH_RAY)
     runs = client.search_runs([experiment.experiment_id], f"tags.`{Tag.ROLE}` = 'trial'")
-    expected = {c.trial_id for c in expand(StudySpec(preset=THROUGH_RAY, smoke=True))}
+    expected = {
+        c.trial_id for c in StudyPlan.create(preset=THROUGH_RAY, smoke=True, check=False).configs
+    }
     assert {r.data.tags[Tag.TRIAL_ID] for r in runs} == expected
     assert {r.data.tags[Tag.STATUS] for r in runs} == {"finished"}
     for run in runs:
@@ -58,7 +59,7 @@ def test_every_other_preset_trains_every_smoke_trial():
         c.model_dump(mode="json")
         for name in sorted(PRESETS)
         if name != THROUGH_RAY
-        for c in expand(StudySpec(preset=name, smoke=True))
+        for c in StudyPlan.create(preset=name, smoke=True, check=False).configs
     ]
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(_train, configs))
@@ -77,5 +78,5 @@ def test_plan_of_every_preset(name, monkeypatch, capsys):
         cli.main()
     except SystemExit as exc:
         assert exc.code in (0, None)
-    trials = len(expand(StudySpec(preset=name)))
+    trials = len(StudyPlan.create(preset=name, check=False).configs)
     assert f"{trials} trials" in " ".join(capsys.readouterr().out.split())

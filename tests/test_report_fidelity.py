@@ -12,9 +12,8 @@ from mlflow.entities import Metric, Param
 from svdablate.report import layout_table, load_runs, summary_report
 from svdablate.report.tables.fidelity import Note, applicable_notes, caption_notes, ran_note
 from svdablate.schema import CAPTION_PARAMS
-from svdablate.spec.config import StudySpec
-from svdablate.spec.grid import expand
 from svdablate.spec.overrides import parse_overrides
+from svdablate.study.plan import StudyPlan
 
 METHOD = {"SVD": "svd", "SVD+NOG": "svd", "SVD+OW+OLR": "svd", "NS": "ns"}
 
@@ -81,7 +80,9 @@ def test_caption_params_are_trial_config_params():
     sets = parse_overrides(
         ["model_options.solver=mpa-lya", "grad_clip_norm=5", "model_options.layer4_stride1=false"]
     )
-    config = expand(StudySpec(preset="eccv22-dbn-cifar10", seeds=1, overrides=sets))[0]
+    config = StudyPlan.create(
+        preset="eccv22-dbn-cifar10", seeds=1, overrides=sets, check=False
+    ).configs[0]
     assert set(CAPTION_PARAMS.values()) <= set(config.as_params())
 
 

@@ -2,7 +2,6 @@
 keep running while it is away, their writes wait in the spool and reach the server once each when
 it is back, and the study takes about as long as an undisturbed one (within 20 %)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from polling import wait_for
 
 from svdablate.schema import EPOCH_METRICS, FINAL_OF, Metric, Tag, TrialStatus
+from svdablate.training.faults import faults_env
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 16  # 4 trials on 2 slots, 1 s an epoch: ~40 s of trials around a ~20 s outage
@@ -79,13 +79,18 @@ def server(tmp_path_factory):
 
 
 def _study(results: Path, url: str) -> subprocess.Popen:
-    hooks = json.dumps([{"sleep_per_epoch": 1}])
     command = [
         sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "2",
         "--epochs", str(EPOCHS), "--smoke", "--results-dir", str(results), "--tracking-uri", url,
-        "--no-progress", "--no-report", "--set", f"test_hooks={hooks}",
+        "--no-progress", "--no-report",
     ]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=faults_env([{"sleep_per_epoch": 1}]),
+    )
 
 
 def _finish(driver: subprocess.Popen) -> str:

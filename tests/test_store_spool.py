@@ -17,12 +17,11 @@ from polling import wait_for
 
 from svdablate.errors import ExitCode, UserError
 from svdablate.runtime.progress import RichProgress
-from svdablate.schema import EPOCH_METRICS, FINAL_OF, StudyStatus, Tag, TrialStatus
-from svdablate.spec.config import StudySpec
-from svdablate.spec.grid import expand
+from svdablate.schema import EPOCH_METRICS, FINAL_OF, StudyStatus, Tag, TrialStatus, spool_record
 from svdablate.store.runs import child_runs, create_parent_run
 from svdablate.store.tracking import check_store
 from svdablate.store.writer import MLflowRecorder
+from svdablate.study.plan import StudyPlan
 from svdablate.study.study import StudyOutcome
 
 EPOCHS = 3
@@ -51,7 +50,9 @@ def study(tmp_path, empty_store):
     shutil.copy(empty_store, db)
     uri = f"sqlite:///{db}"
     parent = create_parent_run(uri, "spool-test", {Tag.GRID_ID: "g"}, {"trials": "2"})
-    configs = expand(StudySpec(preset="demo", rows=("SVD", "NS"), seeds=1, epochs=EPOCHS))
+    configs = StudyPlan.create(
+        preset="demo", rows=("SVD", "NS"), seeds=1, epochs=EPOCHS, check=False
+    ).configs
     return SimpleNamespace(
         db=db, uri=uri, parent=parent, configs=configs, spool=tmp_path / "spool.jsonl"
     )
@@ -196,7 +197,9 @@ def test_a_spool_an_earlier_driver_left_half_sent_is_replayed_once(study, caplog
     for op in ops[: 2 * len(ops) // 3]:
         sent.writer.submit(op)
     assert sent.close() == 0 and not tmp_spool.exists()
-    study.spool.write_text("".join(json.dumps(op) + "\n" for op in ops) + '{"op": "lo')
+    study.spool.write_text(
+        "".join(json.dumps(spool_record(op)) + "\n" for op in ops) + '{"op": "lo'
+    )
     resumed = MLflowRecorder(study.uri, study.parent, study.spool)
     assert resumed.done_trials() == {c.trial_id for c in study.configs}
     resumed.set_study_status(StudyStatus.FINISHED)  # appended after the torn line: not lost

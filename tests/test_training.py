@@ -8,15 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from svdablate.models import build_model
-from svdablate.spec.config import StudySpec, TrialConfig
-from svdablate.spec.grid import expand
+from svdablate.spec.config import TrialConfig
 from svdablate.spec.presets import PRESETS
+from svdablate.study.plan import StudyPlan
 from svdablate.training.update import apply_update, make_optimizer
 from svdablate.treatments import attach_treatments
 
 
 def _config(row: str = "SVD", **changes: object) -> TrialConfig:
-    config = next(c for c in expand(StudySpec(preset="demo", seeds=1)) if c.row == row)
+    config = next(
+        c for c in StudyPlan.create(preset="demo", seeds=1, check=False).configs if c.row == row
+    )
     return config.model_validate({**config.model_dump(), **changes})
 
 
@@ -30,7 +32,7 @@ def _step_parts(config: TrialConfig):
         in_channels=1,
         image_size=8,
         method=config.method,
-        **config.model_options.as_kwargs(),
+        options=config.model_options,
     )
     treatments = attach_treatments(model.pre_svd_layer, config.treatments, ow_map="matrix_exp")
     optimizer, _ = make_optimizer(model, treatments, config)
@@ -99,6 +101,6 @@ def test_every_gcp_preset_clips_at_5_as_iccv21_main_py_and_the_dbn_presets_do_no
 ) -> None:
     """ICCV'21 main.py clips every step at 5 (its GCP code; ECCV'22's GCP preset borrows that
     recipe whole); the ECCV'22 decorrelated-BN scripts never clip."""
-    configs = expand(StudySpec(preset=name, smoke=True))
+    configs = StudyPlan.create(preset=name, smoke=True, check=False).configs
     expected = 5.0 if PRESETS[name].application == "gcp" else None
     assert {c.grad_clip_norm for c in configs} == {expected}

@@ -1,19 +1,22 @@
 """The plain trial loop (no Ray): telemetry, checkpoint/resume, divergence, solver failures."""
 
+import json
 import math
 
 import pytest
 import torch
 
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.spec.config import StudySpec
-from svdablate.spec.grid import expand
+from svdablate.study.plan import StudyPlan
 from svdablate.training import loop as trial_module
+from svdablate.training.faults import FAULTS_ENV
 from svdablate.training.loop import save_state, train_trial
 
 
 def _config(row="SVD+NOG+OW+OLR", epochs=2, **extra):
-    config = next(c for c in expand(StudySpec(preset="demo", seeds=1)) if c.row == row)
+    config = next(
+        c for c in StudyPlan.create(preset="demo", seeds=1, check=False).configs if c.row == row
+    )
     changes = {"epochs": epochs, "max_steps_per_epoch": 4, "kappa_every": 2, **extra}
     return config.model_validate({**config.model_dump(), **changes})
 
@@ -72,9 +75,10 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     assert resumed.metrics[0]["train_loss"] == pytest.approx(straight.metrics[1]["train_loss"])
 
 
-def test_non_finite_loss_stops_the_trial_as_diverged_without_raising():
+def test_non_finite_loss_stops_the_trial_as_diverged_without_raising(monkeypatch):
+    monkeypatch.setenv(FAULTS_ENV, json.dumps({"nan_at_epoch": 1}))
     rec = Recorder()
-    result = train_trial(_config("SVD", test_hooks=({"nan_at_epoch": 1},)), rec)
+    result = train_trial(_config("SVD"), rec)
     assert result["status"] == "diverged"
     assert rec.metrics[-1]["diverged"] == 1 and rec.states[-1] is None
     assert len(rec.metrics) == 2

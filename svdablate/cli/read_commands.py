@@ -36,22 +36,18 @@ def status(
     """
     from rich.table import Table
 
-    from svdablate.schema import StudyStatus, TrialStatus
+    from svdablate.schema import TrialStatus
     from svdablate.study.study import Study
 
-    counts = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
-    console.print(f"{counts['study']} · parent run {counts['parent_run_id']}", highlight=False)
+    progress = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
+    console.print(f"{progress.study} · parent run {progress.parent_run_id}", highlight=False)
     table = Table(show_header=False)
     table.add_column("", no_wrap=True)
     table.add_column("", justify="right", no_wrap=True)
-    for key in ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]:
-        table.add_row(key.replace("_", " "), str(counts[key]))
+    for key in ["study_status", "trials", TrialStatus.PENDING, *TrialStatus.ALL, "epochs_logged"]:
+        table.add_row(key.replace("_", " "), str(getattr(progress, key)))
     console.print(table)
-    bad = counts[TrialStatus.FAILED] or counts["study_status"] in (
-        StudyStatus.INTERRUPTED,
-        StudyStatus.FAILED,
-    )
-    raise typer.Exit(ExitCode.FAILED if bad else ExitCode.OK)
+    raise typer.Exit(progress.exit_code)
 
 
 def _print_report(

@@ -30,6 +30,7 @@ from svdablate.cli.app import (
     err_console,
 )
 from svdablate.errors import ExitCode, UserError
+from svdablate.schema import StudyStatus
 from svdablate.spec.presets import PRESETS
 
 
@@ -42,7 +43,7 @@ def _grid(
     gpus_per_trial: float | None,
     checkpoints: Path | None,
 ) -> dict[str, Any]:
-    """`Study.create`'s keywords from the grid options that `plan` and `run` share."""
+    """`StudyPlan.create`'s keywords from the grid options that `plan` and `run` share."""
     return {
         "seeds": seeds,
         "rows": _rows(rows),
@@ -74,18 +75,18 @@ def plan(
     """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
     from svdablate.spec.cost import plan_table
     from svdablate.spec.grid import missing_checkpoints
-    from svdablate.study.study import Study
+    from svdablate.study.plan import StudyPlan
 
-    study = Study.create(
+    planned = StudyPlan.create(
         preset,
         **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial, checkpoints),
         check=False,
     )
-    _warn(study.warnings)
-    refusal = None if smoke else missing_checkpoints(study.spec)
+    _warn(planned.warnings)
+    refusal = None if smoke else missing_checkpoints(planned.preset, planned.spec)
     if refusal:
         _warn([f"`run` will refuse: {refusal}"])
-    console.print(plan_table(study.preset, study.configs, study.resources))
+    console.print(plan_table(planned.preset, planned.configs, planned.resources))
 
 
 @app.command(
@@ -124,7 +125,8 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         _print_report(study.tracking_uri, [outcome.parent_run_id], fmt="rich", metric=metric)
     left = outcome.unfinished + outcome.failed
     if outcome.exit_code != ExitCode.OK and (left or outcome.interrupted_by):
-        what = "interrupted" if outcome.interrupted_by or outcome.unfinished else "failed"
+        interrupted = outcome.interrupted_by or outcome.unfinished
+        what = StudyStatus.INTERRUPTED if interrupted else StudyStatus.FAILED
         if outcome.failed:
             err_console.print(
                 f"{outcome.failed} trial(s) failed: their errors are the "
@@ -220,6 +222,7 @@ def run(
 
     `--preset a,b` runs several studies (one MLflow parent each) in one Ray session.
     """
+    from svdablate.study.plan import StudyPlan
     from svdablate.study.study import Study
 
     names = [n.strip() for n in preset.split(",") if n.strip()]
@@ -245,8 +248,8 @@ def run(
         console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
         _print_outcome(study, outcome, report=report, metric=metric)
         raise typer.Exit(outcome.exit_code)
-    studies = [  # every grid is checked before Ray starts
-        Study.create(
+    plans = [  # every grid is checked before Ray starts
+        StudyPlan.create(
             name,
             **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial, checkpoints),
             results_dir=results_dir,
@@ -262,10 +265,11 @@ def run(
         )
         for name in names
     ]
-    for study in studies:
-        _warn(study.warnings)
+    for planned in plans:
+        _warn(planned.warnings)
     code = ExitCode.OK
-    for study in studies:
+    for planned in plans:
+        study = planned.start()
         outcome = study.run(progress=progress, keep_checkpoints=keep_checkpoints, console=console)
         console.print(
             f"study [bold]{study.name}[/]: {outcome.trials} trials, parent run "
@@ -302,10 +306,10 @@ def resume(
 
     if run_id is None and not latest:
         raise UserError("name the study: `svdablate resume RUN_ID` or `svdablate resume --latest`")
-    study = Study.load(results_dir, None if latest else run_id, tracking_uri=tracking_uri)
-    if address:
-        study.address = address
+    study = Study.load(
+        results_dir, None if latest else run_id, tracking_uri=tracking_uri, address=address
+    )
     console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
-    outcome = study.resume(progress=progress, console=console)
+    outcome = study.run(progress=progress, console=console)
     _print_outcome(study, outcome, report=report, metric=metric)
     raise typer.Exit(outcome.exit_code)

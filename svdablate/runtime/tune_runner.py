@@ -10,6 +10,7 @@ SIGINT: the experiment state is saved, trials in flight stay resumable.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import tempfile
@@ -21,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
+from svdablate.schema import ResultKey, TrialResult, TrialStatus
 from svdablate.spec.config import Resources, TrialConfig
 from svdablate.study.manifest import StudyManifest
+from svdablate.training.faults import FAULTS_ENV
 
 if TYPE_CHECKING:  # the driver's side only: a trial's worker never imports MLflow or rich
     from svdablate.runtime.progress import RichProgress
@@ -41,13 +44,22 @@ DETERMINISTIC_ERRORS = (
 
 
 def _trainable(
-    config: dict[str, Any], done: frozenset[str] = frozenset(), resources: dict | None = None
+    config: dict[str, Any],
+    done: frozenset[str] = frozenset(),
+    resources: dict | None = None,
+    faults: str | None = None,
 ) -> None:
-    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes."""
+    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes.
+    `faults`: the driver's $SVDABLATE_TEST_FAULTS (the tests' fault injection), set here for
+    `train_trial` (a reused worker drops the last trial's)."""
     import torch
 
     from svdablate.training.loop import save_state, train_trial
 
+    if faults:
+        os.environ[FAULTS_ENV] = faults
+    else:
+        os.environ.pop(FAULTS_ENV, None)
     trial = TrialConfig.model_validate(config["trial"])
     if trial.trial_id in done:
         return  # finished before a driver restart: never train it twice
@@ -75,14 +87,14 @@ def _trainable(
             with checkpoint.as_directory() as folder:
                 train_trial(trial, report, folder, gpu_fraction=fraction)
     except DETERMINISTIC_ERRORS as exc:
-        tune.report({"error": f"{type(exc).__name__}: {exc}"})
+        tune.report(TrialResult(error=f"{type(exc).__name__}: {exc}").as_report())
 
 
 def checkpoint_due(trial: TrialConfig, metrics: dict[str, Any], since_last_s: float) -> bool:
     """The checkpoint policy: after the last epoch always, else once `checkpoint_every_s` has
     passed since the previous checkpoint (0: every epoch). A crash or an interrupt loses at most
     that much training; fewer checkpoints cost less (a checkpoint is a state file Tune copies)."""
-    if int(metrics.get("epoch", -1)) + 1 >= trial.epochs:
+    if int(metrics.get(ResultKey.EPOCH, -1)) + 1 >= trial.epochs:
         return True
     return since_last_s >= trial.checkpoint_every_s
 
@@ -113,8 +125,6 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_Interrupts]:
-        import os
-
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         old_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's SIGUSR1
@@ -143,18 +153,23 @@ def run_trials(
     """Run (or restore) the study's current Tune experiment over `configs`."""
     from svdablate.runtime.progress import ProgressCallback
 
-    resources = manifest.resource_request()
+    resources = manifest.resources
     done = frozenset(recorder.done_trials())
     todo = [c for c in configs if c.trial_id not in done]
     outcome = TuneOutcome()
     if not todo:
         return outcome
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, done=done, resources=resources.model_dump()),
+        tune.with_parameters(
+            _trainable,
+            done=done,
+            resources=resources.model_dump(),
+            faults=os.environ.get(FAULTS_ENV),
+        ),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
-    path = f"{manifest.tune_storage.rstrip('/')}/{manifest.tune_experiments[-1]}"
+    path = manifest.tune_path
     began = time.perf_counter()
     interrupts = _Interrupts()
     with interrupts.installed(), progress.live() if progress else contextlib.nullcontext():
@@ -188,7 +203,7 @@ def run_trials(
     outcome.interrupted_by = interrupts.received
     outcome.seconds = round(time.perf_counter() - began, 1)
     if not keep_checkpoints:
-        finished = {t for t, s in recorder.statuses().items() if s != "running"}
+        finished = {t for t, s in recorder.statuses().items() if s != TrialStatus.RUNNING}
         prune_checkpoints(
             r.path for r in results if r.error is None and Path(str(r.path)).name in finished
         )

@@ -36,7 +36,7 @@ def _stem(path: Path) -> str | None:
 
 def _row_key(text: str) -> tuple[str, tuple[str, ...]] | None:
     """(canonical method, treatments) of a row's text; None when it is not a row."""
-    from svdablate.spec.grid import canonical_method, parse_row
+    from svdablate.spec.rows import canonical_method, parse_row
 
     try:
         row = parse_row(text)
@@ -116,7 +116,6 @@ def check_checkpoints(configs: list[TrialConfig], data: dict[tuple[Any, ...], An
     and image size: the network the trial builds).
     """
     from svdablate.models import build_model
-    from svdablate.study.preflight import data_key
 
     networks: dict[tuple[Any, ...], dict[str, tuple[int, ...]]] = {}
     checked: set[tuple[str, tuple[Any, ...]]] = set()
@@ -125,7 +124,7 @@ def check_checkpoints(configs: list[TrialConfig], data: dict[tuple[Any, ...], An
         path = config.init_checkpoint
         if path is None:
             continue
-        profile = json.loads(data[data_key(config)]["profile"])
+        profile = json.loads(data[config.data_key]["profile"])
         net_key = (
             config.model,
             config.application,
@@ -144,7 +143,7 @@ def check_checkpoints(configs: list[TrialConfig], data: dict[tuple[Any, ...], An
                 image_size=profile["image_size"],
                 method=config.method,
                 precision=config.precision,
-                **config.model_options.as_kwargs(),
+                options=config.model_options,
             )
             prefix = model.classifier_prefix
             networks[net_key] = {

@@ -35,7 +35,19 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
 
 from svdablate.errors import UserError
-from svdablate.schema import StudyStatus, Tag
+from svdablate.schema import (
+    CreateRun,
+    LogRun,
+    RunStatus,
+    SetStudyStatus,
+    SpoolOp,
+    StudyStatus,
+    Tag,
+    TerminateRun,
+    parse_spool_record,
+    search_child_runs,
+    spool_record,
+)
 from svdablate.study.manifest import STUDIES_DIR
 
 SPOOL_SUFFIX = ".spool.jsonl"
@@ -46,12 +58,6 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)  # waits between attempts while the store 
 JOIN_S = 20.0  # longest wait for an attempt in flight when the writer stops (> the HTTP timeout)
 FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 PERMANENT_HTTP = (400, 404)  # a bad value or a missing run: sending it again cannot help
-MLFLOW_STATUS = {
-    StudyStatus.RUNNING: "RUNNING",
-    StudyStatus.FINISHED: "FINISHED",
-    StudyStatus.FAILED: "FAILED",
-    StudyStatus.INTERRUPTED: "KILLED",
-}
 log = logging.getLogger(__name__)
 
 
@@ -63,40 +69,40 @@ def spool_path(results_dir: str | os.PathLike, parent_run_id: str) -> Path:
 def apply_parent_status(client: MlflowClient, parent_run_id: str, status: str) -> None:
     """Mark the parent run running, finished, failed or interrupted (MLflow's KILLED)."""
     if status == StudyStatus.RUNNING:
-        client.update_run(parent_run_id, status=MLFLOW_STATUS[status])
+        client.update_run(parent_run_id, status=RunStatus.OF_STUDY[status])
     else:
-        client.set_terminated(parent_run_id, MLFLOW_STATUS[status])
+        client.set_terminated(parent_run_id, RunStatus.OF_STUDY[status])
     client.set_tag(parent_run_id, Tag.STATUS, status)
 
 
-def merge_logs(raws: list[bytes]) -> tuple[dict[str, Any], int]:
+def merge_logs(raws: list[bytes]) -> tuple[SpoolOp, int]:
     """The first spooled operation, with the `log` operations of the same trial that follow it
     merged in (one `log_batch` within MLflow's limits); and how many lines it took.
 
     A backlog (a store that was away, a slow server) then drains in a few requests, not one per
     epoch. Metrics keep their own timestamps and steps; a later tag value wins, as it would.
     """
-    op = json.loads(raws[0])
-    if op.get("op") != "log":
+    op = parse_spool_record(json.loads(raws[0]))
+    if not isinstance(op, LogRun):
         return op, 1
-    metrics, tags = list(op["metrics"]), dict(op["tags"])
+    metrics, tags = list(op.metrics), dict(op.tags)
     used = 1
     for raw in raws[1:]:
         try:
-            following = json.loads(raw)
+            following = parse_spool_record(json.loads(raw))
         except ValueError:
             break
-        if following.get("op") != "log" or following.get("trial") != op["trial"]:
+        if not isinstance(following, LogRun) or following.trial != op.trial:
             break
         if (
-            len(metrics) + len(following["metrics"]) > BATCH_METRICS
-            or len(tags.keys() | following["tags"].keys()) > BATCH_TAGS
+            len(metrics) + len(following.metrics) > BATCH_METRICS
+            or len(tags.keys() | following.tags.keys()) > BATCH_TAGS
         ):
             break
-        metrics += following["metrics"]
-        tags.update(following["tags"])
+        metrics += following.metrics
+        tags.update(following.tags)
         used += 1
-    return {**op, "metrics": metrics, "tags": tags}, used
+    return LogRun(op.trial, metrics, tags), used
 
 
 def is_permanent(error: Exception) -> bool:
@@ -110,9 +116,10 @@ def is_permanent(error: Exception) -> bool:
 class SpooledWriter:
     """The study's MLflow writes: `submit` appends to the spool; a thread applies it in order.
 
-    Operations (JSON objects): `create` (a trial's child run: tags, params), `log` (metrics as
-    [key, value, timestamp, step] and tags), `terminate` (a child run's MLflow status) and
-    `parent` (the study's status).
+    Operations are `schema`'s typed records, one JSON object a line (`spool_record`):
+    `CreateRun` (a trial's child run: tags, params), `LogRun` (metrics as [key, value,
+    timestamp, step] and tags), `TerminateRun` (a child run's MLflow status) and
+    `SetStudyStatus` (the study's status).
     """
 
     def __init__(self, tracking_uri: str, parent_run_id: str, spool: str | os.PathLike) -> None:
@@ -203,9 +210,9 @@ class SpooledWriter:
         return left
 
     # ---- the callback's side ---------------------------------------------------------------
-    def submit(self, op: dict[str, Any]) -> None:
+    def submit(self, op: SpoolOp) -> None:
         """Append one operation to the spool (a local write: never waits for the store)."""
-        line = (json.dumps(op, default=str) + "\n").encode()
+        line = (json.dumps(spool_record(op), default=str) + "\n").encode()
         with self._cond:
             self._writer.write(line)
             self._writer.flush()
@@ -286,18 +293,15 @@ class SpooledWriter:
             self._cond.notify_all()
 
     # ---- one operation ---------------------------------------------------------------------
-    def _apply(self, op: dict[str, Any], *, uncertain: bool) -> None:
-        kind = op["op"]
-        if kind == "parent":
-            apply_parent_status(self.client, self.parent_run_id, op["status"])
-        elif kind == "create":
+    def _apply(self, op: SpoolOp, *, uncertain: bool) -> None:
+        if isinstance(op, SetStudyStatus):
+            apply_parent_status(self.client, self.parent_run_id, op.status)
+        elif isinstance(op, CreateRun):
             self._create(op, uncertain=uncertain)
-        elif kind == "log":
+        elif isinstance(op, LogRun):
             self._log(op)
-        elif kind == "terminate":
-            self.client.set_terminated(self._run_of(op["trial"]), op["status"])
-        else:
-            raise ValueError(f"unknown spool operation {kind!r}")
+        elif isinstance(op, TerminateRun):
+            self.client.set_terminated(self._run_of(op.trial), op.status)
 
     def _run_of(self, trial_id: str) -> str:
         if trial_id not in self._runs:
@@ -310,35 +314,30 @@ class SpooledWriter:
         return self._runs[trial_id]
 
     def _find_run(self, trial_id: str) -> str | None:
-        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-        found = self.client.search_runs(
-            [self._experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' "
-            f"and tags.`{Tag.TRIAL_ID}` = '{trial_id}'",
-            max_results=1,
+        found = search_child_runs(
+            self.client, self._experiment_id, self.parent_run_id, trial_id=trial_id
         )
         return found[0].info.run_id if found else None
 
-    def _create(self, op: dict[str, Any], *, uncertain: bool) -> None:
-        trial_id = op["trial"]
+    def _create(self, op: CreateRun, *, uncertain: bool) -> None:
+        trial_id = op.trial
         run_id = self._runs.get(trial_id) or (self._find_run(trial_id) if uncertain else None)
         created = run_id is None
         if created:
-            name = op["tags"].get(MLFLOW_RUN_NAME, trial_id)
+            name = op.tags.get(MLFLOW_RUN_NAME, trial_id)
             run_id = self.client.create_run(
-                self._experiment_id, tags=op["tags"], run_name=name
+                self._experiment_id, tags=op.tags, run_name=name
             ).info.run_id
         self._runs[trial_id] = run_id
-        params = [Param(k, v) for k, v in op["params"].items()]
+        params = [Param(k, v) for k, v in op.params.items()]
         for i in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(run_id, params=params[i : i + PARAM_BATCH])
-        if op.get("dataset") and created:  # a creation replayed onto an existing run did it
-            dataset = Dataset(source_type="local", **op["dataset"])
+        if op.dataset and created:  # a creation replayed onto an existing run did it
+            dataset = Dataset(source_type="local", **op.dataset)
             context = InputTag(MLFLOW_DATASET_CONTEXT, "train+val")
             self.client.log_inputs(run_id, [DatasetInput(dataset, tags=[context])])
 
-    def _log(self, op: dict[str, Any]) -> None:
-        metrics = [Metric(key, value, ts, step) for key, value, ts, step in op["metrics"]]
-        tags = [RunTag(k, v) for k, v in op["tags"].items()]
-        self.client.log_batch(self._run_of(op["trial"]), metrics=metrics, tags=tags)
+    def _log(self, op: LogRun) -> None:
+        metrics = [Metric(key, value, ts, step) for key, value, ts, step in op.metrics]
+        tags = [RunTag(k, v) for k, v in op.tags.items()]
+        self.client.log_batch(self._run_of(op.trial), metrics=metrics, tags=tags)

@@ -7,7 +7,6 @@ it reports are `svdablate.schema.Metric`'s.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -25,8 +24,9 @@ from torch.utils.data import DataLoader
 from svdablate.data.datasets import build_datasets
 from svdablate.metalayers import MetaLayerFailure
 from svdablate.models import SVDNet, build_model
-from svdablate.schema import Metric
+from svdablate.schema import Metric, ResultKey, TrialResult, TrialStatus
 from svdablate.spec.config import TrialConfig
+from svdablate.training import faults
 from svdablate.training.update import Update, apply_update, make_optimizer
 from svdablate.treatments import attach_treatments
 
@@ -60,56 +60,6 @@ def _metalayer_method(config: TrialConfig, epoch: int) -> str:
     if config.switch_epoch is not None and epoch < config.switch_epoch:
         return "ns"
     return config.method
-
-
-def _test_hooks(config: TrialConfig) -> dict[str, Any]:
-    """Fault hooks for the orchestrator's tests: each dict of `test_hooks` applies to the rows
-    it names in `rows` (all rows without it)."""
-    merged: dict[str, Any] = {}
-    for hooks in config.test_hooks:
-        rows = hooks.get("rows")
-        if rows is None or config.row in rows:
-            merged.update({k: v for k, v in hooks.items() if k != "rows"})
-    return merged
-
-
-def _inject_test_faults(hooks: dict[str, Any], epoch: int, trial_id: str) -> None:
-    """Sleep per epoch; crash each trial once at an epoch (a marker file remembers); crash at an
-    epoch every time (`crash_at_epoch`); raise a deterministic ValueError (`bad_value_at_epoch`)."""
-    if hooks.get("sleep_per_epoch"):
-        time.sleep(float(hooks["sleep_per_epoch"]))
-    if hooks.get("bad_value_at_epoch") == epoch:
-        raise ValueError(f"injected bad value at epoch {epoch}")
-    if hooks.get("crash_at_epoch") == epoch:
-        raise RuntimeError(f"injected crash at epoch {epoch}")
-    crash = hooks.get("raise_once_at_epoch")
-    if crash is not None and epoch == int(crash[0]):
-        marker = Path(crash[1]) / f"crashed-{trial_id}"
-        if not marker.exists():
-            marker.write_text("crashed once")
-            raise RuntimeError(f"injected fault at epoch {epoch}")
-
-
-def _log_event(hooks: dict[str, Any], log: str, config: TrialConfig, event: str) -> None:
-    """Append `trial_id event` to one of the hooks' logs: tests count starts and completions."""
-    if hooks.get(log):
-        with open(hooks[log], "a") as handle:
-            handle.write(f"{config.trial_id} {event}\n")
-
-
-def _probe(hooks: dict[str, Any], config: TrialConfig, event: str, device: torch.device) -> None:
-    """Append a JSON line (time, the GPUs Ray made visible, the device chosen) to `probe_log`:
-    the GPU-packing test reads the trials' concurrency and shares from it."""
-    if hooks.get("probe_log"):
-        record = {
-            "trial_id": config.trial_id,
-            "event": event,
-            "time": time.time(),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device": str(device),
-        }
-        with open(hooks["probe_log"], "a") as handle:
-            handle.write(json.dumps(record) + "\n")
 
 
 def load_pretrained(model: SVDNet, path: str) -> list[str]:
@@ -222,7 +172,7 @@ def train_trial(
     if not isinstance(config, TrialConfig):
         config = TrialConfig.model_validate(config)
     seed_everything(config.seed)
-    hooks = _test_hooks(config)
+    hooks = faults.faults_for(config.row)
     device = resolve_device(config.device)
     if device.type == "cuda" and gpu_fraction:
         torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), device)
@@ -256,7 +206,7 @@ def train_trial(
         image_size=info.image_size,
         method=_metalayer_method(config, 0),
         precision=config.precision,
-        **config.model_options.as_kwargs(),
+        options=config.model_options,
     )
     state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
     resuming = state_path is not None and state_path.exists()
@@ -284,12 +234,12 @@ def train_trial(
         torch.set_rng_state(state["rng"])
         generator.set_state(state["loader_rng"])
 
-    _log_event(hooks, "start_log", config, f"start-epoch-{start_epoch}")
-    _probe(hooks, config, "start", device)
+    faults.log_event(hooks, "start_log", config.trial_id, f"start-epoch-{start_epoch}")
+    faults.probe(hooks, config.trial_id, "start", str(device))
     nan_epoch = hooks.get("nan_at_epoch")
     last: dict[str, Any] = {}
     for epoch in range(start_epoch, config.epochs):
-        _inject_test_faults(hooks, epoch, config.trial_id)
+        faults.inject(hooks, epoch, config.trial_id)
         began = time.perf_counter()
         model.metalayer.method = _metalayer_method(config, epoch)
         model.train()
@@ -322,16 +272,16 @@ def train_trial(
         scheduler.step()
         failures_total += tele.failures
 
-        metrics: dict[str, Any] = {"epoch": epoch, **tele.summary()}
-        metrics["method_used"] = model.metalayer.method
-        metrics["device"] = str(device)
+        metrics: dict[str, float] = tele.summary()
+        used = {"epoch": epoch, "method_used": model.metalayer.method, "device": str(device)}
         if diverged:
             metrics[Metric.DIVERGED] = 1.0
             metrics[Metric.FAILURES_TOTAL] = float(failures_total)
             metrics[Metric.EPOCH_SECONDS] = time.perf_counter() - began
-            report_fn(metrics, None)
-            _log_event(hooks, "completion_log", config, "diverged")
-            return {**metrics, "status": "diverged"}
+            report = TrialResult(metrics=metrics, **used).as_report()
+            report_fn(report, None)
+            faults.log_event(hooks, "completion_log", config.trial_id, TrialStatus.DIVERGED)
+            return {**report, ResultKey.STATUS: TrialStatus.DIVERGED}
         errors, eval_failures = _evaluate(model, val_loader, device, topk)
         failures_total += eval_failures
         metrics[Metric.VAL_ERR] = errors[0]
@@ -355,11 +305,11 @@ def train_trial(
             "rng": torch.get_rng_state(),
             "loader_rng": generator.get_state(),
         }
-        report_fn(metrics, state)
-        last = metrics
-    _log_event(hooks, "completion_log", config, "finished")
-    _probe(hooks, config, "end", device)
-    return {**last, "status": "finished"}
+        last = TrialResult(metrics=metrics, **used).as_report()
+        report_fn(last, state)
+    faults.log_event(hooks, "completion_log", config.trial_id, TrialStatus.FINISHED)
+    faults.probe(hooks, config.trial_id, "end", str(device))
+    return {**last, ResultKey.STATUS: TrialStatus.FINISHED}
 
 
 def save_state(state: dict[str, Any], directory: str | os.PathLike) -> Path:
