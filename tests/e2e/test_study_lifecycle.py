@@ -6,28 +6,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
-from polling import wait_for
 
 from svdablate.schema import Tag
 
-pytestmark = pytest.mark.e2e
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def cli(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "svdablate.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=kwargs.pop("timeout", 600),
-        **kwargs,
-    )
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def trial_runs(results: Path):
@@ -43,7 +29,7 @@ def parent_run(results: Path):
     return parent
 
 
-def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
+def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys, shared_ray):
     import ray
 
     text = README.read_text()
@@ -68,7 +54,9 @@ def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
     assert not ray.is_initialized()
 
 
-def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_path):
+def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(
+    tmp_path, cli, shared_ray
+):
     starts = tmp_path / "starts.log"
     hooks = [{"rows": ["NS"], "bad_value_at_epoch": 0, "start_log": str(starts)}]
     args = ["--results-dir", str(tmp_path)]
@@ -89,23 +77,16 @@ def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_pa
     assert starts.read_text().count("start-epoch-0") == 1, "resume does not rerun a bad value"
 
 
-def _interrupt(tmp_path: Path, sig: int, group: bool):
-    """Start a study, send `sig` once every trial that runs has logged an epoch; returns the
-    finished process and the results dir."""
+def _interrupt(cli, wait_for, tmp_path: Path, sig: int, group: bool):
+    """Start a study (with a Ray of its own), send `sig` once every trial that runs has logged an
+    epoch; returns the finished process and the results dir."""
     results = tmp_path / "results"
     hooks = [{"sleep_per_epoch": 1.5}]
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "2",
-        "--epochs", "3", "--results-dir", str(results), "--no-progress", "--no-report",
-        "--set", f"test_hooks={json.dumps(hooks)}",
-    ]  # fmt: skip
-    driver = subprocess.Popen(
-        command,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    driver = cli.start(
+        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3", "--results-dir", str(results),
+        "--no-progress", "--no-report", "--set", f"test_hooks={json.dumps(hooks)}",
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
     def an_epoch_logged() -> bool:
         if not (results / "mlflow.db").exists():
@@ -129,8 +110,8 @@ def _interrupt(tmp_path: Path, sig: int, group: bool):
     return driver.returncode, out, err, results
 
 
-def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
-    code, out, err, results = _interrupt(tmp_path, signal.SIGINT, group=True)
+def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path, cli, wait_for):
+    code, out, err, results = _interrupt(cli, wait_for, tmp_path, signal.SIGINT, group=True)
     assert code == 130, out[-2000:] + err[-2000:]
     last = err.strip().splitlines()[-1]
     parent = parent_run(results)
@@ -154,8 +135,8 @@ def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
     assert time.time() - began < 300
 
 
-def test_sigterm_stops_the_study_as_interrupted_with_exit_code_1(tmp_path):
-    code, out, err, results = _interrupt(tmp_path, signal.SIGTERM, group=False)
+def test_sigterm_stops_the_study_as_interrupted_with_exit_code_1(tmp_path, cli, wait_for):
+    code, out, err, results = _interrupt(cli, wait_for, tmp_path, signal.SIGTERM, group=False)
     assert code == 1, out[-2000:] + err[-2000:]
     assert "svdablate resume" in err.strip().splitlines()[-1]
     parent = parent_run(results)

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
-from polling import wait_for
 
 from svdablate.errors import ExitCode, UserError
 from svdablate.runtime.progress import RichProgress
@@ -124,7 +123,7 @@ def faults(monkeypatch):
     return faults
 
 
-def test_callbacks_never_wait_for_a_store_that_does_not_answer(study, faults):
+def test_callbacks_never_wait_for_a_store_that_does_not_answer(study, faults, wait_for):
     recorder = MLflowRecorder(study.uri, study.parent, study.spool)
     recorder.statuses()  # the start of a study reads the store while it answers
     progress = RichProgress(2, "spool-test", pending_writes=recorder.pending_writes)
