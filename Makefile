@@ -32,15 +32,17 @@ TEST_WORKERS ?= 4
 
 # `make test`: tests/unit/, every unit test and every preset's smoke study; tests/e2e/, the
 # end-to-end scenarios (a killed driver, a lost node, a server outage, concurrent studies: real Ray
-# and MLflow processes, marked `e2e` by their folder), is `make test-e2e`, which CI runs after it.
+# and MLflow processes), is `make test-e2e`, which CI runs after it. They select by the `e2e`
+# marker, which tests/e2e/conftest.py gives its folder, so a test file outside both folders still
+# runs in one of them.
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not e2e" $(PYTEST_ARGS)
 
 test-e2e: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m e2e $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow" tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow and not e2e" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check svdablate tests benchmarks scripts
