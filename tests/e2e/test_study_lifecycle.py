@@ -77,28 +77,26 @@ def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(
     assert starts.read_text().count("start-epoch-0") == 1, "resume does not rerun a bad value"
 
 
-def _interrupt(cli, wait_for, tmp_path: Path, sig: int, group: bool):
-    """Start a study (with a Ray of its own), send `sig` once every trial that runs has logged an
-    epoch; returns the finished process and the results dir."""
-    results = tmp_path / "results"
-    hooks = [{"sleep_per_epoch": 1.5}]
-    driver = cli.start(
-        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3", "--results-dir", str(results),
-        "--no-progress", "--no-report", "--set", f"test_hooks={json.dumps(hooks)}",
-        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-    def an_epoch_logged() -> bool:
-        if not (results / "mlflow.db").exists():
-            return False
-        try:
-            runs = trial_runs(results)
-        except Exception:
-            return False
-        return any(r.data.metrics.get("epochs_completed", 0) >= 1 for r in runs)
-
+def _epochs_logged(results: Path) -> int:
+    """The epochs the study's trials have logged so far (0 before its store exists)."""
+    if not (results / "mlflow.db").exists():
+        return 0
     try:
-        assert wait_for(an_epoch_logged, 300), "no epoch was logged"
+        runs = trial_runs(results)
+    except Exception:
+        return 0
+    return int(sum(r.data.metrics.get("epochs_completed", 0) for r in runs))
+
+
+def _interrupt(cli, wait_for, results: Path, args: list[str], sig: int, group: bool):
+    """Start `svdablate ARGS` (a study with a Ray of its own), send `sig` once its trials have
+    logged an epoch more than they had; returns the exit code, stdout and stderr."""
+    before = _epochs_logged(results)
+    driver = cli.start(
+        *args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for(lambda: _epochs_logged(results) > before, 300), "no epoch was logged"
         if group:
             os.killpg(driver.pid, sig)  # Ctrl-C reaches the whole foreground process group
         else:
@@ -107,11 +105,20 @@ def _interrupt(cli, wait_for, tmp_path: Path, sig: int, group: bool):
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    return driver.returncode, out, err, results
+    return driver.returncode, out, err
 
 
-def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path, cli, wait_for):
-    code, out, err, results = _interrupt(cli, wait_for, tmp_path, signal.SIGINT, group=True)
+def test_ctrl_c_and_sigterm_leave_a_resumable_study_that_resume_finishes(tmp_path, cli, wait_for):
+    """Ctrl-C stops `run` (exit 130), SIGTERM the `resume` that follows (exit 1): both leave the
+    study interrupted with the command that resumes it, and a last resume finishes every trial
+    once."""
+    results = tmp_path / "results"
+    hooks = [{"sleep_per_epoch": 1.5}]
+    run = [
+        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3", "--results-dir", str(results),
+        "--no-progress", "--no-report", "--set", f"test_hooks={json.dumps(hooks)}",
+    ]  # fmt: skip
+    code, out, err = _interrupt(cli, wait_for, results, run, signal.SIGINT, group=True)
     assert code == 130, out[-2000:] + err[-2000:]
     last = err.strip().splitlines()[-1]
     parent = parent_run(results)
@@ -119,10 +126,17 @@ def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path, cli, wai
     assert parent.data.tags[Tag.STATUS] == "interrupted" and parent.info.status == "KILLED"
     before = trial_runs(results)
     assert any(r.data.tags[Tag.STATUS] != "finished" for r in before)
+
+    resume = [
+        "resume", parent.info.run_id, "--results-dir", str(results), "--no-progress", "--no-report",
+    ]  # fmt: skip
+    code, out, err = _interrupt(cli, wait_for, results, resume, signal.SIGTERM, group=False)
+    assert code == 1, out[-2000:] + err[-2000:]
+    assert "svdablate resume" in err.strip().splitlines()[-1]
+    assert parent_run(results).data.tags[Tag.STATUS] == "interrupted"
+
     began = time.time()
-    resumed = cli(
-        "resume", parent.info.run_id, "--results-dir", str(results), "--no-progress", "--no-report"
-    )
+    resumed = cli(*resume)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = trial_runs(results)
     assert len(after) == 4, "one MLflow child run per trial"
@@ -133,11 +147,3 @@ def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path, cli, wai
         assert sorted(steps) == [0, 1, 2], steps
     assert parent_run(results).data.tags[Tag.STATUS] == "finished"
     assert time.time() - began < 300
-
-
-def test_sigterm_stops_the_study_as_interrupted_with_exit_code_1(tmp_path, cli, wait_for):
-    code, out, err, results = _interrupt(cli, wait_for, tmp_path, signal.SIGTERM, group=False)
-    assert code == 1, out[-2000:] + err[-2000:]
-    assert "svdablate resume" in err.strip().splitlines()[-1]
-    parent = parent_run(results)
-    assert parent.data.tags[Tag.STATUS] == "interrupted"
