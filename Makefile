@@ -30,9 +30,11 @@ demo: install
 # Ray, MLflow and subprocesses, so four keep two cores busy (`make test TEST_WORKERS=0`: serial).
 TEST_WORKERS ?= 4
 
-# `make test`: every unit test and every preset's smoke study; the end-to-end scenarios (a killed
-# driver, a lost node, a server outage, concurrent studies: minutes of real Ray and MLflow
-# processes each) are `make test-e2e`, which CI runs after it.
+# `make test`: tests/unit/, every unit test and every preset's smoke study; tests/e2e/, the
+# end-to-end scenarios (a killed driver, a lost node, a server outage, concurrent studies: real Ray
+# and MLflow processes), is `make test-e2e`, which CI runs after it. They select by the `e2e`
+# marker, which tests/e2e/conftest.py gives its folder, so a test file outside both folders still
+# runs in one of them.
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not e2e" $(PYTEST_ARGS)
 

@@ -9,7 +9,7 @@ The per-epoch cost model (seconds of one trial on one whole data-centre GPU, or 
   `torch.utils.flop_counter.FlopCounterMode` on torchvision's networks (a multiply-add is two
   FLOPs; torchvision's model cards print multiply-adds, half these), scaled by (resolution/224)²;
   with the CIFAR stem a 32 px image keeps 32 px at layer1 where the ImageNet stem has 56, so it
-  counts as (32/56)² of 224 px. `tests/test_cost.py` recounts them on the real models.
+  counts as (32/56)² of 224 px. `tests/unit/test_cost.py` recounts them on the real models.
 - GPU: 25 TFLOP/s, a sustained fp32/TF32 training rate of an A100/H100-class GPU; the meta-layer
   per step: the ICCV'21 Table 5 measurement for the 256×256 GCP layer (batch 128, float64 eigh
   forward + backward ≈ 1.2 s; Newton–Schulz 0.76 s), scaled linearly with the batch; the 64×64

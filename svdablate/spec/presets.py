@@ -238,7 +238,7 @@ register_preset(
         _RESNET_IMAGENET_RECIPE,
         protocols=("standalone", "hybrid"),
         # train_resnet.sh's -a resnet50 keeps layer4 at stride 2 (7×7 positions at 224 px, not
-        # iSQRT-COV's stride-1 mpncovresnet50): tests/test_official_networks.py
+        # iSQRT-COV's stride-1 mpncovresnet50): tests/unit/test_official_networks.py
     )
 )
 register_preset(

@@ -13,7 +13,7 @@ The procedure (docs/claims.md, "How a verdict is reached"):
    direction is wrong, and P(p ≤ a and the direction is wrong) ≤ a for every claim whatever the
    truth, so Holm holds the probability of any wrong verdict, supported or contradicted, at α
    under the global null, for any dependence between claims; with true effects present too,
-   Shaffer (1980) proves it for independent tests, and tests/test_claims_error_rate.py checks
+   Shaffer (1980) proves it for independent tests, and tests/unit/test_claims_error_rate.py checks
    it for the report's dependent claims (20,000 simulated studies each way).
 3. No data, no verdict: a row with fewer than two finished runs, identical seeds (one
    observation, no variance), or a κ trend without its histories leave the claim inconclusive

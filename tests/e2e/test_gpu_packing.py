@@ -3,35 +3,9 @@ runs 8 trials of --gpus-per-trial 0.25 at once, each sees the GPU Ray gave it
 (CUDA_VISIBLE_DEVICES), and the trial falls back to the CPU here without error."""
 
 import json
-import subprocess
-import sys
 from collections import Counter
 
-import pytest
-
 from svdablate.training.faults import faults_env
-
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def cluster_with_logical_gpus():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 8,
-            "num_gpus": 2,
-            "node_ip_address": "127.0.0.1",
-            "include_dashboard": False,
-        },
-    )
-    cluster.wait_for_nodes()
-    try:
-        yield cluster
-    finally:
-        cluster.shutdown()
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -44,25 +18,20 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-def test_a_quarter_gpu_per_trial_runs_eight_trials_at_once(tmp_path, cluster_with_logical_gpus):
+def test_a_quarter_gpu_per_trial_runs_eight_trials_at_once(tmp_path, cli, ray_cluster):
+    cluster_with_logical_gpus = ray_cluster(num_cpus=8, num_gpus=2)
     probe = tmp_path / "probe.jsonl"
     # Each trial holds its slot 30 s: eight actors importing torch on 2 loaded cores start up to
     # ~10 s apart, and the test is that all eight hold a slot at the same moment.
     hooks = [{"sleep_per_epoch": 30.0, "probe_log": str(probe)}]
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,SVD+NOG", "--seeds", "4",
+    result = cli(
+        "run", "--rows", "SVD,SVD+NOG", "--seeds", "4",
         "--epochs", "1", "--set", "max_steps_per_epoch=1", "--set", "kappa_every=1",
         "--gpus-per-trial", "0.25",
         "--cpus-per-trial", "1", "--address", cluster_with_logical_gpus.address,
         "--results-dir", str(tmp_path / "results"), "--no-progress", "--no-report",
-    ]  # fmt: skip
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=600,
         env=faults_env(hooks),
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     records = [json.loads(line) for line in probe.read_text().splitlines()]
     starts = {r["trial_id"]: r for r in records if r["event"] == "start"}

@@ -3,10 +3,7 @@ run names, provenance tags, the table, the report and plots on the parent run, t
 datasets, and per-row summary metrics."""
 
 import json
-import subprocess
-import sys
 
-import pytest
 from mlflow import MlflowClient
 
 from svdablate.schema import (
@@ -18,17 +15,13 @@ from svdablate.schema import (
     row_metric_key,
 )
 
-pytestmark = pytest.mark.e2e
 
-
-def test_a_finished_study_is_readable_in_the_mlflow_ui(tmp_path, monkeypatch):
+def test_a_finished_study_is_readable_in_the_mlflow_ui(tmp_path, monkeypatch, cli, shared_ray):
     results = tmp_path / "results"
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "2",
-        "--epochs", "2", "--results-dir", str(results), "--no-progress", "--no-report",
-    ]  # fmt: skip
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    run = cli(
+        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "2", "--results-dir", str(results),
+        "--no-progress", "--no-report",
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("demo")

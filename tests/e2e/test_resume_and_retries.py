@@ -5,28 +5,14 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from polling import wait_for
 
 from svdablate.training.faults import faults_env
-
-pytestmark = pytest.mark.e2e
-
-
-def cli(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "svdablate.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=kwargs.pop("timeout", 600),
-        **kwargs,
-    )
 
 
 def children(results: Path) -> pd.DataFrame:
@@ -53,7 +39,7 @@ def history(results: Path, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
-def test_report_numbers_equal_pandas_over_the_child_runs(tmp_path):
+def test_report_numbers_equal_pandas_over_the_child_runs(tmp_path, cli, shared_ray):
     run = cli(
         "run", "--preset", "demo", "--rows", "SVD,SVD+NOG", "--seeds", "2", "--epochs", "1",
         "--results-dir", str(tmp_path), "--no-progress", "--no-report",
@@ -103,22 +89,16 @@ def _tags(results: Path) -> list[dict]:
     return [r.data.tags for r in runs]
 
 
-def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
+def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, cli, wait_for):
+    """The driver and the Ray it started die together, as on a lost login node."""
     log = tmp_path / "completions.log"
-    hooks = [{"sleep_per_epoch": 2.0, "completion_log": str(log)}]
-    args = [
-        sys.executable, "-m", "svdablate.cli", "run", "--preset", "demo", "--rows", "SVD,NS",
-        "--seeds", "2", "--epochs", "3", "--results-dir", str(tmp_path), "--no-progress",
-        "--no-report", "--max-concurrent", "1",
-        "--set", "checkpoint_every_s=0",
-    ]  # fmt: skip
-    driver = subprocess.Popen(
-        args,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=faults_env(hooks),
-    )
+    faults = faults_env([{"sleep_per_epoch": 2.0, "completion_log": str(log)}])
+    driver = cli.start(
+        "run", "--preset", "demo", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3",
+        "--results-dir", str(tmp_path), "--no-progress", "--no-report",
+        "--max-concurrent", "1", "--set", "checkpoint_every_s=0", env=faults,
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
         finished_one = wait_for(lambda: log.exists() and log.read_text().count("\n") >= 1, 300)
         assert finished_one, "no trial finished before the kill"
@@ -133,9 +113,7 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert 1 <= len(done_before) < 4
     kept = {r.trial_id: history(tmp_path, r.run_id, "val_err") for r in done_before.itertuples()}
 
-    resumed = cli(  # the same faults: a trial trained again would log its completion again
-        "resume", "--latest", "--results-dir", str(tmp_path), "--no-progress", env=faults_env(hooks)
-    )
+    resumed = cli("resume", "--latest", "--results-dir", str(tmp_path), "--no-progress", env=faults)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = children(tmp_path)
     assert len(after) == 4, "one MLflow child run per trial"
@@ -151,7 +129,7 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert sorted(finished_ids) == sorted(set(finished_ids)) and len(finished_ids) == 4
 
 
-def test_crashed_trial_retries_from_checkpoint_and_nan_trial_is_diverged(tmp_path):
+def test_crashed_trial_retries_from_checkpoint_and_nan_trial_is_diverged(tmp_path, cli, shared_ray):
     log = tmp_path / "completions.log"
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -3,7 +3,7 @@ thread sends an operation: the Tune callbacks never wait for the store, writes w
 in order, nothing is written twice when replies are lost or a later driver replays what an
 earlier one left, and one driver owns a study's spool at a time.
 
-The real tracking server killed and restarted mid-study is tests/test_store_outage.py (slow).
+The real tracking server killed and restarted mid-study is tests/e2e/test_store_outage.py (slow).
 """
 
 import json
@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
-from polling import wait_for
 
 from svdablate.errors import ExitCode, UserError
 from svdablate.runtime.progress import RichProgress
@@ -125,7 +124,7 @@ def faults(monkeypatch):
     return faults
 
 
-def test_callbacks_never_wait_for_a_store_that_does_not_answer(study, faults):
+def test_callbacks_never_wait_for_a_store_that_does_not_answer(study, faults, wait_for):
     recorder = MLflowRecorder(study.uri, study.parent, study.spool)
     recorder.statuses()  # the start of a study reads the store while it answers
     progress = RichProgress(2, "spool-test", pending_writes=recorder.pending_writes)

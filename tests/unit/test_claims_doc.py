@@ -7,7 +7,7 @@ from pathlib import Path
 from svdablate.report.claims.doc import claims_markdown
 from svdablate.report.claims.registry import CLAIMS, UNTESTABLE
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "claims.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "claims.md"
 
 
 def test_docs_claims_md_is_current():

@@ -13,7 +13,7 @@ import torch
 from svdablate.report.reading.runs import load_speed_runs
 from svdablate.schema import SPEED_METRICS, SPEED_PARAMS
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load(name: str):

@@ -1,6 +1,6 @@
 """The set-up the ECCV'22 decorrelated-BN equivalence suite shares with its recording script.
 
-`tests/test_dbn_equivalence.py` runs our networks through it and compares the result with
+`tests/unit/test_dbn_equivalence.py` runs our networks through it and compares the result with
 `tests/data/official_dbn.json`, which `scripts/record_official_dbn.py` wrote by running the
 official networks (OrthoImproveCond, "Decorrelated BN") through the same set-up. Nothing here is
 official code: the weights are generated from our network's parameter names and shapes and

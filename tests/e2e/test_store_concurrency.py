@@ -1,51 +1,27 @@
 """One SQLite store, several studies (issue 14, item 1): two first runs at the same moment into
 one fresh results dir both succeed, and so do two studies into a store that exists.
 
-The studies are real `svdablate run` processes on one shared Ray cluster (started once here). A
-store left half-migrated: tests/test_store_migration.py.
+The studies are real `svdablate run` processes on the pytest worker's shared Ray cluster. A store
+left half-migrated: tests/unit/test_store_migration.py.
 """
 
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from svdablate.schema import Tag, TrialStatus
 from svdablate.store.tracking import check_store, read_store_state
 
-pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from ray.cluster_utils import Cluster
-
-    # Every Ray process of the test (the node, the drivers, workers) resolves this node to
-    # loopback, as in test_multinode.
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 2, "node_ip_address": "127.0.0.1", "include_dashboard": False},
-    )
-    try:
-        yield cluster.address
-    finally:
-        cluster.shutdown()
-        mp.undo()
-
-
-def _start_together(results: Path, address: str, n: int = 2) -> list[subprocess.Popen]:
+def _start_together(cli, results: Path, address: str, n: int = 2) -> list[subprocess.Popen]:
     """`n` smoke studies (2 trials each) into `results`, started at the same moment."""
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD", "--seeds", "2",
-        "--epochs", "1", "--smoke", "--results-dir", str(results), "--address", address,
-        "--no-progress", "--no-report",
+    args = [
+        "run", "--rows", "SVD", "--seeds", "2", "--epochs", "1", "--smoke",
+        "--results-dir", str(results), "--address", address, "--no-progress", "--no-report",
     ]  # fmt: skip
     return [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cli.start(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(n)
     ]
 
@@ -73,13 +49,13 @@ def _assert_all_complete(results: Path, drivers: list[subprocess.Popen], studies
         assert parent.data.tags[Tag.STATUS] == "finished"
 
 
-def test_two_first_runs_into_one_fresh_results_dir_both_succeed(tmp_path, ray_address):
+def test_two_first_runs_into_one_fresh_results_dir_both_succeed(tmp_path, cli, shared_ray):
     results = tmp_path / "results"
-    _assert_all_complete(results, _start_together(results, ray_address), studies=2)
+    _assert_all_complete(results, _start_together(cli, results, shared_ray), studies=2)
 
 
-def test_two_studies_into_an_existing_store_both_complete(tmp_path, ray_address):
+def test_two_studies_into_an_existing_store_both_complete(tmp_path, cli, shared_ray):
     results = tmp_path / "results"
     results.mkdir()
     check_store(f"sqlite:///{results / 'mlflow.db'}")
-    _assert_all_complete(results, _start_together(results, ray_address), studies=2)
+    _assert_all_complete(results, _start_together(cli, results, shared_ray), studies=2)

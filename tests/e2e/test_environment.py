@@ -1,30 +1,12 @@
 """Where a study's records go and are read from: --tracking-uri > MLFLOW_TRACKING_URI > the
 results dir's own store, on run, resume, status and report; a copied results dir is its own."""
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from svdablate.schema import Tag
-
-pytestmark = pytest.mark.e2e
-
-
-def cli(*args, env=None):
-    full = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "svdablate.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=full,
-    )
 
 
 def parents(uri: str) -> list:
@@ -36,7 +18,7 @@ def parents(uri: str) -> list:
 SMALL = ["--rows", "SVD", "--seeds", "1", "--epochs", "1", "--no-progress", "--no-report"]
 
 
-def test_the_environment_names_the_store_when_no_flag_does(tmp_path):
+def test_the_environment_names_the_store_when_no_flag_does(tmp_path, cli, shared_ray):
     results = tmp_path / "results"
     env_uri = f"sqlite:///{tmp_path / 'env.db'}"
     env = {"MLFLOW_TRACKING_URI": env_uri, "MLFLOW_EXPERIMENT_NAME": "from-env"}
@@ -62,7 +44,7 @@ def test_the_environment_names_the_store_when_no_flag_does(tmp_path):
     assert status.returncode == 2 and "not in the MLflow store" in status.stderr
 
 
-def test_a_copied_results_dir_reads_and_writes_its_own_store(tmp_path):
+def test_a_copied_results_dir_reads_and_writes_its_own_store(tmp_path, cli, shared_ray):
     original = tmp_path / "original"
     run = cli("run", *SMALL, "--results-dir", str(original))
     assert run.returncode == 0, run.stderr[-2000:]

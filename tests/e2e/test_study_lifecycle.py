@@ -5,29 +5,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
-from polling import wait_for
 
 from svdablate.schema import Tag
 from svdablate.training.faults import faults_env
 
-pytestmark = pytest.mark.e2e
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def cli(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "svdablate.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=kwargs.pop("timeout", 600),
-        **kwargs,
-    )
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def trial_runs(results: Path):
@@ -43,7 +29,7 @@ def parent_run(results: Path):
     return parent
 
 
-def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
+def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys, shared_ray):
     import ray
 
     text = README.read_text()
@@ -58,17 +44,19 @@ def test_the_readme_study_api_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     study, outcome = namespace["study"], namespace["outcome"]
     assert outcome.exit_code == 0 and outcome.finished == 4
-    assert list(study.table().table.index) == ["SVD", "NS"] or "SVD" in out
-    assert "finished=4" in out
+    assert list(namespace["study"].table().index) == ["SVD", "NS"] or "SVD" in out
+    assert "'finished': 4" in out
     assert study.parent_run_id in {p.name[:-5] for p in (tmp_path / "results/studies").iterdir()}
     from svdablate import Study
 
-    again = Study.load(tmp_path / "results").run()  # nothing left to run: Ray never starts
+    again = Study.load(tmp_path / "results").resume()  # nothing left to run: Ray never starts
     assert (again.exit_code, again.skipped, again.finished) == (0, 4, 4)
     assert not ray.is_initialized()
 
 
-def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_path):
+def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(
+    tmp_path, cli, shared_ray
+):
     starts = tmp_path / "starts.log"
     hooks = [{"rows": ["NS"], "bad_value_at_epoch": 0, "start_log": str(starts)}]
     args = ["--results-dir", str(tmp_path)]
@@ -89,35 +77,31 @@ def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(tmp_pa
     assert starts.read_text().count("start-epoch-0") == 1, "resume does not rerun a bad value"
 
 
-def _interrupt(tmp_path: Path, sig: int, group: bool):
-    """Start a study, send `sig` once every trial that runs has logged an epoch; returns the
-    finished process and the results dir."""
-    results = tmp_path / "results"
-    hooks = [{"sleep_per_epoch": 1.5}]
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "2",
-        "--epochs", "3", "--results-dir", str(results), "--no-progress", "--no-report",
-    ]  # fmt: skip
-    driver = subprocess.Popen(
-        command,
+def _epochs_logged(results: Path) -> int:
+    """The epochs the study's trials have logged so far (0 before its store exists)."""
+    if not (results / "mlflow.db").exists():
+        return 0
+    try:
+        runs = trial_runs(results)
+    except Exception:
+        return 0
+    return int(sum(r.data.metrics.get("epochs_completed", 0) for r in runs))
+
+
+def _interrupt(cli, wait_for, results: Path, args: list[str], sig: int, group: bool, env=None):
+    """Start `svdablate ARGS` (a study with a Ray of its own), send `sig` once its trials have
+    logged an epoch more than they had; returns the exit code, stdout and stderr."""
+    before = _epochs_logged(results)
+    driver = cli.start(
+        *args,
+        env=env,
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=faults_env(hooks),
     )
-
-    def an_epoch_logged() -> bool:
-        if not (results / "mlflow.db").exists():
-            return False
-        try:
-            runs = trial_runs(results)
-        except Exception:
-            return False
-        return any(r.data.metrics.get("epochs_completed", 0) >= 1 for r in runs)
-
     try:
-        assert wait_for(an_epoch_logged, 300), "no epoch was logged"
+        assert wait_for(lambda: _epochs_logged(results) > before, 300), "no epoch was logged"
         if group:
             os.killpg(driver.pid, sig)  # Ctrl-C reaches the whole foreground process group
         else:
@@ -126,11 +110,22 @@ def _interrupt(tmp_path: Path, sig: int, group: bool):
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    return driver.returncode, out, err, results
+    return driver.returncode, out, err
 
 
-def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
-    code, out, err, results = _interrupt(tmp_path, signal.SIGINT, group=True)
+def test_ctrl_c_and_sigterm_leave_a_resumable_study_that_resume_finishes(tmp_path, cli, wait_for):
+    """Ctrl-C stops `run` (exit 130), SIGTERM the `resume` that follows (exit 1): both leave the
+    study interrupted with the command that resumes it, and a last resume finishes every trial
+    once."""
+    results = tmp_path / "results"
+    hooks = [{"sleep_per_epoch": 1.5}]
+    run = [
+        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3", "--results-dir", str(results),
+        "--no-progress", "--no-report",
+    ]  # fmt: skip
+    code, out, err = _interrupt(
+        cli, wait_for, results, run, signal.SIGINT, group=True, env=faults_env(hooks)
+    )
     assert code == 130, out[-2000:] + err[-2000:]
     last = err.strip().splitlines()[-1]
     parent = parent_run(results)
@@ -138,10 +133,19 @@ def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
     assert parent.data.tags[Tag.STATUS] == "interrupted" and parent.info.status == "KILLED"
     before = trial_runs(results)
     assert any(r.data.tags[Tag.STATUS] != "finished" for r in before)
-    began = time.time()
-    resumed = cli(
-        "resume", parent.info.run_id, "--results-dir", str(results), "--no-progress", "--no-report"
+
+    resume = [
+        "resume", parent.info.run_id, "--results-dir", str(results), "--no-progress", "--no-report",
+    ]  # fmt: skip
+    code, out, err = _interrupt(
+        cli, wait_for, results, resume, signal.SIGTERM, group=False, env=faults_env(hooks)
     )
+    assert code == 1, out[-2000:] + err[-2000:]
+    assert "svdablate resume" in err.strip().splitlines()[-1]
+    assert parent_run(results).data.tags[Tag.STATUS] == "interrupted"
+
+    began = time.time()
+    resumed = cli(*resume, env=faults_env(hooks))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = trial_runs(results)
     assert len(after) == 4, "one MLflow child run per trial"
@@ -152,11 +156,3 @@ def test_ctrl_c_leaves_a_resumable_study_that_resume_finishes(tmp_path):
         assert sorted(steps) == [0, 1, 2], steps
     assert parent_run(results).data.tags[Tag.STATUS] == "finished"
     assert time.time() - began < 300
-
-
-def test_sigterm_stops_the_study_as_interrupted_with_exit_code_1(tmp_path):
-    code, out, err, results = _interrupt(tmp_path, signal.SIGTERM, group=False)
-    assert code == 1, out[-2000:] + err[-2000:]
-    assert "svdablate resume" in err.strip().splitlines()[-1]
-    parent = parent_run(results)
-    assert parent.data.tags[Tag.STATUS] == "interrupted"

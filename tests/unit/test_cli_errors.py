@@ -12,15 +12,6 @@ from svdablate.runtime import ray_cluster
 from svdablate.spec.field_reference import reference_markdown
 
 
-def run_main(monkeypatch, capsys, *args):
-    """Run the installed entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["svdablate", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
 def assert_one_error_line(code, err, needle):
     assert code == 2, err
     lines = [line for line in err.strip().splitlines() if line.strip()]
@@ -67,7 +58,7 @@ def assert_one_error_line(code, err, needle):
         (["status", "--results-dir", "/nonexistent"], "svdablate run"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, monkeypatch, run_main):
     import ray
 
     monkeypatch.chdir(tmp_path)
@@ -75,28 +66,28 @@ def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, monkeypat
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if args[0] == "run":
         args = [*args, "--results-dir", str(tmp_path)]
-    code, _, err = run_main(monkeypatch, capsys, *args)
+    code, _, err = run_main(*args)
     assert_one_error_line(code, err, needle)
     assert not ray.is_initialized(), "the mistake must be found before Ray starts"
 
 
-def test_a_results_dir_that_is_a_file(tmp_path, monkeypatch, capsys):
+def test_a_results_dir_that_is_a_file(tmp_path, run_main):
     path = tmp_path / "results"
     path.write_text("not a folder")
     for args in (["run", "--results-dir", str(path)], ["report", "--results-dir", str(path)]):
-        code, _, err = run_main(monkeypatch, capsys, *args)
+        code, _, err = run_main(*args)
         assert_one_error_line(code, err, "is a file")
 
 
-def test_a_malformed_store_is_one_line(tmp_path, monkeypatch, capsys):
+def test_a_malformed_store_is_one_line(tmp_path, run_main):
     (tmp_path / "mlflow.db").write_bytes(b"this is not sqlite" * 100)
-    code, _, err = run_main(monkeypatch, capsys, "report", "--results-dir", str(tmp_path))
+    code, _, err = run_main("report", "--results-dir", str(tmp_path))
     assert_one_error_line(code, err, "cannot be opened")
-    code, _, err = run_main(monkeypatch, capsys, "run", "--results-dir", str(tmp_path))
+    code, _, err = run_main("run", "--results-dir", str(tmp_path))
     assert_one_error_line(code, err, "cannot be opened")
 
 
-def test_report_of_an_unknown_study_or_an_empty_store_is_one_line(tmp_path, monkeypatch, capsys):
+def test_report_of_an_unknown_study_or_an_empty_store_is_one_line(tmp_path, run_main):
     import logging
 
     from mlflow import MlflowClient
@@ -104,11 +95,9 @@ def test_report_of_an_unknown_study_or_an_empty_store_is_one_line(tmp_path, monk
     db = tmp_path / "mlflow.db"
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     MlflowClient(f"sqlite:///{db}").search_experiments()  # an empty, valid store
-    code, _, err = run_main(monkeypatch, capsys, "report", "--results-dir", str(tmp_path))
+    code, _, err = run_main("report", "--results-dir", str(tmp_path))
     assert_one_error_line(code, err, "no svdablate")
-    code, _, err = run_main(
-        monkeypatch, capsys, "report", "0123456789abcdef", "--results-dir", str(tmp_path)
-    )
+    code, _, err = run_main("report", "0123456789abcdef", "--results-dir", str(tmp_path))
     assert_one_error_line(code, err, "0123456789abcdef")
     assert sqlite3.connect(db).execute("select count(*) from runs").fetchone() == (0,)
 
@@ -187,5 +176,5 @@ def test_plan_shows_the_recipe_beyond_the_schedule(monkeypatch, capsys):
 def test_docs_config_md_documents_every_config_field():
     from pathlib import Path
 
-    page = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
     assert reference_markdown() in page, "regenerate with `make docs`"

@@ -14,24 +14,16 @@ from svdablate.spec.presets import PRESETS
 COMMANDS = ["plan", "run", "resume", "status", "report", "plot", "ui", "fields"]
 
 
-def run_main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["svdablate", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def test_version(monkeypatch, capsys):
-    code, out, _ = run_main(monkeypatch, capsys, "--version")
+def test_version(run_main):
+    code, out, _ = run_main("--version")
     assert code == 0 and out.startswith(f"svdablate {__version__} (torch ")
     assert "ray " in out and "mlflow " in out
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_examples_in_its_help(command, monkeypatch, capsys):
+def test_every_command_has_examples_in_its_help(command, monkeypatch, run_main):
     monkeypatch.setenv("COLUMNS", "200")
-    code, out, _ = run_main(monkeypatch, capsys, command, "--help")
+    code, out, _ = run_main(command, "--help")
     assert code == 0 and "Examples:" in out and f"svdablate {command}" in out
 
 
@@ -40,15 +32,15 @@ def _flat(text: str) -> str:
     return "".join(text.replace("│", " ").split())
 
 
-def test_choices_are_listed_in_help(monkeypatch, capsys):
+def test_choices_are_listed_in_help(monkeypatch, run_main):
     monkeypatch.setenv("COLUMNS", "400")
-    _, report_help, _ = run_main(monkeypatch, capsys, "report", "--help")
+    _, report_help, _ = run_main("report", "--help")
     text = _flat(report_help)
     assert "|".join(REPORT_FORMATS) in text and "|".join(REPORT_LAYOUTS) in text
     assert "<best|final>" in text
-    _, plan_help, _ = run_main(monkeypatch, capsys, "plan", "--help")
+    _, plan_help, _ = run_main("plan", "--help")
     assert "|".join(PRESETS) in _flat(plan_help)
-    _, run_help, _ = run_main(monkeypatch, capsys, "run", "--help")
+    _, run_help, _ = run_main("run", "--help")
     assert "Exit codes: 0" in " ".join(run_help.split())
 
 
@@ -62,8 +54,8 @@ def test_choices_are_listed_in_help(monkeypatch, capsys):
         (["plan", "--preset", "dmeo"], "'dmeo' is not one of"),
     ],
 )
-def test_a_wrong_option_or_type_is_one_line(args, needle, monkeypatch, capsys):
-    code, _, err = run_main(monkeypatch, capsys, *args)
+def test_a_wrong_option_or_type_is_one_line(args, needle, run_main):
+    code, _, err = run_main(*args)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert needle in lines[0] and "--help" in lines[0]

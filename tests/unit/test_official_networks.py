@@ -47,7 +47,9 @@ from svdablate.study.plan import StudyPlan
 from svdablate.training.update import apply_update, make_optimizer
 from svdablate.treatments import attach_treatments
 
-RECORDED = torch.load(Path(__file__).parent / "data" / "official_networks.pt", weights_only=True)
+RECORDED = torch.load(
+    Path(__file__).parents[1] / "data" / "official_networks.pt", weights_only=True
+)
 RUNS = {run.name: run for run in on.RUNS}
 TOLERANCE = 1e-5  # of a tensor's norm: float32 round-off of the networks
 

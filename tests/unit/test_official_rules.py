@@ -33,7 +33,7 @@ import torch
 
 from svdablate.metalayers import sqrtm
 
-RECORDED = torch.load(Path(__file__).parent / "data" / "official_rules.pt", weights_only=True)
+RECORDED = torch.load(Path(__file__).parents[1] / "data" / "official_rules.pt", weights_only=True)
 BASE_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-5}
 SAFETY = 3.0
 

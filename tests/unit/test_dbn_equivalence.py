@@ -39,7 +39,7 @@ import torch
 
 from svdablate.metalayers import ZCAWhitening
 
-RECORDED = json.loads((Path(__file__).parent / "data" / "official_dbn.json").read_text())
+RECORDED = json.loads((Path(__file__).parents[1] / "data" / "official_dbn.json").read_text())
 FLOAT64_RTOL = 1e-6
 FLOAT32_SLACK = 4.0
 OUTPUTS = ("logits", "eval_logits", "stem_grad", "loss")

@@ -2,95 +2,26 @@
 keep running while it is away, their writes wait in the spool and reach the server once each when
 it is back, and the study takes about as long as an undisturbed one (within 20 %)."""
 
-import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
-from polling import wait_for
 
 from svdablate.schema import EPOCH_METRICS, FINAL_OF, Metric, Tag, TrialStatus
 from svdablate.training.faults import faults_env
 
-pytestmark = pytest.mark.e2e
 EPOCHS = 16  # 4 trials on 2 slots, 1 s an epoch: ~40 s of trials around a ~20 s outage
 TRIALS = 4
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`mlflow server` on 127.0.0.1, killed (its whole process group) and started again on the
-    same port and store."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.process: subprocess.Popen | None = None
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        port = self.url.rsplit(":", 1)[1]
-        command = [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", port,
-            "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-            "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # uvicorn runs as its child: the group goes together
-        )
-        assert wait_for(self.healthy, 180), "mlflow server did not start"
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(30)
-        assert wait_for(lambda: not self.healthy(), 30)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("mlflow-server"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-def _study(results: Path, url: str) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "2",
-        "--epochs", str(EPOCHS), "--smoke", "--results-dir", str(results), "--tracking-uri", url,
-        "--no-progress", "--no-report",
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def _study(cli, results: Path, url: str) -> subprocess.Popen:
+    return cli.start(
+        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", str(EPOCHS), "--smoke",
+        "--results-dir", str(results), "--tracking-uri", url, "--no-progress", "--no-report",
         env=faults_env([{"sleep_per_epoch": 1}]),
-    )
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
 
 
 def _finish(driver: subprocess.Popen) -> str:
@@ -112,16 +43,19 @@ def _trial_runs(client: MlflowClient, parent_id: str):
     return client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'")
 
 
-def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(tmp_path, server):
+def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
+    tmp_path, cli, wait_for, mlflow_server, shared_ray
+):
+    server = mlflow_server
     client = MlflowClient(server.url)
     began = time.perf_counter()
-    undisturbed = _finish(_study(tmp_path / "undisturbed", server.url))
+    undisturbed = _finish(_study(cli, tmp_path / "undisturbed", server.url))
     undisturbed_s = time.perf_counter() - began
     earlier = {r.info.run_id for r in _trial_runs(client, _parent_id(undisturbed))}
 
     results = tmp_path / "outage"
     began = time.perf_counter()
-    driver = _study(results, server.url)
+    driver = _study(cli, results, server.url)
 
     def an_epoch_logged() -> bool:
         experiment = client.get_experiment_by_name("demo")

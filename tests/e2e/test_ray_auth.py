@@ -6,7 +6,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,14 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
 CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # `ray start` records itself here
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_processes_of(folder: str) -> None:
@@ -39,13 +31,12 @@ def stop_processes_of(folder: str) -> None:
 
 
 @pytest.fixture
-def cluster_with_token(tmp_path):
+def cluster_with_token(tmp_path, port):
     """A one-node `ray start --head` on loopback that only takes clients with its token."""
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
     folder = tempfile.mkdtemp(prefix="rayauth-", dir="/tmp")  # short: Ray's socket paths
     recorded = CURRENT_CLUSTER.read_text() if CURRENT_CLUSTER.exists() else None
-    port = free_port()
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
