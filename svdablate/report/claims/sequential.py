@@ -35,6 +35,7 @@ from svdablate.report.claims.verdicts import (
     CONTRADICTED,
     INCONCLUSIVE,
     SUPPORTED,
+    claim_evidence,
     holm,
 )
 
@@ -210,3 +211,29 @@ def beyond_budget(seeds_needed: np.ndarray, affordable: int) -> np.ndarray:
     or more seeds per row than `affordable`."""
     needed = np.asarray(seeds_needed, dtype=float)
     return ~np.isfinite(needed) | (needed > affordable)
+
+
+def looks_reached(
+    runs: pd.DataFrame,
+    rows: list[str],
+    looks: Sequence[int],
+    metric: str,
+    history: pd.DataFrame | None,
+) -> list[pd.DataFrame]:
+    """Each look's claim evidence: the claims tested on the first n_k seeds of every row."""
+    first = runs["seed"].min()
+    return [
+        claim_evidence(runs[runs["seed"] < first + n], rows, metric=metric, kappa_history=history)
+        for n in looks
+    ]
+
+
+def sequential_claims(
+    runs: pd.DataFrame, history: pd.DataFrame | None, design: UntilDecided, metric: str
+) -> pd.DataFrame:
+    """The sequential verdicts of de-duplicated `runs` at the looks the design reached."""
+    looks = design.looks[: design.waves + 1]
+    frames = looks_reached(runs, list(runs.attrs["rows"]), looks, metric, history)
+    if frames[0].empty:
+        return frames[0]
+    return replay(frames, design)[0]
