@@ -93,8 +93,9 @@ def test_with_effects_it_decides_early_and_wrong_verdicts_stay_at_most_alpha():
     verdict, done_at = simulate(np.random.default_rng(2502), effects, look_levels(LOOKS))
     right = (verdict == -np.sign(effects)) & (effects != 0)
     power = right.mean(0)
-    print(f"\neffects {effects}: P(right verdict) per claim {np.round(power, 3)}")
-    assert float(_wrong(verdict, effects).mean()) <= ALPHA + MC
+    wrong = float(_wrong(verdict, effects).mean())
+    print(f"\neffects {effects}: P(right verdict) per claim {np.round(power, 3)}, wrong {wrong}")
+    assert wrong <= ALPHA + MC
     assert (power[effects < 0] > 0.8).all() and power[2] > 0.4
     strong = np.full(5, -2.0)
     verdict, done_at = simulate(np.random.default_rng(2503), strong, look_levels(LOOKS))
