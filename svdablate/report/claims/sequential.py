@@ -46,6 +46,7 @@ ALL_CLOSED = "every claim decided or beyond the budget"
 LAST_LOOK = "max seeds reached"
 OUT_OF_TIME = "budget hours: the next wave would not fit"
 NO_CLAIMS = "the rows test no claim"
+SEEDS_PER_ROW = " seeds per row)"
 TRIALS_LEFT = "trials left unfinished: `svdablate resume` continues"
 
 
@@ -196,14 +197,21 @@ def _seeds(evidence: object, level: float) -> float:
     return float(count) if count is not None else np.nan
 
 
+def is_sequential(claims: pd.DataFrame) -> bool:
+    """True for claims from `replay` (their verdicts name the look that gave them)."""
+    return bool(len(claims)) and bool(
+        claims["verdict"].str.contains(SEEDS_PER_ROW, regex=False).all()
+    )
+
+
 def _verdict_text(verdict: int, key: str, look: int, design: UntilDecided) -> str:
     seeds = design.looks[look]
     if verdict:
         word = SUPPORTED if verdict > 0 else CONTRADICTED
-        return f"{word} (look {look + 1}, {seeds} seeds per row)"
+        return f"{word} (look {look + 1}, {seeds}{SEEDS_PER_ROW})"
     if key in design.closed:
-        return f"{INCONCLUSIVE} (beyond the budget at look {look + 1}, {seeds} seeds per row)"
-    return f"{INCONCLUSIVE} (after look {look + 1}, {seeds} seeds per row)"
+        return f"{INCONCLUSIVE} (beyond the budget at look {look + 1}, {seeds}{SEEDS_PER_ROW})"
+    return f"{INCONCLUSIVE} (after look {look + 1}, {seeds}{SEEDS_PER_ROW})"
 
 
 def beyond_budget(seeds_needed: np.ndarray, affordable: int) -> np.ndarray:
