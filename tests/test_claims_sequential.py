@@ -142,6 +142,9 @@ def test_replay_decides_each_claim_at_its_look_and_shows_that_looks_numbers():
     frame2, verdict2 = replay(_looks(samples, (4, 8)), closed)
     assert (np.abs(verdict2) <= np.abs(verdict)).all() and not frame2["open"].any()
     assert frame2["verdict"].str.contains("beyond the budget").sum() == (verdict2 == 0).sum()
+    undecided = frame2.loc[verdict2 == 0]  # each says what it would need
+    assert undecided["note"].str.contains("seeds per row").all()
+    assert undecided["verdict"].str.endswith("4 seeds per row)").all()
 
 
 def _keys(frame: pd.DataFrame) -> list[str]:

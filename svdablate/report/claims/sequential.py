@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from svdablate.report.claims.power import MAX_SEEDS
 from svdablate.report.claims.procedures import decision_p
 from svdablate.report.claims.verdicts import (
     ALPHA,
@@ -185,10 +186,23 @@ def replay(frames: Sequence[pd.DataFrame], design: UntilDecided) -> tuple[pd.Dat
     ]
     final = levels[-1] / max(1, m - int((verdict != 0).sum()))
     out["seeds_needed"] = [
-        _seeds(e, final) if is_open else np.nan
-        for e, is_open in zip(out["_evidence"], out["open"], strict=True)
+        _seeds(e, final) if not v else np.nan
+        for e, v in zip(out["_evidence"], verdict, strict=True)
+    ]
+    out["note"] = [
+        _seeds_note(note, seeds, final) if not v else note
+        for note, seeds, v in zip(out["note"].fillna(""), out["seeds_needed"], verdict, strict=True)
     ]
     return out[[*CLAIM_COLUMNS, "look", "open", "_evidence", "_study_rows"]], verdict
+
+
+def _seeds_note(note: str, seeds: float, level: float) -> str:
+    """What an undecided claim would need: seeds per row for 80% power at the last look."""
+    if np.isfinite(seeds):
+        need = f"would need about {seeds:.0f} seeds per row (80% power at level {level:.2g})"
+    else:
+        need = f"no effect that {MAX_SEEDS} seeds per row would decide"
+    return "; ".join(n for n in (note, need) if n)
 
 
 def _seeds(evidence: object, level: float) -> float:
@@ -208,10 +222,10 @@ def _verdict_text(verdict: int, key: str, look: int, design: UntilDecided) -> st
     seeds = design.looks[look]
     if verdict:
         word = SUPPORTED if verdict > 0 else CONTRADICTED
-        return f"{word} (look {look + 1}, {seeds}{SEEDS_PER_ROW})"
+        return f"{word} (look {look + 1}, {seeds}{SEEDS_PER_ROW}"
     if key in design.closed:
-        return f"{INCONCLUSIVE} (beyond the budget at look {look + 1}, {seeds}{SEEDS_PER_ROW})"
-    return f"{INCONCLUSIVE} (after look {look + 1}, {seeds}{SEEDS_PER_ROW})"
+        return f"{INCONCLUSIVE} (beyond the budget at look {look + 1}, {seeds}{SEEDS_PER_ROW}"
+    return f"{INCONCLUSIVE} (after look {look + 1}, {seeds}{SEEDS_PER_ROW}"
 
 
 def beyond_budget(seeds_needed: np.ndarray, affordable: int) -> np.ndarray:
