@@ -89,7 +89,7 @@ def _continue(
     options: dict[str, Any],
 ) -> Decided:
     while True:
-        design.trials += outcome.trials - outcome.skipped
+        design.trials += outcome.trials - outcome.skipped - outcome.unfinished  # ran now
         design.seconds += outcome.seconds
         if outcome.exit_code != ExitCode.OK:
             design.stopped = seq.TRIALS_LEFT
