@@ -40,6 +40,7 @@ class Tag:
     SMOKE = PREFIX + "smoke"  # "true" when every trial ran on FakeData
     OW_MAP = PREFIX + "ow_map"  # the OW operator the study ran (table captions name it)
     CLAIMS = PREFIX + "claims"  # the report's verdicts, one line each
+    UNTIL_DECIDED = PREFIX + "until_decided"  # run --until-decided: design, waves, why it stopped
     # child run
     ROW = PREFIX + "row"
     SEED = PREFIX + "seed"
@@ -91,6 +92,7 @@ PARENT_TAGS: Final = {
     "smoke": Tag.SMOKE,
     "ow_map": Tag.OW_MAP,
     "status": Tag.STATUS,
+    "until_decided": Tag.UNTIL_DECIDED,
 }
 
 

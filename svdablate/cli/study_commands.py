@@ -150,6 +150,7 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         "svdablate run --preset eccv22-dbn-cifar100 --data-dir /data --address ray://head:10001 "
         "--gpus-per-trial 0.25 --tracking-uri http://mlflow:5000",
         "svdablate run --preset demo --extend RUN_ID --seeds 10",
+        "svdablate run --preset demo --until-decided --max-seeds 20 --budget-hours 1",
         "svdablate run --preset iccv21-fgvc --checkpoints imagenet-models/ --data-dir /data",
         EXIT_CODES,
     )
@@ -205,6 +206,26 @@ def run(
     ] = None,
     checkpoints: Checkpoints = None,
     set_: Sets = None,
+    until_decided: Annotated[
+        bool,
+        typer.Option(
+            help="Add seeds in waves to the rows the claims compare until every claim is decided "
+            "or beyond the budget (docs/sequential.md)."
+        ),
+    ] = False,
+    max_seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="--until-decided: at most this many seeds per row (default 4 × --seeds)."
+        ),
+    ] = None,
+    budget_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="--until-decided: no wave that the measured time per trial says would "
+            "pass this many hours in all."
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
     metric: Annotated[
         ErrorMetric,
@@ -228,6 +249,10 @@ def run(
     names = [n.strip() for n in preset.split(",") if n.strip()]
     if not names:
         raise UserError("--preset is empty: name a preset, e.g. --preset demo")
+    if (max_seeds is not None or budget_hours is not None) and not until_decided:
+        raise UserError("--max-seeds and --budget-hours go with --until-decided: add it")
+    if until_decided and (extend or len(names) != 1):
+        raise UserError("--until-decided runs one new study: name one --preset, without --extend")
     if extend:
         if len(names) != 1:
             raise UserError("--extend takes one study: name one --preset")
@@ -267,6 +292,16 @@ def run(
     ]
     for planned in plans:
         _warn(planned.warnings)
+    if until_decided:
+        from svdablate.study.sequential import design_for, run_until_decided
+
+        design = design_for(plans[0], max_seeds, budget_hours)
+        study = plans[0].start()
+        decided = run_until_decided(
+            study, design, metric=metric, progress=progress, console=console,
+            keep_checkpoints=keep_checkpoints,
+        )  # fmt: skip
+        _print_decided(study, decided, report=report, metric=metric)
     code = ExitCode.OK
     for planned in plans:
         study = planned.start()
@@ -280,6 +315,13 @@ def run(
         if outcome.interrupted_by:
             break
     raise typer.Exit(code)
+
+
+def _print_decided(study: Any, decided: Any, *, report: bool, metric: str) -> None:
+    """The last wave's outcome and table, what the waves decided, then exit."""
+    _print_outcome(study, decided.outcome, report=report, metric=metric)
+    console.print(decided.design.summary(), highlight=False, soft_wrap=True)
+    raise typer.Exit(decided.outcome.exit_code)
 
 
 @app.command(
@@ -310,6 +352,15 @@ def resume(
         results_dir, None if latest else run_id, tracking_uri=tracking_uri, address=address
     )
     console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
+    from svdablate.report.claims.sequential import TRIALS_LEFT
+    from svdablate.study.sequential import resume_until_decided, saved_design
+
+    design = saved_design(study)
+    if design is not None and design.stopped in ("", TRIALS_LEFT):
+        decided = resume_until_decided(
+            study, design, metric=metric, progress=progress, console=console
+        )
+        _print_decided(study, decided, report=report, metric=metric)
     outcome = study.run(progress=progress, console=console)
     _print_outcome(study, outcome, report=report, metric=metric)
     raise typer.Exit(outcome.exit_code)
