@@ -47,6 +47,7 @@ class Tag:
     METHOD_USED = PREFIX + "method_used"  # the last epoch's solver (`ns` before a hybrid switch)
     ERROR = PREFIX + "error"  # the last error of a failed trial
     DEVICE = PREFIX + "device"  # the device the trial resolved
+    EIGH_DEVICE = PREFIX + "eigh_device"  # where its eigh ran, and the measurement that chose it
     # provenance (parent run)
     VERSION_PREFIX = PREFIX + "version."  # + svdablate, torch, ray, mlflow
     HOST = PREFIX + "host"

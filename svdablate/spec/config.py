@@ -117,6 +117,11 @@ class TrialConfig(BaseModel):
         "CIFAR inputs' mean/std: the dataset's own, or another CIFAR's (the official ECCV'22 "
         "CIFAR-100 script uses cifar10's)",
     )
+    autocast: Literal["off", "bf16", "fp16"] = _field(
+        "off",
+        "mixed precision of the backbone (torch.autocast; fp16 with a GradScaler); the "
+        "meta-layer and its covariance keep `precision`. Off in the paper presets",
+    )
     model_options: ModelOptions = _field(ModelOptions(), "network and meta-layer options")
     init_checkpoint: str | None = _field(
         None,
@@ -169,7 +174,19 @@ class TrialConfig(BaseModel):
     data_dir: str | None = _field(None, "dataset root", identity=False, settable=False)
     download: bool = _field(False, "download CIFAR if missing", identity=False, settable=False)
     device: str = _field("auto", "auto (the GPU Ray gives, else CPU), cpu, cuda", identity=False)
-    num_workers: int = _field(0, "DataLoader workers", identity=False, ge=0)
+    num_workers: int | None = _field(
+        None,
+        "DataLoader workers (unset: the trial's CPUs on a GPU, none on a CPU; CIFAR needs none: "
+        "it is augmented on the device)",
+        identity=False,
+        ge=0,
+    )
+    eigh_device: Literal["auto", "same", "cpu"] = _field(
+        "auto",
+        "where the eigendecomposition runs: auto (the faster, measured at the trial's batch, "
+        "size and dtype on its hardware; recorded in the run), same (where P is) or cpu",
+        identity=False,
+    )
     test_hooks: tuple[dict[str, Any], ...] = _field(
         (), "fault injection for the orchestrator's own tests", identity=False
     )

@@ -184,6 +184,8 @@ class MLflowRecorder(tune.Callback):
         tags = {Tag.METHOD_USED: str(result.get("method_used", ""))}
         if result.get("device"):
             tags[Tag.DEVICE] = str(result["device"])
+        if result.get("eigh_device"):
+            tags[Tag.EIGH_DEVICE] = str(result["eigh_device"])
         metrics = [[key, float(value), now, epoch] for key, value in values.items()]
         self._submit("log", config, metrics=metrics, tags=tags)
         self.epochs_logged += 1
