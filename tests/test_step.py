@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from svdablate.metalayers import CovariancePooling, ZCAWhitening, inv_sqrtm, sqrtm
+from svdablate.metalayers import CovariancePooling, ZCAWhitening, inv_sqrtm, registry, sqrtm
 from svdablate.metalayers import modules as metalayer_modules
-from svdablate.metalayers import registry
 from svdablate.metalayers.eigh_placement import choose_eigh_device, measure_eigh, spd_batch
 from svdablate.metalayers.spectral import eigh
 from svdablate.spec.config import StudySpec
@@ -88,7 +87,7 @@ def test_a_non_finite_loss_that_fails_no_solver_still_stops_the_trial(monkeypatc
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_eigh_on_the_cpu_gives_the_factors_eigh_gives_where_p_is(device, dtype):
     p = spd_batch((3, 24, 24), dtype, device)
-    lam, u = eigh(p, "same")
+    lam, _ = eigh(p, "same")
     lam_cpu, u_cpu = eigh(p, "cpu")
     assert lam_cpu.device == p.device and u_cpu.device == p.device
     tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {}
@@ -152,7 +151,8 @@ def test_the_meta_layer_runs_in_its_precision_under_autocast(monkeypatch):
 @pytest.mark.parametrize("mode", ["bf16", "fp16"])
 def test_a_trial_trains_under_autocast(mode):
     metrics = []
-    result = train_trial(_config(autocast=mode, max_steps_per_epoch=3), lambda m, s: metrics.append(m))
+    config = _config(autocast=mode, max_steps_per_epoch=3)
+    result = train_trial(config, lambda m, s: metrics.append(m))
     assert result["status"] == "finished"
     assert metrics[0]["train_loss"] > 0 and metrics[0]["failures"] == 0
 

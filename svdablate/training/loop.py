@@ -18,23 +18,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from svdablate.data.datasets import build_datasets
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.models import SVDNet, build_model
+from svdablate.models import SVDNet
 from svdablate.schema import Metric
 from svdablate.spec.config import TrialConfig
 from svdablate.training.batches import make_batches
 from svdablate.training.step import (
+    DIVERGED,
     EpochTelemetry,
+    assemble_step,
     autocast_context,
-    grad_scaler,
+    build_network,
     to_device,
     topk_wrong,
+    train_step,
 )
-from svdablate.training.update import apply_update, make_optimizer
-from svdablate.treatments import attach_treatments
 
 ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
 STATE_FILE = "state.pt"
@@ -201,32 +201,13 @@ def train_trial(
     )
     topk = (1, 5) if info.num_classes >= 5 else (1,)
 
-    model = build_model(
-        config.model,
-        application=config.application,
-        num_classes=info.num_classes,
-        in_channels=info.in_channels,
-        image_size=info.image_size,
-        method=_metalayer_method(config, 0),
-        precision=config.precision,
-        **config.model_options.as_kwargs(),
-    )
+    model = build_network(config, info, _metalayer_method(config, 0))
     state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
     resuming = state_path is not None and state_path.exists()
     if config.init_checkpoint and not resuming:  # a resumed trial has its own weights
         load_pretrained(model, config.init_checkpoint)
-    treatments = attach_treatments(
-        model.pre_svd_layer,
-        config.treatments,
-        ol_weight=config.ol_weight,
-        ow_map=config.ow_map,
-    )
-    # OW as Skew Orthogonal Convolution replaces the conv itself (a no-op for the other maps)
-    model.body.set_submodule(model.pre_svd_path, treatments.layer)
-    model.to(device)
-    model.metalayer.eigh_device = config.eigh_device
-    optimizer, scheduler = make_optimizer(model, treatments, config)
-    scaler = grad_scaler(config.autocast, device)
+    parts, scheduler = assemble_step(model, config, device)
+    optimizer = parts.optimizer
 
     start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
     failures_total = 0
@@ -254,33 +235,11 @@ def train_trial(
             if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
                 break
             images, labels = to_device(images, device), to_device(labels, device)
-            sampled = model.metalayer.record_stats = step % config.kappa_every == 0
-            optimizer.zero_grad(set_to_none=True)
-            try:
-                with autocast_context(config.autocast, device):
-                    logits = model(images)
-                loss = F.cross_entropy(logits.float(), labels) + treatments.regularizer()
-                if nan_epoch is not None and epoch == int(nan_epoch):
-                    loss = loss * float("nan")
-                tele.watch(loss)
-                (loss if scaler is None else scaler.scale(loss)).backward()
-            except MetaLayerFailure:
-                if tele.diverged():  # a non-finite loss fails the backward: divergence
-                    diverged = True
-                    break
-                tele.failures += 1
-                continue
-            if sampled:
-                tele.record(getattr(model.metalayer, "last_stats", None))
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            update = apply_update(  # clip, NOG, OLR, step
-                model, treatments, optimizer, config, step=None if scaler is None else scaler.step
+            poison = nan_epoch is not None and epoch == int(nan_epoch)
+            outcome = train_step(
+                parts, images, labels, tele, sampled=step % config.kappa_every == 0, poison=poison
             )
-            if scaler is not None:
-                scaler.update()
-            tele.record_update(update, loss)
-            if sampled and tele.diverged():
+            if outcome == DIVERGED:
                 diverged = True
                 break
         diverged = diverged or tele.diverged()

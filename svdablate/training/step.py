@@ -26,12 +26,19 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
+from svdablate.data.datasets import DataInfo
+from svdablate.metalayers import MetaLayerFailure
+from svdablate.models import SVDNet, build_model
 from svdablate.schema import Metric
-from svdablate.training.update import Update
+from svdablate.training.update import Update, apply_update, make_optimizer
+from svdablate.treatments import attach_treatments
+from svdablate.treatments.handle import PreSVDTreatments
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -141,3 +148,104 @@ def topk_wrong(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]) 
     top = logits.topk(max(ks), dim=1).indices
     hit = top.eq(target.unsqueeze(1))
     return torch.stack([(~hit[:, :k].any(dim=1)).sum() for k in ks])
+
+
+@dataclass
+class StepParts:
+    """What a training step works on. `config` is a TrialConfig, or anything with its recipe's
+    attributes (the GPU benchmark runs without pydantic)."""
+
+    model: SVDNet
+    treatments: PreSVDTreatments
+    optimizer: torch.optim.Optimizer
+    config: Any
+    device: torch.device
+    scaler: torch.amp.GradScaler | None = None
+
+
+def build_network(config: Any, info: DataInfo, method: str) -> SVDNet:
+    """The trial's network for a dataset of `info`'s shape, its meta-layer running `method`."""
+    return build_model(
+        config.model,
+        application=config.application,
+        num_classes=info.num_classes,
+        in_channels=info.in_channels,
+        image_size=info.image_size,
+        method=method,
+        precision=config.precision,
+        **config.model_options.as_kwargs(),
+    )
+
+
+def assemble_step(
+    model: SVDNet, config: Any, device: torch.device
+) -> tuple[StepParts, torch.optim.lr_scheduler.MultiStepLR]:
+    """Treatments on the Pre-SVD layer, the network on `device` with the eigh placement asked
+    for, the optimizer and its schedule (and fp16's GradScaler)."""
+    treatments = attach_treatments(
+        model.pre_svd_layer, config.treatments, ol_weight=config.ol_weight, ow_map=config.ow_map
+    )
+    # OW as Skew Orthogonal Convolution replaces the conv itself (a no-op for the other maps)
+    model.body.set_submodule(model.pre_svd_path, treatments.layer)
+    model.to(device)
+    model.metalayer.eigh_device = config.eigh_device
+    optimizer, scheduler = make_optimizer(model, treatments, config)
+    scaler = grad_scaler(config.autocast, device)
+    return StepParts(model, treatments, optimizer, config, device, scaler), scheduler
+
+
+#: What :func:`train_step` says of a step.
+STEPPED, FAILED, DIVERGED = "stepped", "failed", "diverged"
+
+
+def train_step(
+    parts: StepParts,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    tele: EpochTelemetry,
+    *,
+    sampled: bool,
+    poison: bool = False,
+    mark: Callable[[str], None] | None = None,
+) -> str:
+    """One step: forward (autocast as configured), backward, clip/NOG/OLR and the optimizer's
+    step, with no host read but on `sampled` (κ) steps and after a solver failure.
+
+    Returns STEPPED, FAILED (a solver failure: no update, counted) or DIVERGED (a non-finite
+    loss seen so far: the trial stops). `poison` multiplies the loss by NaN (the tests' hook);
+    `mark(phase)` is called after the forward, the backward and the update (the rehearsal
+    times the phases there).
+    """
+    model, config, scaler = parts.model, parts.config, parts.scaler
+    model.metalayer.record_stats = sampled
+    parts.optimizer.zero_grad(set_to_none=True)
+    try:
+        with autocast_context(config.autocast, parts.device):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels) + parts.treatments.regularizer()
+        if poison:
+            loss = loss * float("nan")
+        tele.watch(loss)
+        if mark:
+            mark("forward")
+        (loss if scaler is None else scaler.scale(loss)).backward()
+    except MetaLayerFailure:
+        if tele.diverged():  # a non-finite loss fails the backward: divergence
+            return DIVERGED
+        tele.failures += 1
+        return FAILED
+    if mark:
+        mark("backward")
+    if sampled:
+        tele.record(getattr(model.metalayer, "last_stats", None))
+    if scaler is not None:
+        scaler.unscale_(parts.optimizer)
+    update = apply_update(  # clip, NOG, OLR, step
+        model, parts.treatments, parts.optimizer, config, step=scaler and scaler.step
+    )
+    if scaler is not None:
+        scaler.update()
+    tele.record_update(update, loss)
+    if mark:
+        mark("optimizer")
+    return DIVERGED if sampled and tele.diverged() else STEPPED
