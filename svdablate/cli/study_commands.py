@@ -70,9 +70,11 @@ def plan(
     gpus_per_trial: GpusPerTrial = None,
     checkpoints: Checkpoints = None,
     set_: Sets = None,
+    results_dir: ResultsDir = Path("results"),
 ) -> None:
-    """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
-    from svdablate.spec.cost import plan_table
+    """Print the trial list, the effective schedule, resources and GPU-hours (measured by the
+    preset's `rehearse` under --results-dir when there is one); nothing runs."""
+    from svdablate.spec.cost import load_rehearsal, plan_table
     from svdablate.spec.grid import missing_checkpoints
     from svdablate.study.study import Study
 
@@ -85,7 +87,8 @@ def plan(
     refusal = None if smoke else missing_checkpoints(study.spec)
     if refusal:
         _warn([f"`run` will refuse: {refusal}"])
-    console.print(plan_table(study.preset, study.configs, study.resources))
+    rehearsal = None if smoke else load_rehearsal(results_dir, preset)
+    console.print(plan_table(study.preset, study.configs, study.resources, rehearsal))
 
 
 @app.command(
