@@ -218,6 +218,7 @@ def plan_table(
 # --------------------------------------------------------------------------- from a rehearsal
 REHEARSALS = "rehearsals"  # folder under --results-dir
 PACKING_MEMORY_HEADROOM = 0.9  # share of a GPU's memory that packed trials may fill together
+PACKING_MIN_GAIN = 1.2  # a smaller predicted gain is not worth the trials' interference
 
 
 def rehearsal_path(results_dir: str | Path, preset: str) -> Path:
@@ -282,7 +283,8 @@ def packing_advice(
 ) -> Packing | None:
     """Pack k trials a GPU when k fit its memory (with headroom) and one leaves it idle for most
     of the time: k = min(⌊0.9 / memory share⌋, ⌈1 / busy share⌉). The gain assumes the idle time
-    is what the others fill: min(k, 1 / busy share). None: nothing to gain, or not measured."""
+    is what the others fill: min(k, 1 / busy share). None: not measured, or less to gain than
+    PACKING_MIN_GAIN."""
     if memory_fraction is None or busy_fraction is None or memory_fraction <= 0:
         return None
     by_memory = math.floor(PACKING_MEMORY_HEADROOM / memory_fraction)
@@ -292,6 +294,8 @@ def packing_advice(
     if k <= current:
         return None
     gain = min(k, 1 / busy_fraction) / min(current, 1 / busy_fraction)
+    if gain < PACKING_MIN_GAIN:
+        return None
     reason = (
         f"a trial uses {memory_fraction:.0%} of the GPU's memory and keeps it busy "
         f"{busy_fraction:.0%} of the time"
