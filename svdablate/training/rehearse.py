@@ -2,9 +2,11 @@
 
 The network, meta-layer, treatments, optimizer and step are the trial's own (`training.step`);
 only the data is synthetic, of the dataset's real shape: CIFAR as random uint8 images fed from the
-device exactly as a CIFAR trial is fed (:class:`DeviceBatches`), every other dataset through
-torchvision's FakeData at its full resolution in the DataLoader a trial would use (random pixels,
-so no JPEG decoding: its throughput is an upper bound of a real ImageFolder's).
+device exactly as a CIFAR trial is fed (:class:`DeviceBatches`), digits as an in-memory tensor (as
+a digits trial holds it), the ImageFolder datasets through torchvision's FakeData at their full
+resolution in the DataLoader a trial would use (random PIL images, made per item: no JPEG
+decoding and no resized crop, so not the real loader's cost: compare the feed's rate with the
+demand, and measure a real tree's loader where it matters).
 
 Three measurements per shape, after ``warmup`` steps:
 
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 
 from svdablate.data.datasets import FAKE_SHAPES, NORMALIZATIONS, DataInfo, build_datasets
 from svdablate.data.device_batches import DeviceBatches
@@ -48,6 +51,7 @@ from svdablate.training.step import (
 
 PHASES = ("data", "forward", "metalayer", "backward", "optimizer")
 SYNTHETIC_CIFAR_IMAGES = 4096
+SYNTHETIC_DIGITS_IMAGES = 1437  # the digits training split's size
 
 
 @dataclass
@@ -108,7 +112,13 @@ def synthetic_batches(
         batches = DeviceBatches(images, labels, batch_size=config.batch_size, mean=mean,
                                 std=std, device=device, generator=generator)  # fmt: skip
         return batches, info, "device"
-    train, val, _ = build_datasets("fake", like=dataset)
+    if dataset == "digits":  # in memory as a tensor in a real trial: so here
+        g = torch.Generator().manual_seed(0)
+        images = torch.randn(SYNTHETIC_DIGITS_IMAGES, channels, size, size, generator=g)
+        train = TensorDataset(images, torch.randint(0, classes, (len(images),), generator=g))
+        val = train
+    else:
+        train, val, _ = build_datasets("fake", like=dataset)
     batches, _, feed = make_batches(
         train, val, dataset="fake", normalization="dataset", batch_size=config.batch_size,
         num_workers=getattr(config, "num_workers", None), device=device, generator=generator,
