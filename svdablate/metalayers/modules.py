@@ -10,6 +10,7 @@ Solver failures surface as ``MetaLayerFailure`` and are not caught here.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -22,8 +23,11 @@ from svdablate.metalayers.registry import METHODS, resolve_method
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
-def full_precision(x: torch.Tensor) -> torch.autocast:
-    """Autocast off on `x`'s device: the meta-layer computes in its own precision."""
+def full_precision(x: torch.Tensor) -> AbstractContextManager:
+    """Autocast off on `x`'s device: the meta-layer computes in its own precision (a device
+    without autocast, e.g. `meta` for FLOP counting, has nothing to turn off)."""
+    if not torch.amp.is_autocast_available(x.device.type):
+        return nullcontext()
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
