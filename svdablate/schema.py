@@ -51,6 +51,7 @@ class Tag:
     METHOD_USED = PREFIX + "method_used"  # the last epoch's solver (`ns` before a hybrid switch)
     ERROR = PREFIX + "error"  # the last error of a failed trial
     DEVICE = PREFIX + "device"  # the device the trial resolved
+    EIGH_DEVICE = PREFIX + "eigh_device"  # where its eigh ran, and the measurement that chose it
     # provenance (parent run)
     VERSION_PREFIX = PREFIX + "version."  # + svdablate, torch, ray, mlflow
     HOST = PREFIX + "host"
@@ -218,6 +219,7 @@ class ResultKey:
     ERROR = "error"  # a deterministic failure, reported instead of raised (never retried)
     METHOD_USED = "method_used"  # the meta-layer solver the epoch ran (`ns` before a hybrid switch)
     DEVICE = "device"  # the device the trial resolved
+    EIGH_DEVICE = "eigh_device"  # where its eigendecomposition ran (`eigh_device`), and why
     STATUS = "status"  # of `train_trial`'s return: finished or diverged
 
 
@@ -230,6 +232,7 @@ class TrialResult:
     metrics: dict[str, float] = field(default_factory=dict)  # `Metric` names
     method_used: str = ""
     device: str = ""
+    eigh_device: str = ""
     error: str | None = None
 
     def as_report(self) -> dict[str, Any]:
@@ -241,6 +244,7 @@ class TrialResult:
             **self.metrics,
             ResultKey.METHOD_USED: self.method_used,
             ResultKey.DEVICE: self.device,
+            ResultKey.EIGH_DEVICE: self.eigh_device,
         }
 
     @classmethod
@@ -255,6 +259,7 @@ class TrialResult:
             metrics={k: v for k, v in result.items() if k in names and isinstance(v, int | float)},
             method_used=str(result.get(ResultKey.METHOD_USED, "")),
             device=str(result.get(ResultKey.DEVICE) or ""),
+            eigh_device=str(result.get(ResultKey.EIGH_DEVICE) or ""),
         )
 
 

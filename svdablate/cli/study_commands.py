@@ -71,9 +71,11 @@ def plan(
     gpus_per_trial: GpusPerTrial = None,
     checkpoints: Checkpoints = None,
     set_: Sets = None,
+    results_dir: ResultsDir = Path("results"),
 ) -> None:
-    """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
-    from svdablate.spec.cost import plan_table
+    """Print the trial list, the effective schedule, resources and GPU-hours (measured by the
+    preset's `rehearse` under --results-dir when there is one); nothing runs."""
+    from svdablate.spec.cost import load_rehearsal, plan_table
     from svdablate.spec.grid import missing_checkpoints
     from svdablate.study.plan import StudyPlan
 
@@ -86,7 +88,8 @@ def plan(
     refusal = None if smoke else missing_checkpoints(planned.preset, planned.spec)
     if refusal:
         _warn([f"`run` will refuse: {refusal}"])
-    console.print(plan_table(planned.preset, planned.configs, planned.resources))
+    rehearsal = None if smoke else load_rehearsal(results_dir, preset)
+    console.print(plan_table(planned.preset, planned.configs, planned.resources, rehearsal))
 
 
 @app.command(

@@ -74,6 +74,12 @@ class TrialConfig(BaseModel):
         "CIFAR inputs' mean/std: the dataset's own, or another CIFAR's (the official ECCV'22 "
         "CIFAR-100 script uses cifar10's)",
     )
+    autocast: Literal["off", "bf16", "fp16"] = config_field(
+        "off",
+        "mixed precision of the backbone (torch.autocast; fp16 with a GradScaler); the "
+        "meta-layer and its covariance keep `precision`. Off in the paper presets",
+        hash_default=False,
+    )
     model_options: ModelOptions = config_field(ModelOptions(), "network and meta-layer options")
     init_checkpoint: str | None = config_field(
         None,
@@ -130,7 +136,19 @@ class TrialConfig(BaseModel):
     device: str = config_field(
         "auto", "auto (the GPU Ray gives, else CPU), cpu, cuda", identity=False
     )
-    num_workers: int = config_field(0, "DataLoader workers", identity=False, ge=0)
+    num_workers: int | None = config_field(
+        None,
+        "DataLoader workers (unset: the trial's CPUs on a GPU, none on a CPU; CIFAR needs none: "
+        "it is augmented on the device)",
+        identity=False,
+        ge=0,
+    )
+    eigh_device: Literal["auto", "same", "cpu"] = config_field(
+        "auto",
+        "where the eigendecomposition runs: auto (the faster, measured at the trial's batch, "
+        "size and dtype on its hardware; recorded in the run), same (where P is) or cpu",
+        identity=False,
+    )
 
     # ---- validation across fields -----------------------------------------------------------
     @field_validator("model")
@@ -195,7 +213,9 @@ class TrialConfig(BaseModel):
         identity = {
             name: value
             for name, value in self.model_dump(mode="json").items()
-            if field_meta(name).get("identity", True) and name != "seed"
+            if field_meta(name).get("identity", True)
+            and name != "seed"
+            and (field_meta(name).get("hash_default", True) or value != _default(name))
         }
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -308,3 +328,8 @@ def validated(model: type[BaseModel], **values: Any) -> Any:
         flag = "--" + key.replace("_", "-") if key else "input"
         given = json.dumps(error.get("input"), default=str)
         raise UserError(f"{flag} {given}: {message}") from None
+
+
+def _default(name: str) -> Any:
+    """A field's default as `model_dump(mode="json")` writes it."""
+    return TrialConfig.model_fields[name].default

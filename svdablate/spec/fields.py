@@ -12,12 +12,15 @@ def config_field(
     default: Any, description: str, *, unit: str = "", identity: bool = True, **kw: Any
 ) -> Any:
     """A config field: `description` and `unit` document it (docs/config.md), `identity` puts it
-    in the config hash, `settable` says whether `--set` may change it; `model_default`
+    in the config hash (`hash_default=False`: only when it differs from its default, so a field
+    added later leaves the trials of earlier studies their ids), `settable` says whether `--set`
+    may change it; `model_default`
     (ModelOptions) is the value a model uses while the field is unset, `per_model` that value for
     some models."""
     extra = {
         "unit": unit,
         "identity": identity,
+        "hash_default": kw.pop("hash_default", True),
         "settable": kw.pop("settable", True),
         "model_default": kw.pop("model_default", None),
         "per_model": kw.pop("per_model", {}),

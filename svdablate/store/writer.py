@@ -189,6 +189,8 @@ class MLflowRecorder(tune.Callback):
         tags = {Tag.METHOD_USED: reported.method_used}
         if reported.device:
             tags[Tag.DEVICE] = reported.device
+        if reported.eigh_device:
+            tags[Tag.EIGH_DEVICE] = reported.eigh_device
         metrics = [[key, float(value), now, epoch] for key, value in values.items()]
         self._submit(LogRun(trial_id, metrics, tags), config)
         self.epochs_logged += 1

@@ -318,7 +318,7 @@ def test_new_rule_is_one_function_and_one_line(scratch_rule):
         return scale * krules.exact_k(lam)
 
     assert resolve_method("svd-zero-TEST") == scratch_rule
-    assert set(METHODS[scratch_rule].options) == {"precision", "eps", "scale"}
+    assert set(METHODS[scratch_rule].options) == {"precision", "eps", "eigh_device", "scale"}
     p = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=F64)).requires_grad_(True)
     w = torch.ones(3, 3, dtype=F64)
     (g0,) = torch.autograd.grad((sqrtm(p, scratch_rule) * w).sum(), p)

@@ -289,7 +289,8 @@ def test_metalayer_opts_reach_the_solver(monkeypatch: pytest.MonkeyPatch) -> Non
     )
     model.train()
     model(torch.randn(4, 1, 16, 16))
-    assert calls and calls[0][2] == {"eps": 1e-8, "precision": "float64"}
+    # eigh_device: where its eigh runs (the meta-layer's placement: `same` on a CPU)
+    assert calls and calls[0][2] == {"eps": 1e-8, "precision": "float64", "eigh_device": "same"}
 
 
 @pytest.mark.parametrize(("application", "name"), [("dbn", "inv_sqrtm"), ("gcp", "sqrtm")])

@@ -125,7 +125,7 @@ def _our_step(name: str) -> dict[str, torch.Tensor]:
     )
     before = [p.detach().clone() for p in params]
     update = apply_update(model, treatments, optimizer, config)
-    out["grad_norm"] = torch.tensor(update.grad_norm)
+    out["grad_norm"] = update.grad_norm.detach().clone()
     out["deltas"] = torch.stack(
         [on.summary(p.detach() - b) for p, b in zip(params, before, strict=True)]
     )

@@ -124,7 +124,7 @@ def test_after_backward_nog_orthogonalises_weight_grad():
     sv = torch.linalg.svdvals(G)
     assert torch.allclose(sv, torch.ones_like(sv), atol=1e-5)
     assert torch.allclose(G, nearest_orthogonal(raw).reshape(8, -1))
-    assert h.last_grad_norm == pytest.approx(float(raw.norm()), rel=1e-5)
+    assert float(h.last_grad_norm) == pytest.approx(float(raw.norm()), rel=1e-5)
 
 
 def test_after_backward_without_nog_leaves_grad():

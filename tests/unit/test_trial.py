@@ -9,6 +9,7 @@ import torch
 from svdablate.metalayers import MetaLayerFailure
 from svdablate.study.plan import StudyPlan
 from svdablate.training import loop as trial_module
+from svdablate.training import step as step_module
 from svdablate.training.faults import FAULTS_ENV
 from svdablate.training.loop import save_state, train_trial
 
@@ -85,7 +86,7 @@ def test_non_finite_loss_stops_the_trial_as_diverged_without_raising(monkeypatch
 
 
 def test_solver_failures_are_counted_and_skip_the_update(monkeypatch):
-    real_build = trial_module.build_model
+    real_build = step_module.build_model
     calls = {"n": 0}
 
     def flaky_build(*args, **kwargs):
@@ -101,7 +102,7 @@ def test_solver_failures_are_counted_and_skip_the_update(monkeypatch):
         model.metalayer.forward = forward
         return model
 
-    monkeypatch.setattr(trial_module, "build_model", flaky_build)
+    monkeypatch.setattr(step_module, "build_model", flaky_build)
     rec = Recorder()
     result = train_trial(_config("SVD", epochs=1), rec)
     assert result["status"] == "finished"
@@ -153,13 +154,13 @@ def test_ow_as_skew_orthogonal_convolution_replaces_the_pre_svd_conv(monkeypatch
     from svdablate.treatments.soc import SkewOrthogonalConv2d
 
     built = {}
-    real_build = trial_module.build_model
+    real_build = step_module.build_model
 
     def keep(*args, **kwargs):
         built["model"] = real_build(*args, **kwargs)
         return built["model"]
 
-    monkeypatch.setattr(trial_module, "build_model", keep)
+    monkeypatch.setattr(step_module, "build_model", keep)
     rec = Recorder()
     train_trial(_config("SVD+NOG+OW+OLR", epochs=1, ow_map="soc"), rec)
     layer = built["model"].pre_svd_layer
