@@ -17,8 +17,10 @@ For `eccv22-dbn-cifar100` (row SVD), `eccv22-gcp-imagenet` (SVD) and `iccv21-gcp
     python benchmarks/gpu_step.py                 # on a GPU machine: the real numbers
     python benchmarks/gpu_step.py --batch 4 --steps 1 --trials eccv22-dbn-cifar100:NS   # a CPU
 
-It imports svdablate's models, meta-layers, treatments, data and training step only (no pydantic,
-Ray or MLflow): `PYTHONPATH=. python benchmarks/gpu_step.py` from a checkout runs it. `--batch`
+It imports svdablate's spec (the presets are typed `TrialConfig` templates: pydantic), models,
+meta-layers, treatments, data and training step, not Ray or MLflow: `PYTHONPATH=. python
+benchmarks/gpu_step.py` from a checkout runs it where torch, numpy, rich and pydantic are
+installed (a machine without pydantic: carry its two wheels, `pip download pydantic`). `--batch`
 shrinks every preset's batch (for a CPU; the table says so).
 """
 
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -34,13 +35,13 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from svdablate.metalayers import CovariancePooling, resolve_method, sqrtm
+from svdablate.metalayers import CovariancePooling, sqrtm
 from svdablate.metalayers.eigh_placement import measure_eigh, spd_batch
-from svdablate.schema import split_row
+from svdablate.spec.config import StudySpec, TrialConfig
+from svdablate.spec.grid import expand, resolve_preset
 from svdablate.spec.presets import PRESETS
 from svdablate.training.rehearse import PHASES, rehearse_shape, synthetic_batches
 from svdablate.training.step import build_network, to_device
-from svdablate.treatments import parse_treatments
 
 #: preset:row timed (the SVD rows: the eigendecomposition is what may stall a GPU)
 TRIALS = ("eccv22-dbn-cifar100:SVD", "eccv22-gcp-imagenet:SVD", "iccv21-gcp-resnet50:SVD-Pade")
@@ -49,24 +50,12 @@ BUSY_TARGET = 0.90
 GCP_D = 256
 
 
-def preset_config(name: str, row_name: str, batch: int | None = None) -> SimpleNamespace:
-    """The trial of `row_name` in preset `name` with the attributes the step reads (a TrialConfig
-    without pydantic; its defaults: OL weight 1e-2, eigh_device auto, autocast off)."""
-    preset = PRESETS[name]
-    row = split_row(row_name)
-    recipe = preset.recipe
-    options = dict(preset.model_options)
-    return SimpleNamespace(
-        row=row_name, model=preset.model, application=preset.application,
-        dataset=preset.datasets[0], reported_dataset=preset.datasets[0],
-        batch_size=batch or recipe.batch_size, method=resolve_method(row.method),
-        treatments=parse_treatments(list(row.treatments)), precision=preset.precisions[0],
-        autocast="off", eigh_device="auto", num_workers=None, ol_weight=1e-2,
-        ow_map=preset.ow_map, lr=recipe.lr, momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay, milestone_epochs=[], gamma=recipe.gamma,
-        classifier_lr_factor=recipe.classifier_lr_factor, grad_clip_norm=recipe.grad_clip_norm,
-        model_options=SimpleNamespace(as_kwargs=lambda: options),
-    )  # fmt: skip
+def preset_config(name: str, row_name: str, batch: int | None = None) -> TrialConfig:
+    """The standalone trial of `row_name` in preset `name` (seed 0), its batch replaced by
+    `batch` when given: the preset's template and the grid's own expansion."""
+    spec = StudySpec(preset=name, seeds=1, rows=(row_name,))
+    config = next(c for c in expand(resolve_preset(spec), spec) if c.protocol == "standalone")
+    return config.model_copy(update={"batch_size": batch}) if batch else config
 
 
 class _PlainPooling(nn.Module):

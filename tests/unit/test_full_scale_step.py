@@ -31,7 +31,7 @@ BATCH = 2
 def _network_key(preset: Preset) -> tuple:
     """What the steps below depend on, the class count aside (it only sizes the last layer)."""
     _, channels, size, _, _ = FAKE_SHAPES[preset.datasets[0]]
-    options = tuple(sorted(preset.model_options.items()))
+    options = tuple(sorted(preset.trial.model_options.as_kwargs().items()))
     return preset.model, preset.application, channels, size, preset.rows, preset.precisions, options
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import networkx as nx
 
-PACKAGE = Path(__file__).resolve().parents[1] / "svdablate"
+PACKAGE = Path(__file__).resolve().parents[2] / "svdablate"
 
 
 def _module_name(path: Path) -> str:
