@@ -26,7 +26,7 @@ from svdablate.spec.config import Resources, StudySpec, TrialConfig, validated
 from svdablate.spec.overrides import parse_overrides
 from svdablate.spec.presets import Preset
 from svdablate.study.execution import execute
-from svdablate.study.manifest import StudyManifest
+from svdablate.study.manifest import TUNE_DIR, StudyManifest
 from svdablate.study.outcome import StudyOutcome
 from svdablate.study.preflight import check_data
 
@@ -60,6 +60,7 @@ class Study:
         self.storage_path = storage_path
         self.address = address
         self.manifest = manifest
+        self._storage_checked = False
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -339,12 +340,24 @@ class Study:
         check_store(uri, open_now=open_now)
         return uri
 
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's storage: --storage-path, else the results dir's `ray/`."""
+        if self.manifest is not None:
+            return self.manifest.tune_storage
+        return self.storage_path or str(self.results_dir.resolve() / TUNE_DIR)
+
     def connect(self) -> None:
-        """Join the study's Ray cluster (start a local one without an address); check resources."""
+        """Join the study's Ray cluster (start a local one without an address); check resources
+        and that every node which may run a trial shares the Tune storage."""
         from svdablate.runtime.ray_cluster import check_resources, connect_ray
+        from svdablate.runtime.shared_storage import check_shared_storage
 
         connect_ray(self.address)
         check_resources(self.resources)
+        if not self._storage_checked:
+            check_shared_storage(self.tune_storage, self.resources)
+            self._storage_checked = True
 
     def _start(self, uri: str) -> StudyManifest:
         from svdablate.study.parent_run import start_study
