@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-e2e test-fast lint format bench docs clean
+.PHONY: install demo test test-e2e test-deploy test-fast lint format bench docs clean
 
 # The rest is installed by uv (the same versions pip resolves; the whole install took 134 s here
 # instead of pip's 158 s): it keeps the torch already installed, which satisfies the package's
@@ -39,7 +39,16 @@ test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not e2e" $(PYTEST_ARGS)
 
 test-e2e: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "e2e and not slow" $(PYTEST_ARGS)
+
+# The deployment scenarios (a worker node blind to the storage, a Ray job, the MLflow UI in
+# headless Chromium, an MLflow server on PostgreSQL: ~10 min on 2 cores) are marked `slow` and
+# kept out of CI's 10 minutes; `make test-deploy` runs them (it installs chromium and postgresql).
+test-deploy: install
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium postgresql >/dev/null; fi
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "e2e and slow" $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow and not e2e" $(PYTEST_ARGS)

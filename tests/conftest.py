@@ -11,10 +11,10 @@ one set it with ``monkeypatch.setenv`` or pass it to the subprocess they start.
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
+from polling import poll
 
 ISOLATED_ENV = (
     "MLFLOW_TRACKING_URI",
@@ -80,16 +80,6 @@ def run_main(
         return code, out, err
 
     return run
-
-
-def poll(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 @pytest.fixture

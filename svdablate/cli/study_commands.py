@@ -114,15 +114,25 @@ def fields_cmd(
     console.print(table)
 
 
+def _say(to: Any, text: str) -> None:
+    """One line: as is on a terminal, else timestamped and flushed (a log file read meanwhile)."""
+    from svdablate.runtime.log_lines import write_line
+
+    if to.is_terminal:
+        to.print(text, highlight=False, soft_wrap=True, markup=False)
+    else:
+        write_line(to.file, text)
+
+
 def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> None:
     from svdablate.cli.read_commands import _print_report
 
-    console.print(
+    _say(
+        console,
         f"{outcome.name}: {outcome.trials} trials — {outcome.finished} finished, "
         f"{outcome.diverged} diverged, {outcome.failed} failed, {outcome.unfinished} unfinished "
         f"({outcome.skipped} already finished before) in {outcome.seconds} s; MLflow writes "
         f"{outcome.mlflow_write_seconds} s for {outcome.epochs_logged} epochs",
-        highlight=False,
     )
     if report and not outcome.interrupted_by and not outcome.unsent_writes:
         _print_report(study.tracking_uri, [outcome.parent_run_id], fmt="rich", metric=metric)
@@ -131,19 +141,14 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         interrupted = outcome.interrupted_by or outcome.unfinished
         what = StudyStatus.INTERRUPTED if interrupted else StudyStatus.FAILED
         if outcome.failed:
-            err_console.print(
+            _say(
+                err_console,
                 f"{outcome.failed} trial(s) failed: their errors are the "
                 "svdablate.error tag of their MLflow runs",
-                highlight=False,
-                soft_wrap=True,
             )
-        err_console.print(
-            f"{what}: {left} trial(s) left; continue with `{outcome.resume_command}`",
-            highlight=False,
-            soft_wrap=True,
-        )
+        _say(err_console, f"{what}: {left} trial(s) left; continue with `{outcome.resume_command}`")
     if outcome.unsent_writes:  # the last line: where the unsent records wait
-        err_console.print(outcome.unsent_line, highlight=False, soft_wrap=True)
+        _say(err_console, outcome.unsent_line)
 
 
 @app.command(
@@ -273,7 +278,7 @@ def run(
             progress=progress,
             console=console,
         )
-        console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
+        _say(console, f"extended study {study.parent_run_id} with {outcome.trials} new trials")
         _print_outcome(study, outcome, report=report, metric=metric)
         raise typer.Exit(outcome.exit_code)
     plans = [  # every grid is checked before Ray starts
@@ -309,9 +314,10 @@ def run(
     for planned in plans:
         study = planned.start()
         outcome = study.run(progress=progress, keep_checkpoints=keep_checkpoints, console=console)
-        console.print(
-            f"study [bold]{study.name}[/]: {outcome.trials} trials, parent run "
-            f"{study.parent_run_id}, tracking {study.tracking_uri}"
+        _say(
+            console,
+            f"study {study.name}: {outcome.trials} trials, parent run "
+            f"{study.parent_run_id}, tracking {study.tracking_uri}",
         )
         _print_outcome(study, outcome, report=report, metric=metric)
         code = max(code, outcome.exit_code)
@@ -354,7 +360,7 @@ def resume(
     study = Study.load(
         results_dir, None if latest else run_id, tracking_uri=tracking_uri, address=address
     )
-    console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
+    _say(console, f"resuming study {study.name} ({study.parent_run_id})")
     from svdablate.report.claims.sequential import TRIALS_LEFT
     from svdablate.study.sequential import resume_until_decided, saved_design
 

@@ -7,7 +7,7 @@ for CIFAR: no loader workers, no PIL, no per-image Python, no host-to-device cop
 
 Its draws follow torchvision's ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip()``: the
 crop's top and left offsets are each uniform on {0, …, 8} (independent), the flip a fair coin
-(tests/test_device_batches.py compares the two by a χ² test on many draws). The random numbers
+(tests/unit/test_device_batches.py compares the two by a χ² test on many draws). The random numbers
 come from the loop's CPU ``torch.Generator`` (the one a trial checkpoints as ``loader_rng``), so a
 resumed trial draws what it would have drawn. ToTensor + Normalize are the same float32
 operations torchvision runs (``x / 255``, then ``(x − mean) / std``): the same values.

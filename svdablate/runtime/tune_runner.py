@@ -148,9 +148,11 @@ def run_trials(
     *,
     restore: bool = False,
     progress: RichProgress | None = None,
+    log: tune.Callback | None = None,
     keep_checkpoints: bool = True,
 ) -> TuneOutcome:
-    """Run (or restore) the study's current Tune experiment over `configs`."""
+    """Run (or restore) the study's current Tune experiment over `configs`; `progress` draws a
+    bar on a terminal, `log` writes plain lines elsewhere (`log_lines.TrialLog`)."""
     from svdablate.runtime.progress import ProgressCallback
 
     resources = manifest.resources
@@ -169,6 +171,8 @@ def run_trials(
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
+    if log is not None:
+        callbacks.append(log)
     path = manifest.tune_path
     began = time.perf_counter()
     interrupts = _Interrupts()

@@ -78,11 +78,12 @@ def execute(
     recorder.datasets.update({c.trial_id: data[c.data_key] for c in todo})
     if todo:
         try:
-            join_ray(manifest.address, manifest.resources)  # a no-op when joined already
+            join_ray(manifest.address, manifest.resources, manifest.tune_storage)  # once
         except BaseException:
             recorder.close(0)
             raise
     recorder.set_study_status(StudyStatus.RUNNING)
+    terminal = progress and (console is None or console.is_terminal)
     bar = (
         RichProgress(
             len(configs),
@@ -91,14 +92,21 @@ def execute(
             console=console,
             pending_writes=recorder.pending_writes,
         )
-        if progress
+        if terminal
         else None
     )
+    log = _trial_log(manifest, configs, skipped, console) if progress and not terminal else None
     keep = not manifest.spec.smoke if keep_checkpoints is None else keep_checkpoints
     _import_in_background(*PUBLISH_IMPORTS)  # the driver idles while the trials run
     try:
         tuned = run_trials(
-            manifest, configs, recorder, restore=restore, progress=bar, keep_checkpoints=keep
+            manifest,
+            configs,
+            recorder,
+            restore=restore,
+            progress=bar,
+            log=log,
+            keep_checkpoints=keep,
         )
     except BaseException:
         recorder.close(0)  # what the store has not taken stays in the spool for `resume`
@@ -129,6 +137,26 @@ def execute(
         # The table, report, plots and per-row metrics on the parent run (the MLflow UI).
         publish_study(manifest.store_uri, manifest.parent_run_id)
     return outcome
+
+
+def _trial_log(
+    manifest: StudyManifest, configs: list[TrialConfig], skipped: int, console: Any
+) -> Any:
+    """The plain progress lines of a study whose output is not a terminal, from its first."""
+    from svdablate.runtime.log_lines import TrialLog
+
+    log = TrialLog(
+        console.file,
+        run_names(manifest.configs),
+        {c.trial_id: c.epochs for c in configs},
+        total=len(configs),
+        already_done=skipped,
+    )
+    log.line(
+        f"study {manifest.name}: {len(configs)} trials ({skipped} finished before), parent run "
+        f"{manifest.parent_run_id}, tracking {manifest.store_uri}"
+    )
+    return log
 
 
 def _study_status(outcome: StudyOutcome) -> str:

@@ -18,6 +18,7 @@ from svdablate.spec.config import Resources, StudySpec, TrialConfig, validated
 from svdablate.spec.overrides import Overrides, as_overrides
 from svdablate.spec.presets import Preset
 from svdablate.spec.rows import Rows, as_rows
+from svdablate.study.manifest import TUNE_DIR
 from svdablate.study.parent_run import start_study
 from svdablate.study.preflight import DataRecords, check_data, join_ray
 from svdablate.study.study import Study
@@ -124,6 +125,11 @@ class StudyPlan:
         """The MLflow experiment: --experiment, else $MLFLOW_EXPERIMENT_NAME, else the preset."""
         return self.experiment_option or os.environ.get(EXPERIMENT_ENV) or self.name
 
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's storage path (the results dir's `ray/` unless --storage-path was given)."""
+        return self.storage_path or str(Path(self.results_dir).resolve() / TUNE_DIR)
+
     def start(self) -> Study:
         """Join Ray (checking the cluster can hold a trial), create the study's MLflow parent
         run and save its manifest: the started `Study`, whose `run()` trains the trials."""
@@ -134,7 +140,7 @@ class StudyPlan:
         uri = resolve_tracking_uri(self.tracking_uri, self.results_dir)
         check_store(uri, open_now=False)
         with opening_store(uri):
-            join_ray(self.address, self.resources)
+            join_ray(self.address, self.resources, self.tune_storage)
         manifest = start_study(
             self.preset,
             self.spec,

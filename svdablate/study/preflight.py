@@ -59,10 +59,19 @@ def run_names(configs: list[TrialConfig]) -> dict[str, str]:
     }
 
 
-def join_ray(address: str | None, resources: Resources) -> None:
-    """Join the study's Ray cluster (start a local one without an address; a no-op once joined)
-    and check that a node can hold one trial."""
+def join_ray(address: str | None, resources: Resources, tune_storage: str | None = None) -> None:
+    """Join the study's Ray cluster (start a local one without an address; a no-op once joined),
+    check that a node can hold one trial and, once a process, that every node which may run a
+    trial sees `tune_storage` (`runtime/shared_storage.py`)."""
     from svdablate.runtime.ray_cluster import check_resources, connect_ray
+    from svdablate.runtime.shared_storage import check_shared_storage
 
     connect_ray(address)
     check_resources(resources)
+    if tune_storage is not None and tune_storage not in _STORAGE_CHECKED:
+        check_shared_storage(tune_storage, resources)
+        _STORAGE_CHECKED.add(tune_storage)
+
+
+#: The Tune storage paths this process has checked on its cluster's nodes.
+_STORAGE_CHECKED: set[str] = set()

@@ -168,7 +168,7 @@ class Study:
         check_checkpoints(added, self.data)
         manifest = self.manifest
         check_store(manifest.store_uri)
-        join_ray(manifest.address, manifest.resources)
+        join_ray(manifest.address, manifest.resources, manifest.tune_storage)
         manifest.spec = spec
         manifest.configs.extend(added)
         manifest.tune_experiments.append(

@@ -14,7 +14,7 @@ Why the chance of any wrong verdict stays ≤ α whenever and however the study 
 a claim still open at look k got every wave, so its p at look k is the fixed-n p of the first
 n_k seeds, valid at that n whatever happened before; Holm at a_k then gives a wrong verdict at
 look k with probability ≤ a_k (as `verdicts.decide` does at α), and a union bound over the
-looks gives ≤ Σ a_k ≤ α. Stopping early only drops looks. tests/test_claims_sequential.py
+looks gives ≤ Σ a_k ≤ α. Stopping early only drops looks. tests/unit/test_claims_sequential.py
 checks it on 20,000 simulated studies, and that peeking at α every look would not hold it.
 """
 
