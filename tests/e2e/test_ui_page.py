@@ -15,7 +15,7 @@ from polling import poll as wait_for
 from ray_nodes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-SCRIPT = Path(__file__).parents[1] / "scripts" / "mlflow_ui_screenshot.py"
+SCRIPT = Path(__file__).parents[2] / "scripts" / "mlflow_ui_screenshot.py"
 
 
 def browser_script():

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from svdablate.cli import app
 
-DEPLOY = Path(__file__).parents[1] / "docs" / "deploy"
+DEPLOY = Path(__file__).parents[2] / "docs" / "deploy"
 PLAN_OPTIONS = ("--preset", "--seeds", "--rows", "--epochs", "--gpus-per-trial", "--checkpoints")
 
 
