@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-e2e test-fast lint format bench docs clean
+.PHONY: install demo test test-e2e test-deploy test-fast lint format bench docs clean
 
 # The rest is installed by uv (the same versions pip resolves; the whole install took 134 s here
 # instead of pip's 158 s): it keeps the torch already installed, which satisfies the package's
@@ -30,14 +30,25 @@ demo: install
 # Ray, MLflow and subprocesses, so four keep two cores busy (`make test TEST_WORKERS=0`: serial).
 TEST_WORKERS ?= 4
 
-# `make test`: every unit test and every preset's smoke study; the end-to-end scenarios (a killed
-# driver, a lost node, a server outage, concurrent studies: minutes of real Ray and MLflow
-# processes each) are `make test-e2e`, which CI runs after it.
+# `make test`: tests/unit/, every unit test and every preset's smoke study; tests/e2e/, the
+# end-to-end scenarios (a killed driver, a lost node, a server outage, concurrent studies: real Ray
+# and MLflow processes), is `make test-e2e`, which CI runs after it. They select by the `e2e`
+# marker, which tests/e2e/conftest.py gives its folder, so a test file outside both folders still
+# runs in one of them.
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not e2e" $(PYTEST_ARGS)
 
 test-e2e: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "e2e and not slow" $(PYTEST_ARGS)
+
+# The deployment scenarios (a worker node blind to the storage, a Ray job, the MLflow UI in
+# headless Chromium, an MLflow server on PostgreSQL: ~10 min on 2 cores) are marked `slow` and
+# kept out of CI's 10 minutes; `make test-deploy` runs them (it installs chromium and postgresql).
+test-deploy: install
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium postgresql >/dev/null; fi
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "e2e and slow" $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow and not e2e" $(PYTEST_ARGS)
@@ -55,11 +66,11 @@ bench: install
 	$(BIN)/python benchmarks/orchestration_overhead.py
 	$(BIN)/python benchmarks/telemetry_overhead.py
 
-# The README's "Trial config" table is generated from TrialConfig, docs/claims.md from the claims'
+# docs/config.md's field table is generated from TrialConfig, docs/claims.md from the claims'
 # data (svdablate/report/claims/); a test checks each is current.
 docs: install
 	$(BIN)/python -c "from svdablate.report.claims.doc import write_claims_doc; write_claims_doc()"
-	$(BIN)/python -c "import re, subprocess, pathlib; p = pathlib.Path('README.md'); \
+	$(BIN)/python -c "import re, subprocess, pathlib; p = pathlib.Path('docs/config.md'); \
 	table = subprocess.run(['$(BIN)/svdablate', 'fields', '--markdown'], check=True, \
 	capture_output=True, text=True).stdout; \
 	p.write_text(re.sub(r'(<!-- trial-config:begin -->\n).*?(<!-- trial-config:end -->)', \

@@ -32,8 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from svdablate.schema import Metric
-from svdablate.spec.config import StudySpec
-from svdablate.spec.grid import expand
+from svdablate.study.plan import StudyPlan
 
 STUDIES = {"demo10": ("--seeds", "2"), "demo": ()}
 TARGETS = {"demo10": 2.0, "demo": 1.0}  # slot-seconds a trial (issue 15)
@@ -112,7 +111,7 @@ def _bare_trial(config) -> float:
 def run_loop(study: str, slots: int) -> tuple[float, float]:
     """The same trials in a pool of `slots` processes: (wall, Σ epoch seconds)."""
     seeds = int(STUDIES[study][1]) if STUDIES[study] else None
-    configs = expand(StudySpec(preset="demo", seeds=seeds))
+    configs = StudyPlan.create(preset="demo", seeds=seeds, check=False).configs
     began = time.perf_counter()
     with ProcessPoolExecutor(slots, mp_context=get_context("spawn")) as pool:
         seconds = list(pool.map(_bare_trial, configs))

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from svdablate.schema import Metric, Tag
-from svdablate.study.study import Study
+from svdablate.study.plan import StudyPlan
 
 ROWS = ("SVD", "SVD+NOG", "SVD+OW", "SVD+NOG+OW+OLR", "NS")
 # Ray Tune's "bookkeeping overhead" benchmark (docs: Tune scalability): 10,000 trials of 1 s,
@@ -85,8 +85,8 @@ def main() -> None:
     console = Console()
 
     rss_before = peak_rss_mb()
-    study = Study.create("demo", seeds=args.seeds, rows=ROWS, epochs=1, smoke=True,
-                         results_dir=folder)  # fmt: skip
+    study = StudyPlan.create("demo", seeds=args.seeds, rows=ROWS, epochs=1, smoke=True,
+                             results_dir=folder).start()  # fmt: skip
     began = time.perf_counter()
     outcome = study.run()
     wall_s = time.perf_counter() - began

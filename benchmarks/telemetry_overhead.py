@@ -46,8 +46,8 @@ from scipy import stats
 
 from svdablate.metalayers.modules import _MetaLayerBase
 from svdablate.schema import Metric
-from svdablate.spec.config import StudySpec, TrialConfig
-from svdablate.spec.grid import expand
+from svdablate.spec.config import TrialConfig
+from svdablate.study.plan import StudyPlan
 from svdablate.training.loop import train_trial
 
 TARGET = 1.03
@@ -92,7 +92,9 @@ def demo_config(
 ) -> TrialConfig:
     """The demo preset's trial of `row` (seed 0) on the CPU; `kappa_every` and the cap on the
     steps of an epoch replaced where given."""
-    config = expand(StudySpec(preset="demo", rows=(row,), seeds=1, epochs=epochs))[0]
+    config = StudyPlan.create(
+        preset="demo", rows=(row,), seeds=1, epochs=epochs, check=False
+    ).configs[0]
     update: dict[str, Any] = {"device": "cpu"}
     if kappa_every is not None:
         update["kappa_every"] = kappa_every

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -28,11 +29,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from svdablate.cli.read_commands import run_url
 from svdablate.report import latest_parent, parent_info, publish_study
 from svdablate.report.tables.layout_specs import default_layout
 
@@ -122,10 +125,9 @@ class DevTools:
             await asyncio.sleep(0.25)
 
 
-async def capture(
-    chromium: str, url: str, ready_text: str, out: Path, size: tuple[int, int], settle: float
-) -> None:
-    """Open `url` in headless Chromium, wait for `ready_text`, close the Assistant, save PNG."""
+@contextlib.asynccontextmanager
+async def browser_tab(chromium: str, size: tuple[int, int]) -> AsyncIterator[DevTools]:
+    """A headless Chromium of a fresh profile (a first visit), its one tab at `size`."""
     with tempfile.TemporaryDirectory() as profile:
         browser = subprocess.Popen(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
@@ -150,17 +152,31 @@ async def capture(
                         deviceScaleFactor=1,
                         mobile=False,
                     )
-                    await tab("Page.navigate", url=url)
-                    seen = f"document.body && document.body.innerText.includes({ready_text!r})"
-                    await tab.until(seen, repr(ready_text), 60)
-                    close = f"document.querySelector('[data-component-id=\"{ASSISTANT_CLOSE}\"]')"
-                    await asyncio.sleep(1.0)  # the Assistant opens on a first visit
-                    await tab.evaluate(f"{close} && {close}.click()")
-                    await asyncio.sleep(settle)  # charts and the artifact's iframe draw
-                    shot = await tab("Page.captureScreenshot", format="png")
+                    yield tab
         finally:
             browser.terminate()
             browser.wait(timeout=30)
+
+
+async def show(tab: DevTools, url: str, ready_text: str, timeout: float = 60) -> str:
+    """Navigate to `url`, wait until the page shows `ready_text`; the page's text."""
+    await tab("Page.navigate", url=url)
+    seen = f"document.body && document.body.innerText.includes({ready_text!r})"
+    await tab.until(seen, repr(ready_text), timeout)
+    return str(await tab.evaluate("document.body.innerText"))
+
+
+async def capture(
+    chromium: str, url: str, ready_text: str, out: Path, size: tuple[int, int], settle: float
+) -> None:
+    """Open `url` in headless Chromium, wait for `ready_text`, close the Assistant, save PNG."""
+    async with browser_tab(chromium, size) as tab:
+        await show(tab, url, ready_text)
+        close = f"document.querySelector('[data-component-id=\"{ASSISTANT_CLOSE}\"]')"
+        await asyncio.sleep(1.0)  # the Assistant opens on a first visit
+        await tab.evaluate(f"{close} && {close}.click()")
+        await asyncio.sleep(settle)  # charts and the artifact's iframe draw
+        shot = await tab("Page.captureScreenshot", format="png")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(base64.b64decode(shot["data"]))
 
@@ -204,10 +220,8 @@ def main() -> None:
         wait_for(lambda: ui_up(port), f"the MLflow UI on port {port}", 120)
         route, ready = TABS[args.tab]
         table = default_layout(str(info["preset"]))
-        url = (
-            f"http://127.0.0.1:{port}/#/experiments/{info['experiment_id']}/runs/{parent}/"
-            f"{route.format(table=table)}?workflowType=machine_learning"
-        )
+        base = f"http://127.0.0.1:{port}"
+        url = run_url(base, str(info["experiment_id"]), parent, route.format(table=table))
         size = (args.width, args.height)
         asyncio.run(
             capture(args.chromium, url, ready.format(table=table), args.out, size, args.settle)

@@ -1,4 +1,4 @@
-"""Record the official ECCV'22 decorrelated-BN networks' outputs for tests/test_dbn_equivalence.py.
+"""Record the official ECCV'22 decorrelated-BN outputs for tests/unit/test_dbn_equivalence.py.
 
     python scripts/record_official_dbn.py "OFFICIAL/Decorrelated BN" [--out FILE.json]
 
@@ -18,7 +18,7 @@ their code) after three textual patches, each asserted to apply exactly once:
    a stub module stands in: the DBN networks without ``--ow`` never build it.
 
 No ``.cuda()`` call sits on these paths. Everything runs on the CPU with torch's defaults; the
-weights and the batch come from ``tests/dbn_reference.py`` (generated, copied in by name).
+weights and the batch come from ``tests/unit/dbn_reference.py`` (generated, copied in by name).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit")]
 
 import dbn_reference as ref  # noqa: E402
 

@@ -4,7 +4,7 @@
         [--out tests/data/official_networks.pt]
 
 The path is a checkout of KingJamesSong/DifferentiableSVD (commit 1676a64 was recorded); none of
-its code is copied here or committed. For every run of `tests/official_networks.py` this script
+its code is copied here or committed. For every run of `tests/unit/official_networks.py` this script
 builds the official command from the run's script (its `python main.py …` line with the script's
 variables), and calls the official `main.main()` on it, in this process, from a temporary copy
 of the checkout in which only these lines differ:
@@ -57,7 +57,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
 import official_networks as on
 
 CUDA_CALL = re.compile(r"\.cuda\((?:[^()]|\([^()]*\))*\)")

@@ -8,7 +8,7 @@ removed (its only change: `Eigen_decomposition.forward` moves the eigenvalues an
 with `.cuda()`), and its meta-layer is fed our covariance P (eq. 2, mean subtracted in float64):
 the official `Covpool` builds its N×N centring matrix in float32, a documented departure of its
 own (DESIGN §3), which is not what these recordings test. For every case of
-`tests/official_cases.py` and every rule, the file keeps a Gaussian sketch of ∂l/∂X, its norm,
+`tests/unit/official_cases.py` and every rule, the file keeps a Gaussian sketch of ∂l/∂X, its norm,
 and the official output's own round-off sensitivity: the relative change of ∂l/∂X when P is
 recomputed from the positions in another order (a change of P at round-off, 1e-16 relative in
 float64, 1e-7 in float32).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
 import official_cases as oc
 
 MODULES = {

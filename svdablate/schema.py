@@ -7,6 +7,9 @@
   order and case; `format_row` writes them in the canonical order `NOG SN OL OW OLR`.
 - The papers' names of our methods (`paper_method_name`), so a row can be matched with the
   numbers a paper prints.
+- What a trial reports to Tune each epoch (`TrialResult`, its keys `ResultKey`), the driver's
+  spooled MLflow writes (`CreateRun`, `LogRun`, `TerminateRun`, `SetStudyStatus`), and the one
+  reader of a study's child runs (`search_child_runs`: every page of MLflow's search_runs).
 
 The orchestrator writes these names (trial configs become params under their field names), the
 report reads them, and nothing else spells them out.
@@ -15,8 +18,8 @@ report reads them, and nothing else spells them out.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Final
 
 PREFIX: Final = "svdablate."
 
@@ -37,6 +40,7 @@ class Tag:
     SMOKE = PREFIX + "smoke"  # "true" when every trial ran on FakeData
     OW_MAP = PREFIX + "ow_map"  # the OW operator the study ran (table captions name it)
     CLAIMS = PREFIX + "claims"  # the report's verdicts, one line each
+    UNTIL_DECIDED = PREFIX + "until_decided"  # run --until-decided: design, waves, why it stopped
     # child run
     ROW = PREFIX + "row"
     SEED = PREFIX + "seed"
@@ -48,6 +52,7 @@ class Tag:
     ERROR = PREFIX + "error"  # the last error of a failed trial: its type and message
     SET_ASIDE = PREFIX + "checkpoint_set_aside"  # an unreadable state.pt kept there (and why)
     DEVICE = PREFIX + "device"  # the device the trial resolved
+    EIGH_DEVICE = PREFIX + "eigh_device"  # where its eigh ran, and the measurement that chose it
     # provenance (parent run)
     VERSION_PREFIX = PREFIX + "version."  # + svdablate, torch, ray, mlflow
     HOST = PREFIX + "host"
@@ -89,6 +94,7 @@ PARENT_TAGS: Final = {
     "smoke": Tag.SMOKE,
     "ow_map": Tag.OW_MAP,
     "status": Tag.STATUS,
+    "until_decided": Tag.UNTIL_DECIDED,
 }
 
 
@@ -109,6 +115,7 @@ class TrialStatus:
     INTERRUPTED = "interrupted"  # its study was stopped (signal, killed driver): resumable
     ALL = (FINISHED, DIVERGED, FAILED, RUNNING, INTERRUPTED)
     DONE = (FINISHED, DIVERGED)  # never trained again by resume or extend
+    PENDING = "pending"  # no child run yet: counted, never a tag value
 
 
 class StudyStatus:
@@ -119,6 +126,22 @@ class StudyStatus:
     FAILED = "failed"  # some trial failed after its retries
     INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: resumable
     ALL = (RUNNING, FINISHED, FAILED, INTERRUPTED)
+
+
+class RunStatus:
+    """MLflow's own run statuses (`RunInfo.status`), as the writer sets and the report reads."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    #: A parent run's MLflow status for each study status.
+    OF_STUDY: Final = {
+        StudyStatus.RUNNING: RUNNING,
+        StudyStatus.FINISHED: FINISHED,
+        StudyStatus.FAILED: FAILED,
+        StudyStatus.INTERRUPTED: KILLED,
+    }
 
 
 class Metric:
@@ -189,6 +212,175 @@ RUN_METRICS: Final = (
     Metric.FAILURES_TOTAL,
     Metric.EPOCHS_COMPLETED,
 )
+
+
+class ResultKey:
+    """Keys of a trial's report to Tune besides its metrics (`TrialResult`)."""
+
+    EPOCH = "epoch"  # the epoch just trained, from 0
+    ERROR = "error"  # a deterministic failure, reported instead of raised (never retried)
+    METHOD_USED = "method_used"  # the meta-layer solver the epoch ran (`ns` before a hybrid switch)
+    DEVICE = "device"  # the device the trial resolved
+    EIGH_DEVICE = "eigh_device"  # where its eigendecomposition ran (`eigh_device`), and why
+    STATUS = "status"  # of `train_trial`'s return: finished or diverged
+    SET_ASIDE = "checkpoint_set_aside"  # its unreadable checkpoint was kept there: it restarts
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a trial reports to Tune after an epoch (or instead of one: `error`), and what the
+    driver's MLflow writer reads back from Tune's flat result dict."""
+
+    epoch: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # `Metric` names
+    method_used: str = ""
+    device: str = ""
+    eigh_device: str = ""
+    error: str | None = None
+    set_aside: str | None = None  # where its unreadable checkpoint was kept (and why)
+
+    def as_report(self) -> dict[str, Any]:
+        """The flat dict Tune takes (`tune.report`)."""
+        if self.error is not None:
+            return {ResultKey.ERROR: self.error}
+        if self.set_aside is not None:
+            return {ResultKey.SET_ASIDE: self.set_aside}
+        return {
+            ResultKey.EPOCH: self.epoch,
+            **self.metrics,
+            ResultKey.METHOD_USED: self.method_used,
+            ResultKey.DEVICE: self.device,
+            ResultKey.EIGH_DEVICE: self.eigh_device,
+        }
+
+    @classmethod
+    def from_report(cls, result: dict[str, Any]) -> TrialResult:
+        """A result Tune hands a callback: its epoch, its `Metric` values (numbers only; Tune's
+        own keys are left out), the solver and device, or the error, or a set-aside checkpoint."""
+        if result.get(ResultKey.ERROR):
+            return cls(error=str(result[ResultKey.ERROR]))
+        if result.get(ResultKey.SET_ASIDE):
+            return cls(set_aside=str(result[ResultKey.SET_ASIDE]))
+        names = {v for k, v in vars(Metric).items() if k.isupper()}
+        return cls(
+            epoch=int(result[ResultKey.EPOCH]) if ResultKey.EPOCH in result else None,
+            metrics={k: v for k, v in result.items() if k in names and isinstance(v, int | float)},
+            method_used=str(result.get(ResultKey.METHOD_USED, "")),
+            device=str(result.get(ResultKey.DEVICE) or ""),
+            eigh_device=str(result.get(ResultKey.EIGH_DEVICE) or ""),
+        )
+
+
+# --------------------------------------------------------------------------- the spool's operations
+
+
+@dataclass(frozen=True)
+class CreateRun:
+    """Create a trial's child run (tags, params, and the data MLflow's `log_input` records)."""
+
+    OP: ClassVar[str] = "create"
+    trial: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    dataset: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class LogRun:
+    """Log metrics (each `[key, value, timestamp ms, step]`) and tags on a trial's child run."""
+
+    OP: ClassVar[str] = "log"
+    trial: str
+    metrics: list[list[Any]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TerminateRun:
+    """End a trial's child run with an MLflow status (`RunStatus`)."""
+
+    OP: ClassVar[str] = "terminate"
+    trial: str
+    status: str
+
+
+@dataclass(frozen=True)
+class LogText:
+    """Log a text file (`file`) as an artifact of a trial's child run, e.g. a failed trial's
+    traceback."""
+
+    OP: ClassVar[str] = "text"
+    trial: str
+    text: str
+    file: str
+
+
+@dataclass(frozen=True)
+class SetStudyStatus:
+    """Set the parent run's status (`StudyStatus`)."""
+
+    OP: ClassVar[str] = "parent"
+    status: str
+
+
+SpoolOp = CreateRun | LogRun | TerminateRun | LogText | SetStudyStatus
+SPOOL_OPS: Final = {op.OP: op for op in (CreateRun, LogRun, TerminateRun, LogText, SetStudyStatus)}
+
+
+def spool_record(op: SpoolOp) -> dict[str, Any]:
+    """An operation as the spool's JSON object: `{"op": "log", "trial": …, …}`."""
+    return {"op": op.OP, **asdict(op)}
+
+
+def parse_spool_record(record: dict[str, Any]) -> SpoolOp:
+    """A spool line's JSON object as its operation; ValueError for an unknown or malformed one."""
+    fields = dict(record)
+    kind = fields.pop("op", None)
+    if kind not in SPOOL_OPS:
+        raise ValueError(f"unknown spool operation {kind!r}")
+    try:
+        return SPOOL_OPS[kind](**fields)
+    except TypeError as exc:
+        raise ValueError(f"malformed spool operation {kind!r}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- reading child runs
+
+#: MLflow's own tag naming a child run's parent run.
+PARENT_RUN_TAG: Final = "mlflow.parentRunId"
+SEARCH_PAGE: Final = 1000  # runs per search_runs page
+
+
+def search_child_runs(
+    client: Any, experiment_id: str, parent_run_id: str, *, trial_id: str | None = None
+) -> list[Any]:
+    """Every active child run of `parent_run_id` (one trial's with `trial_id`), all pages of
+    `MlflowClient.search_runs`: the orchestrator and the report read a study's trials here."""
+    query = f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'"
+    if trial_id is not None:
+        query += f" and tags.`{Tag.TRIAL_ID}` = '{trial_id}'"
+    return search_all_runs(client, [experiment_id], query)
+
+
+def search_all_runs(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
+    """Every active run of the experiments matching `query`, all pages of search_runs."""
+    from mlflow.entities import ViewType
+
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            experiment_ids,
+            filter_string=query,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=SEARCH_PAGE,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
 
 #: What `svdablate report` can print: formats, the papers' table layouts, which error of a run.
 REPORT_FORMATS: Final = ("rich", "markdown", "latex", "csv", "html")

@@ -1,11 +1,20 @@
-"""Every test starts from an environment that names no store, experiment or cluster.
+"""Fixtures every test may use: an isolated environment, the CLI (in this process or a
+subprocess) and polling. Those of the end-to-end tests (ports, an MLflow server, Ray clusters)
+are in tests/e2e/conftest.py.
 
-A developer's exported MLFLOW_TRACKING_URI or RAY_ADDRESS must never receive a test's runs, and
-one test must not leak them into the next (``mlflow.set_tracking_uri`` exports the variable).
-Tests that want one set it with ``monkeypatch.setenv`` or pass it to the subprocess they start.
+Every test starts from an environment that names no store, experiment or cluster: a developer's
+exported MLFLOW_TRACKING_URI or RAY_ADDRESS must never receive a test's runs, and one test must
+not leak them into the next (``mlflow.set_tracking_uri`` exports the variable). Tests that want
+one set it with ``monkeypatch.setenv`` or pass it to the subprocess they start.
 """
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
 import pytest
+from polling import poll
 
 ISOLATED_ENV = (
     "MLFLOW_TRACKING_URI",
@@ -20,3 +29,60 @@ ISOLATED_ENV = (
 def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+class Cli:
+    """`svdablate ARGS` in a subprocess of this interpreter, with this test's environment plus
+    `env`: `cli(...)` waits for it (a CompletedProcess with text stdout and stderr),
+    `cli.start(...)` does not (a Popen)."""
+
+    @staticmethod
+    def command(*args: str) -> list[str]:
+        return [sys.executable, "-m", "svdablate.cli", *args]
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 600, **kwargs
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            **kwargs,
+        )
+
+    def start(self, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(*args), env={**os.environ, **(env or {})}, **kwargs)
+
+
+@pytest.fixture(scope="session")  # it holds nothing: module-scoped fixtures may run studies
+def cli() -> Cli:
+    return Cli()
+
+
+@pytest.fixture
+def run_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> Callable[..., tuple[int, str, str]]:
+    """Run the installed entry point in this process: `run_main(*args)` returns (exit code,
+    stdout, stderr); a command that returns without SystemExit exits 0."""
+    from svdablate import cli as entry_point
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["svdablate", *args])
+        code = 0
+        try:
+            entry_point.main()
+        except SystemExit as exit_info:
+            code = exit_info.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def wait_for() -> Callable[[Callable[[], bool], float], bool]:
+    """`wait_for(predicate, timeout)`: the tests that watch real processes and stores poll."""
+    return poll

@@ -1,10 +1,13 @@
-"""`svdablate`: plan · run · resume · status · report · plot · analyze · fields · ui.
+"""`svdablate`: plan · rehearse · run · resume · status · report · plot · analyze · fields · ui.
 
 Thin: each command parses its options, calls the `Study` API (or the report), and prints. `--help`
 lists the commands in the order they register: the study's first, then the readers'.
 """
 
-from svdablate.cli import study_commands  # noqa: F401  (plan, fields, run, resume)
+from svdablate.cli import (
+    rehearse_commands,  # noqa: F401  (rehearse)
+    study_commands,  # noqa: F401  (plan, fields, run, resume)
+)
 
 # isort: split
 from svdablate.cli import analyze_commands, read_commands  # noqa: F401  (status, report, plot, ui; analyze)

@@ -53,7 +53,7 @@ def analyze_approx(
         title="Why SVD-Padé equals the exact gradient: the [M/N] Padé table of the rational "
         "1/(1−x) is degenerate",
         caption="mpmath's pade() returns one noise-selected member: P/Q ≡ 1/(1−x) up to "
-        "round-off, with an arbitrary value at x = 1 (README, 'SVD-Padé').",
+        "round-off, with an arbitrary value at x = 1 (docs/methods.md, 'SVD-Padé').",
     )
     for column in ("quantity", "float64", "mpmath"):
         note.add_column(column, justify="left" if column == "quantity" else "right")

@@ -116,12 +116,13 @@ Checkpoints = Annotated[
     typer.Option(
         "--checkpoints",
         help="Folder with each row's own starting checkpoint, one file per row named as the row "
-        "(iSQRT-COV.pt, SVD-Pade.pt, ...): required by iccv21-fgvc (README, Fine-grained).",
+        "(iSQRT-COV.pt, SVD-Pade.pt, ...): required by iccv21-fgvc "
+        "(docs/presets.md, Fine-grained).",
     ),
 ]
 Sets = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a trial-config field: key=value (README, Trial config)."),
+    typer.Option("--set", help="Override a trial-config field: key=value (docs/config.md)."),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,22 +37,18 @@ def status(
     """
     from rich.table import Table
 
-    from svdablate.schema import StudyStatus, TrialStatus
+    from svdablate.schema import TrialStatus
     from svdablate.study.study import Study
 
-    counts = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
-    console.print(f"{counts['study']} · parent run {counts['parent_run_id']}", highlight=False)
+    progress = Study.load(results_dir, run_id, tracking_uri=tracking_uri).status()
+    console.print(f"{progress.study} · parent run {progress.parent_run_id}", highlight=False)
     table = Table(show_header=False)
     table.add_column("", no_wrap=True)
     table.add_column("", justify="right", no_wrap=True)
-    for key in ["study_status", "trials", "pending", *TrialStatus.ALL, "epochs_logged"]:
-        table.add_row(key.replace("_", " "), str(counts[key]))
+    for key in ["study_status", "trials", TrialStatus.PENDING, *TrialStatus.ALL, "epochs_logged"]:
+        table.add_row(key.replace("_", " "), str(getattr(progress, key)))
     console.print(table)
-    bad = counts[TrialStatus.FAILED] or counts["study_status"] in (
-        StudyStatus.INTERRUPTED,
-        StudyStatus.FAILED,
-    )
-    raise typer.Exit(ExitCode.FAILED if bad else ExitCode.OK)
+    raise typer.Exit(progress.exit_code)
 
 
 def _print_report(
@@ -143,15 +140,86 @@ def plot(
         console.print(f"wrote {path}")
 
 
-@app.command(epilog=_examples("svdablate ui", "svdablate ui --results-dir DIR --port 5001"))
+#: MLflow 3 opens an experiment on its GenAI "Overview / Traces" page unless told otherwise.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def run_url(base: str, experiment_id: str, run_id: str, tab: str = "") -> str:
+    """A run's page in the MLflow UI at `base`, in the model-training view (runs, metrics), on
+    its `tab` (a route under the run, e.g. `artifacts/report/summary.html`; default overview)."""
+    route = f"/{tab}" if tab else ""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{route}?{MODEL_TRAINING_VIEW}"
+
+
+def _study_url(uri: str, base: str, run_id: str | None) -> str | None:
+    """The parent run's page of `run_id` (default: the newest study); None in an empty store."""
+    from svdablate.report import latest_parent, parent_info
+
+    try:
+        run_id = run_id or latest_parent(uri)
+    except LookupError:
+        return None
+    return run_url(base, str(parent_info(uri, run_id)["experiment_id"]), run_id)
+
+
+def _open_when_up(command: list[str], base: str, url: str) -> int:
+    """Run the UI server, open `url` in the browser once it answers, wait for it to stop."""
+    import time
+    import urllib.request
+    import webbrowser
+
+    server = subprocess.Popen(command)
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    return server.returncode
+                time.sleep(0.2)
+        webbrowser.open(url)
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        return server.wait()
+
+
+@app.command(
+    epilog=_examples(
+        "svdablate ui",
+        "svdablate ui RUN_ID --open",
+        "svdablate ui --results-dir DIR --port 5001",
+    )
+)
 def ui(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Parent run id of the study (default: the newest).")
+    ] = None,
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the study's page in the web browser.")
+    ] = False,
 ) -> None:
-    """Start the MLflow UI on the study's tracking store."""
+    """Start the MLflow UI on the study's tracking store and print the study's page: its parent
+    run in the model-training view (runs, metrics, the report under Artifacts)."""
+    import socket
+
     uri = _store(tracking_uri, results_dir)
-    console.print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C stops it)")
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}"
+    url = _study_url(uri, base, run_id)
+    console.print(
+        f"MLflow UI on {base} for {uri} (Ctrl-C stops it)", highlight=False, soft_wrap=True
+    )
+    if url:
+        console.print(f"study: {url}", highlight=False, soft_wrap=True)
+    sys.stdout.flush()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
-    os.execvp(sys.executable, [*command, "--host", host, "--port", str(port)])
+    command += ["--host", host, "--port", str(port)]
+    if open_:
+        raise typer.Exit(_open_when_up(command, base, url or base))
+    os.execvp(sys.executable, command)

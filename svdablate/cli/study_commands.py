@@ -30,6 +30,7 @@ from svdablate.cli.app import (
     err_console,
 )
 from svdablate.errors import ExitCode, UserError
+from svdablate.schema import StudyStatus
 from svdablate.spec.presets import PRESETS
 
 
@@ -42,7 +43,7 @@ def _grid(
     gpus_per_trial: float | None,
     checkpoints: Path | None,
 ) -> dict[str, Any]:
-    """`Study.create`'s keywords from the grid options that `plan` and `run` share."""
+    """`StudyPlan.create`'s keywords from the grid options that `plan` and `run` share."""
     return {
         "seeds": seeds,
         "rows": _rows(rows),
@@ -70,29 +71,32 @@ def plan(
     gpus_per_trial: GpusPerTrial = None,
     checkpoints: Checkpoints = None,
     set_: Sets = None,
+    results_dir: ResultsDir = Path("results"),
 ) -> None:
-    """Print the trial list, the effective schedule, resources and GPU-hours; nothing runs."""
-    from svdablate.spec.cost import plan_table
+    """Print the trial list, the effective schedule, resources and GPU-hours (measured by the
+    preset's `rehearse` under --results-dir when there is one); nothing runs."""
+    from svdablate.spec.cost import load_rehearsal, plan_table
     from svdablate.spec.grid import missing_checkpoints
-    from svdablate.study.study import Study
+    from svdablate.study.plan import StudyPlan
 
-    study = Study.create(
+    planned = StudyPlan.create(
         preset,
         **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial, checkpoints),
         check=False,
     )
-    _warn(study.warnings)
-    refusal = None if smoke else missing_checkpoints(study.spec)
+    _warn(planned.warnings)
+    refusal = None if smoke else missing_checkpoints(planned.preset, planned.spec)
     if refusal:
         _warn([f"`run` will refuse: {refusal}"])
-    console.print(plan_table(study.preset, study.configs, study.resources))
+    rehearsal = None if smoke else load_rehearsal(results_dir, preset)
+    console.print(plan_table(planned.preset, planned.configs, planned.resources, rehearsal))
 
 
 @app.command(
     "fields", epilog=_examples("svdablate fields", "svdablate fields --markdown > fields.md")
 )
 def fields_cmd(
-    markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+    markdown: Annotated[bool, typer.Option(help="Print docs/config.md's markdown table.")] = False,
 ) -> None:
     """Every trial-config field `--set` accepts: type, default, allowed range, unit, meaning."""
     from rich.table import Table
@@ -110,35 +114,41 @@ def fields_cmd(
     console.print(table)
 
 
+def _say(to: Any, text: str) -> None:
+    """One line: as is on a terminal, else timestamped and flushed (a log file read meanwhile)."""
+    from svdablate.runtime.log_lines import write_line
+
+    if to.is_terminal:
+        to.print(text, highlight=False, soft_wrap=True, markup=False)
+    else:
+        write_line(to.file, text)
+
+
 def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> None:
     from svdablate.cli.read_commands import _print_report
 
-    console.print(
+    _say(
+        console,
         f"{outcome.name}: {outcome.trials} trials — {outcome.finished} finished, "
         f"{outcome.diverged} diverged, {outcome.failed} failed, {outcome.unfinished} unfinished "
         f"({outcome.skipped} already finished before) in {outcome.seconds} s; MLflow writes "
         f"{outcome.mlflow_write_seconds} s for {outcome.epochs_logged} epochs",
-        highlight=False,
     )
     if report and not outcome.interrupted_by and not outcome.unsent_writes:
         _print_report(study.tracking_uri, [outcome.parent_run_id], fmt="rich", metric=metric)
     left = outcome.unfinished + outcome.failed
     if outcome.exit_code != ExitCode.OK and (left or outcome.interrupted_by):
-        what = "interrupted" if outcome.interrupted_by or outcome.unfinished else "failed"
+        interrupted = outcome.interrupted_by or outcome.unfinished
+        what = StudyStatus.INTERRUPTED if interrupted else StudyStatus.FAILED
         if outcome.failed:
-            err_console.print(
+            _say(
+                err_console,
                 f"{outcome.failed} trial(s) failed: their errors are the "
                 "svdablate.error tag of their MLflow runs",
-                highlight=False,
-                soft_wrap=True,
             )
-        err_console.print(
-            f"{what}: {left} trial(s) left; continue with `{outcome.resume_command}`",
-            highlight=False,
-            soft_wrap=True,
-        )
+        _say(err_console, f"{what}: {left} trial(s) left; continue with `{outcome.resume_command}`")
     if outcome.unsent_writes:  # the last line: where the unsent records wait
-        err_console.print(outcome.unsent_line, highlight=False, soft_wrap=True)
+        _say(err_console, outcome.unsent_line)
 
 
 @app.command(
@@ -148,6 +158,7 @@ def _print_outcome(study: Any, outcome: Any, *, report: bool, metric: str) -> No
         "svdablate run --preset eccv22-dbn-cifar100 --data-dir /data --address ray://head:10001 "
         "--gpus-per-trial 0.25 --tracking-uri http://mlflow:5000",
         "svdablate run --preset demo --extend RUN_ID --seeds 10",
+        "svdablate run --preset demo --until-decided --max-seeds 20 --budget-hours 1",
         "svdablate run --preset iccv21-fgvc --checkpoints imagenet-models/ --data-dir /data",
         EXIT_CODES,
     )
@@ -203,6 +214,26 @@ def run(
     ] = None,
     checkpoints: Checkpoints = None,
     set_: Sets = None,
+    until_decided: Annotated[
+        bool,
+        typer.Option(
+            help="Add seeds in waves to the rows the claims compare until every claim is decided "
+            "or beyond the budget (docs/sequential.md)."
+        ),
+    ] = False,
+    max_seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="--until-decided: at most this many seeds per row (default 4 × --seeds)."
+        ),
+    ] = None,
+    budget_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="--until-decided: no wave that the measured time per trial says would "
+            "pass this many hours in all."
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Print the study's table at the end.")] = True,
     metric: Annotated[
         ErrorMetric,
@@ -220,11 +251,16 @@ def run(
 
     `--preset a,b` runs several studies (one MLflow parent each) in one Ray session.
     """
+    from svdablate.study.plan import StudyPlan
     from svdablate.study.study import Study
 
     names = [n.strip() for n in preset.split(",") if n.strip()]
     if not names:
         raise UserError("--preset is empty: name a preset, e.g. --preset demo")
+    if (max_seeds is not None or budget_hours is not None) and not until_decided:
+        raise UserError("--max-seeds and --budget-hours go with --until-decided: add it")
+    if until_decided and (extend or len(names) != 1):
+        raise UserError("--until-decided runs one new study: name one --preset, without --extend")
     if extend:
         if len(names) != 1:
             raise UserError("--extend takes one study: name one --preset")
@@ -242,11 +278,11 @@ def run(
             progress=progress,
             console=console,
         )
-        console.print(f"extended study {study.parent_run_id} with {outcome.trials} new trials")
+        _say(console, f"extended study {study.parent_run_id} with {outcome.trials} new trials")
         _print_outcome(study, outcome, report=report, metric=metric)
         raise typer.Exit(outcome.exit_code)
-    studies = [  # every grid is checked before Ray starts
-        Study.create(
+    plans = [  # every grid is checked before Ray starts
+        StudyPlan.create(
             name,
             **_grid(seeds, rows, epochs, smoke, set_, gpus_per_trial, checkpoints),
             results_dir=results_dir,
@@ -262,20 +298,39 @@ def run(
         )
         for name in names
     ]
-    for study in studies:
-        _warn(study.warnings)
+    for planned in plans:
+        _warn(planned.warnings)
+    if until_decided:
+        from svdablate.study.sequential import design_for, run_until_decided
+
+        design = design_for(plans[0], max_seeds, budget_hours)
+        study = plans[0].start()
+        decided = run_until_decided(
+            study, design, metric=metric, progress=progress, console=console,
+            keep_checkpoints=keep_checkpoints,
+        )  # fmt: skip
+        _print_decided(study, decided, report=report, metric=metric)
     code = ExitCode.OK
-    for study in studies:
+    for planned in plans:
+        study = planned.start()
         outcome = study.run(progress=progress, keep_checkpoints=keep_checkpoints, console=console)
-        console.print(
-            f"study [bold]{study.name}[/]: {outcome.trials} trials, parent run "
-            f"{study.parent_run_id}, tracking {study.tracking_uri}"
+        _say(
+            console,
+            f"study {study.name}: {outcome.trials} trials, parent run "
+            f"{study.parent_run_id}, tracking {study.tracking_uri}",
         )
         _print_outcome(study, outcome, report=report, metric=metric)
         code = max(code, outcome.exit_code)
         if outcome.interrupted_by:
             break
     raise typer.Exit(code)
+
+
+def _print_decided(study: Any, decided: Any, *, report: bool, metric: str) -> None:
+    """The last wave's outcome and table, what the waves decided, then exit."""
+    _print_outcome(study, decided.outcome, report=report, metric=metric)
+    console.print(decided.design.summary(), highlight=False, soft_wrap=True)
+    raise typer.Exit(decided.outcome.exit_code)
 
 
 @app.command(
@@ -302,10 +357,19 @@ def resume(
 
     if run_id is None and not latest:
         raise UserError("name the study: `svdablate resume RUN_ID` or `svdablate resume --latest`")
-    study = Study.load(results_dir, None if latest else run_id, tracking_uri=tracking_uri)
-    if address:
-        study.address = address
-    console.print(f"resuming study [bold]{study.name}[/] ({study.parent_run_id})")
-    outcome = study.resume(progress=progress, console=console)
+    study = Study.load(
+        results_dir, None if latest else run_id, tracking_uri=tracking_uri, address=address
+    )
+    _say(console, f"resuming study {study.name} ({study.parent_run_id})")
+    from svdablate.report.claims.sequential import TRIALS_LEFT
+    from svdablate.study.sequential import resume_until_decided, saved_design
+
+    design = saved_design(study)
+    if design is not None and design.stopped in ("", TRIALS_LEFT):
+        decided = resume_until_decided(
+            study, design, metric=metric, progress=progress, console=console
+        )
+        _print_decided(study, decided, report=report, metric=metric)
+    outcome = study.run(progress=progress, console=console)
     _print_outcome(study, outcome, report=report, metric=metric)
     raise typer.Exit(outcome.exit_code)

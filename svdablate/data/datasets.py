@@ -9,7 +9,6 @@ rows stay paired.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from svdablate.data.provenance import describe_datasets
+from svdablate.data.provenance import DataInfo, describe_datasets
 
 __all__ = ["DATASETS", "NORMALIZATIONS", "DataError", "DataInfo", "build_datasets"]
 __all__ += ["describe_datasets", "digits_split"]
@@ -45,15 +44,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 
 class DataError(ValueError):
     """Missing or malformed data: the message is one line naming the expected layout."""
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a model needs to know about a dataset."""
-
-    num_classes: int
-    in_channels: int
-    image_size: int
 
 
 def _subset(ds: Dataset, n: int) -> Dataset:

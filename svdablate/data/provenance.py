@@ -7,14 +7,21 @@ parameters, an ImageFolder by its file names and labels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-if TYPE_CHECKING:
-    from svdablate.data.datasets import DataInfo
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about a dataset (and what its profile records)."""
+
+    num_classes: int
+    in_channels: int
+    image_size: int
 
 
 def _content_hash(ds: Dataset, hasher: Any) -> None:

@@ -20,7 +20,7 @@ its own norm (the released 2-D ``MPA_Lya`` takes one matrix: the official script
 calls): S = P₅(X)⁻¹Q₅(X)/√‖P‖_F, the same Lyapunov solve with B = S/‖S‖_F and
 C = −S²GS²/‖S‖_F. Forward accuracy of both (tested): relative error below 1e-4 when all
 eigenvalues of P/‖P‖_F exceed 0.05; far less at the ill-conditioned stem covariances of a ResNet
-(README).
+(docs/methods.md).
 """
 
 from __future__ import annotations

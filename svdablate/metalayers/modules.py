@@ -2,20 +2,33 @@
 
 Both call this package's functions at forward time (``inv_sqrtm`` / ``sqrtm`` / ``covariance`` /
 ``spectrum_stats``), compute in the meta-layer's precision and cast back to the input's dtype.
+Under an autocast (TrialConfig ``autocast``) the covariance and the matrix function still run in
+that precision: autocast is switched off inside (:func:`full_precision`). The eigendecomposition
+runs where ``eigh_device`` says (``auto``: measured at the first forward, :mod:`eigh_placement`).
 Solver failures surface as ``MetaLayerFailure`` and are not caught here.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
 from svdablate.metalayers.api import covariance, inv_sqrtm, spectrum_stats, sqrtm
-from svdablate.metalayers.registry import resolve_method
+from svdablate.metalayers.eigh_placement import EIGH_CHOICES, EighPlacement, choose_eigh_device
+from svdablate.metalayers.registry import METHODS, resolve_method
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+def full_precision(x: torch.Tensor) -> AbstractContextManager:
+    """Autocast off on `x`'s device: the meta-layer computes in its own precision (a device
+    without autocast, e.g. `meta` for FLOP counting, has nothing to turn off)."""
+    if not torch.amp.is_autocast_available(x.device.type):
+        return nullcontext()
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 class _MetaLayerBase(nn.Module):
@@ -37,6 +50,21 @@ class _MetaLayerBase(nn.Module):
         self.opts: dict[str, Any] = dict(opts or {})
         self.record_stats: bool = False
         self.last_stats: dict[str, float] | None = None
+        self.eigh_device = "same"
+        #: where the last eigendecomposition ran and why (None before the first one)
+        self.eigh_placement: EighPlacement | None = None
+
+    @property
+    def eigh_device(self) -> str:
+        """Where the eigh family's eigendecomposition runs: auto, same (P's device) or cpu."""
+        return self._eigh_device
+
+    @eigh_device.setter
+    def eigh_device(self, value: str) -> None:
+        if value not in EIGH_CHOICES:
+            raise ValueError(f"eigh_device must be one of {', '.join(EIGH_CHOICES)}, got {value!r}")
+        self._eigh_device = value
+        self.eigh_placement = None
 
     @property
     def method(self) -> str:
@@ -75,8 +103,18 @@ class _MetaLayerBase(nn.Module):
         return PRECISIONS[self._precision]
 
     def _solve(self, fn: Any, P: torch.Tensor) -> torch.Tensor:
-        """Apply ``fn`` (sqrtm/inv_sqrtm) to P with the current method, precision and options."""
-        return fn(P, self.method, **{**self.opts, "precision": self._precision})
+        """Apply ``fn`` (sqrtm/inv_sqrtm) to P with the current method, precision and options
+        (and, for the eigendecomposition family, where its eigh runs)."""
+        opts = {**self.opts, "precision": self._precision}
+        if METHODS[self.method].family == "svd":
+            placement = self.eigh_placement
+            if placement is None or placement.shape != tuple(P.shape):
+                placement = choose_eigh_device(
+                    self._eigh_device, tuple(P.shape), self.compute_dtype, P.device
+                )
+                self.eigh_placement = placement
+            opts["eigh_device"] = placement.where
+        return fn(P, self.method, **opts)
 
     def _maybe_record(self, P: torch.Tensor, ridge: float | None = None) -> None:
         """Store the batch medians of :func:`spectrum_stats` of P when ``record_stats`` is on.
@@ -157,6 +195,10 @@ class ZCAWhitening(_MetaLayerBase):
         """Whiten per group with batch statistics (training) or running statistics (eval)."""
         if x.dim() != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"expected (B, {self.num_features}, H, W) input, got {tuple(x.shape)}")
+        with full_precision(x):
+            return self._whiten(x)
+
+    def _whiten(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         X = self._grouped(x)
         if self.training:
@@ -220,12 +262,13 @@ class CovariancePooling(_MetaLayerBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → (B, d(d+1)/2): upper triangle of the covariance's square root."""
-        z = self.relu(self.bn(self.conv(x)))
-        X = z.flatten(2).to(self.compute_dtype)
-        P = covariance(X)
-        self._maybe_record(P)
-        Q = self._solve(sqrtm, P)
-        return Q[:, self.triu_rows, self.triu_cols].to(x.dtype)
+        z = self.relu(self.bn(self.conv(x)))  # the Pre-SVD layer: the backbone's precision
+        with full_precision(z):
+            X = z.flatten(2).to(self.compute_dtype)
+            P = covariance(X)
+            self._maybe_record(P)
+            Q = self._solve(sqrtm, P)
+            return Q[:, self.triu_rows, self.triu_cols].to(z.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}->{self.reduction_dim}, {super().extra_repr()}"

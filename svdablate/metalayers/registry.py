@@ -59,7 +59,7 @@ _ALIASES: dict[str, str] = {}
 
 # Options shared by every method of a family, with their defaults (None: chosen at call time).
 FAMILY_OPTIONS: dict[str, dict[str, Any]] = {
-    "svd": {"precision": "float64", "eps": None},
+    "svd": {"precision": "float64", "eps": None, "eigh_device": "same"},
     "iterative": {"precision": None},
 }
 

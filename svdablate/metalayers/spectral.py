@@ -79,12 +79,24 @@ __all__ = [
 ]
 
 
-def eigh(a: Tensor) -> tuple[Tensor, Tensor]:
-    """``torch.linalg.eigh`` with LinAlgError mapped to MetaLayerFailure."""
+#: Where the eigendecomposition runs (option ``eigh_device``): ``same`` (where P is) or ``cpu``
+#: (the official ICCV'21 code's choice, "SVD is faster on CPU"; :mod:`eigh_placement` measures).
+EIGH_DEVICES = ("same", "cpu")
+
+
+def eigh(a: Tensor, where: str = "same") -> tuple[Tensor, Tensor]:
+    """``torch.linalg.eigh`` of ``a`` where ``where`` says, the factors back on ``a``'s device;
+    LinAlgError mapped to MetaLayerFailure."""
+    if where not in EIGH_DEVICES:
+        raise ValueError(f"eigh_device must be one of {', '.join(EIGH_DEVICES)}, got {where!r}")
+    moved = where == "cpu" and a.device.type != "cpu"
     try:
-        return torch.linalg.eigh(a)
+        lam, u = torch.linalg.eigh(a.cpu() if moved else a)
     except torch.linalg.LinAlgError as exc:  # pragma: no cover - LAPACK dependent
         raise MetaLayerFailure(f"eigendecomposition failed: {exc}") from exc
+    if moved:
+        lam, u = lam.to(a.device, non_blocking=True), u.to(a.device, non_blocking=True)
+    return lam, u
 
 
 @dataclass(frozen=True)
@@ -156,7 +168,7 @@ class _SpectralFunction(torch.autograd.Function):
         ctx: Any, p: Tensor, power: float, rule: Rule, kw: dict, cdt: torch.dtype, eps: float
     ) -> Tensor:
         a = p if p.dtype == cdt else p.to(cdt)
-        lam, u = eigh(a)
+        lam, u = eigh(a, kw["eigh_device"])
         lam = lam.clamp_min_(eps)
         if rule.spectrum is not None:
             lam = rule.spectrum(lam, eps, **{k: kw[k] for k in rule.spectrum_opt_names})

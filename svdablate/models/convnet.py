@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
 from svdablate.models.svdnet import SVDNet, gcp_from_options, zca_from_options
+from svdablate.spec.model_options import ModelOptions
 
 __all__ = ["ConvNet", "build_convnet"]
 
@@ -66,17 +65,17 @@ def build_convnet(
     image_size: int,
     method: str,
     precision: str,
-    o: dict[str, Any],
+    options: ModelOptions,
 ) -> SVDNet:
     """The CPU convnet (5×5 stem so its covariance can be full-rank; dbn or gcp)."""
-    width = int(o["width"])
+    width = options.width
     if application == "dbn":
-        stem_norm: nn.Module = zca_from_options(width, method, precision, o)
+        stem_norm: nn.Module = zca_from_options(width, method, precision, options)
         body = ConvNet(
             num_classes=num_classes,
             in_channels=in_channels,
             width=width,
-            stem_kernel=int(o["stem_kernel"]),
+            stem_kernel=options.stem_kernel,
             stem_norm=stem_norm,
             head=None,
             head_dim=4 * width,
@@ -88,12 +87,12 @@ def build_convnet(
             metalayer_path="bn1",
             classifier_path="fc",
         )
-    head = gcp_from_options(4 * width, method, precision, o)
+    head = gcp_from_options(4 * width, method, precision, options)
     body = ConvNet(
         num_classes=num_classes,
         in_channels=in_channels,
         width=width,
-        stem_kernel=int(o["stem_kernel"]),
+        stem_kernel=options.stem_kernel,
         stem_norm=nn.BatchNorm2d(width),
         head=head,
         head_dim=head.output_dim,

@@ -10,11 +10,10 @@ access.
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
 from svdablate.metalayers import CovariancePooling, ZCAWhitening
+from svdablate.spec.model_options import ModelOptions
 
 __all__ = ["APPLICATIONS", "SVDNet", "gcp_from_options", "zca_from_options"]
 
@@ -65,29 +64,31 @@ class SVDNet(nn.Module):
         return self.body(x)
 
 
-def zca_from_options(channels: int, method: str, precision: str, o: dict[str, Any]) -> ZCAWhitening:
-    """The dbn meta-layer on ``channels`` with the model options ``o``."""
+def zca_from_options(
+    channels: int, method: str, precision: str, options: ModelOptions
+) -> ZCAWhitening:
+    """The dbn meta-layer on ``channels`` with the model options ``options`` (every one set)."""
     return ZCAWhitening(
         channels,
         method=method,
         precision=precision,
-        groups=int(o["groups"]),
-        eps=float(o["eps"]),
-        momentum=float(o["momentum"]),
-        opts=o["metalayer_opts"],
-        solver=o["solver"],
+        groups=options.groups,
+        eps=options.eps,
+        momentum=options.momentum,
+        opts=options.metalayer_opts,
+        solver=options.solver,
     )
 
 
 def gcp_from_options(
-    channels: int, method: str, precision: str, o: dict[str, Any]
+    channels: int, method: str, precision: str, options: ModelOptions
 ) -> CovariancePooling:
-    """The gcp head on ``channels`` with the model options ``o``."""
+    """The gcp head on ``channels`` with the model options ``options`` (every one set)."""
     return CovariancePooling(
         channels,
-        reduction_dim=int(o["reduction_dim"]),
+        reduction_dim=options.reduction_dim,
         method=method,
         precision=precision,
-        opts=o["metalayer_opts"],
-        solver=o["solver"],
+        opts=options.metalayer_opts,
+        solver=options.solver,
     )

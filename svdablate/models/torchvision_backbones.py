@@ -14,11 +14,11 @@ initialisation, as the official model does (its ``weight_init`` is never called)
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from torch import nn
 
 from svdablate.models.svdnet import SVDNet, gcp_from_options, zca_from_options
+from svdablate.spec.model_options import ModelOptions
 
 __all__ = [
     "ALEXNET_HIDDEN",
@@ -62,7 +62,7 @@ def resnet_builder(arch: str) -> Callable[..., SVDNet]:
         image_size: int,
         method: str,
         precision: str,
-        o: dict[str, Any],
+        options: ModelOptions,
     ) -> SVDNet:
         """torchvision ResNet; dbn: ZCA replaces bn1; gcp: covariance pooling replaces avgpool."""
         net = _torchvision_model(arch, num_classes)
@@ -72,13 +72,13 @@ def resnet_builder(arch: str) -> Callable[..., SVDNet]:
         if image_size <= SMALL_IMAGE_MAX:
             net.maxpool = nn.Identity()
         if application == "dbn":
-            net.bn1 = zca_from_options(64, method, precision, o)
+            net.bn1 = zca_from_options(64, method, precision, options)
             return SVDNet(net, pre_svd_path="conv1", metalayer_path="bn1", classifier_path="fc")
-        if o["layer4_stride1"]:
+        if options.layer4_stride1:
             for m in net.layer4[0].modules():
                 if isinstance(m, nn.Conv2d) and m.stride != (1, 1):
                     m.stride = (1, 1)
-        head = gcp_from_options(net.fc.in_features, method, precision, o)
+        head = gcp_from_options(net.fc.in_features, method, precision, options)
         net.avgpool = head
         net.fc = nn.Linear(head.output_dim, num_classes)
         return SVDNet(
@@ -107,7 +107,7 @@ def build_alexnet(
     image_size: int,
     method: str,
     precision: str,
-    o: dict[str, Any],
+    options: ModelOptions,
 ) -> SVDNet:
     """torchvision AlexNet features (BN after each conv, as the ICCV'21 code); gcp: the ICCV'21
     GCP AlexNet (module docstring); dbn: ZCA after the stem conv, torchvision's classifier."""
@@ -116,7 +116,7 @@ def build_alexnet(
     if image_size <= SMALL_IMAGE_MAX or in_channels != 3:
         k, s, p = (3, 1, 1) if image_size <= SMALL_IMAGE_MAX else (11, 4, 2)
         layers[0] = nn.Conv2d(in_channels, layers[0].out_channels, k, stride=s, padding=p)
-    if o["alexnet_bn"]:
+    if options.alexnet_bn:
         with_bn: list[nn.Module] = []
         for m in layers:
             with_bn.append(m)
@@ -125,8 +125,8 @@ def build_alexnet(
         layers = with_bn
     if application == "dbn":
         stem_out = layers[0].out_channels
-        zca = zca_from_options(stem_out, method, precision, o)
-        if o["alexnet_bn"]:
+        zca = zca_from_options(stem_out, method, precision, options)
+        if options.alexnet_bn:
             layers[1] = zca
         else:
             layers.insert(1, zca)
@@ -138,7 +138,7 @@ def build_alexnet(
             classifier_path="classifier",
         )
     net.features = nn.Sequential(*layers[:-1])  # the last max-pool is dropped (as in MPN-COV)
-    head = gcp_from_options(256, method, precision, o)
+    head = gcp_from_options(256, method, precision, options)
     net.avgpool = head
     net.classifier = gcp_alexnet_classifier(head.output_dim, num_classes)
     return SVDNet(

@@ -12,6 +12,8 @@ import pandas as pd
 from rich.console import Console
 
 from svdablate.report.attach import attach_to_parents, print_warning
+from svdablate.report.claims.sequential import UntilDecided, sequential_claims
+from svdablate.report.claims.verdicts import CLAIM_COLUMNS
 from svdablate.report.reading.parents import parent_info, resolve_parents
 from svdablate.report.reading.runs import deduplicate, load_runs, load_speed_runs, metric_histories
 from svdablate.report.render.csv_table import claims_csv
@@ -76,7 +78,8 @@ def study_table(
 ) -> ReportTable:
     """The table of the parents' `runs` (`load_runs`); `history`: their κ histories (the trend
     column; None leaves it out)."""
-    preset = str(parent_info(tracking_uri, parents[0])["preset"])
+    info = parent_info(tracking_uri, parents[0])
+    preset = str(info["preset"])
     table = layout_table(
         runs,
         runs.attrs["rows"],
@@ -87,7 +90,33 @@ def study_table(
     table.notes.append(f"study: preset {preset or '?'}; parent run(s) {', '.join(parents)}.")
     kept, _ = deduplicate(runs)
     table.statuses = {str(k): int(v) for k, v in kept["status"].value_counts().items()}
+    if info["until_decided"] and len(parents) == 1:
+        until_decided(table, _with_attrs(kept, runs), history, info, metric)
     return table
+
+
+def _with_attrs(kept: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    kept.attrs = runs.attrs
+    return kept
+
+
+def until_decided(
+    table: ReportTable,
+    runs: pd.DataFrame,
+    history: pd.DataFrame | None,
+    info: dict[str, object],
+    metric: str,
+) -> None:
+    """A study run until decided: its claims are the sequential verdicts (`claims.sequential`,
+    re-tested at each look it reached), and a note says how many waves ran and why it stopped."""
+    design = UntilDecided.from_tag(str(info["until_decided"]))
+    claims = sequential_claims(runs, history, design, metric)
+    if not claims.empty:
+        table.claims = claims[list(CLAIM_COLUMNS)].reset_index(drop=True)
+    table.notes.append(
+        design.summary() + ". Each claim's verdict is Holm at its look's spent α (column "
+        "holm_level), not the fixed-n test of all seeds, which peeking would invalidate."
+    )
 
 
 @dataclass

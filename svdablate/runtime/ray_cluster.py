@@ -122,11 +122,40 @@ def _stay_on_loopback() -> None:
 LOCAL_RAY_CONFIG = {"prestart_worker_first_driver": False}
 
 
+def _node_ips(address: str) -> set[str]:
+    """The addresses the cluster's live nodes registered (empty when the GCS does not say)."""
+    from ray._raylet import GcsClient
+
+    try:
+        nodes = GcsClient(address=address).get_all_node_info(timeout=CONNECT_TIMEOUT_S)
+    except Exception:  # ray.init reports what is wrong with the cluster
+        return set()
+    return {node.node_manager_address for node in nodes.values() if node.state == 0}
+
+
+def _this_node_ip(target: str) -> str | None:
+    """The address this driver's node is known by: 127.0.0.1 for a Ray of its own or a cluster
+    whose nodes registered loopback; a `ray start` cluster joined by loopback registered the
+    machine's outward address, which this driver must use too (Ray otherwise finds no node
+    matching '127.0.0.1'); None (Ray's own choice) for a cluster elsewhere."""
+    if not _is_loopback(target):
+        return None
+    if target == "local":
+        return "127.0.0.1"
+    ips = _node_ips(target)
+    if not ips or any(_is_loopback(ip) for ip in ips):
+        return "127.0.0.1"
+    from ray.util import get_node_ip_address
+
+    outward = get_node_ip_address()
+    return outward if outward in ips else sorted(ips)[0]
+
+
 def connect_ray(address: str | None) -> None:
     """Join the Ray cluster at `address` (or RAY_ADDRESS); start a local one without either."""
     target = resolve_address(address)
-    loopback = _is_loopback(target)
-    if loopback:
+    node_ip = _this_node_ip(target)
+    if node_ip == "127.0.0.1":
         _stay_on_loopback()
     import ray
 
@@ -142,7 +171,7 @@ def connect_ray(address: str | None) -> None:
         address=target,
         # A Ray started here listens on loopback only; a loopback cluster is joined on loopback
         # (Ray otherwise resolves "this node" to the first non-loopback interface).
-        _node_ip_address="127.0.0.1" if loopback else None,
+        _node_ip_address=node_ip,
         include_dashboard=False,
         log_to_driver=False,
         logging_level="ERROR",

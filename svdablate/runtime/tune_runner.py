@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -25,16 +26,16 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 
 from svdablate.errors import StudyStopped
+from svdablate.schema import ResultKey, TrialResult, TrialStatus
 from svdablate.spec.config import Resources, TrialConfig
 from svdablate.store.health import DiskFull, is_disk_full
 from svdablate.study.manifest import StudyManifest
+from svdablate.training.faults import FAULTS_ENV
 
 if TYPE_CHECKING:  # the driver's side only: a trial's worker never imports MLflow or rich
     from svdablate.runtime.progress import RichProgress
     from svdablate.store.writer import MLflowRecorder
 
-#: The result key of a trial whose checkpoint could not be read: where the file was kept, why.
-SET_ASIDE = "checkpoint_set_aside"
 #: Errors that would happen again on a retry: reported as the trial's failure, never retried.
 DETERMINISTIC_ERRORS = (
     ValueError,
@@ -48,14 +49,23 @@ DETERMINISTIC_ERRORS = (
 
 
 def _trainable(
-    config: dict[str, Any], done: frozenset[str] = frozenset(), resources: dict | None = None
+    config: dict[str, Any],
+    done: frozenset[str] = frozenset(),
+    resources: dict | None = None,
+    faults: str | None = None,
 ) -> None:
-    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes."""
+    """Ray Tune trainable around `train_trial`: checkpoints by the trial's policy, resumes.
+    `faults`: the driver's $SVDABLATE_TEST_FAULTS (the tests' fault injection), set here for
+    `train_trial` (a reused worker drops the last trial's)."""
     import torch
 
     from svdablate.training.checkpoint_files import UnreadableCheckpoint, set_aside
     from svdablate.training.loop import save_state, train_trial
 
+    if faults:
+        os.environ[FAULTS_ENV] = faults
+    else:
+        os.environ.pop(FAULTS_ENV, None)
     trial = TrialConfig.model_validate(config["trial"])
     if trial.trial_id in done:
         return  # finished before a driver restart: never train it twice
@@ -84,17 +94,17 @@ def _trainable(
                 return
             except UnreadableCheckpoint as bad:
                 kept = set_aside(checkpoint.filesystem, checkpoint.path)
-                tune.report({SET_ASIDE: f"{kept} ({bad.reason})"})
+                tune.report(TrialResult(set_aside=f"{kept} ({bad.reason})").as_report())
         train_trial(trial, report, gpu_fraction=fraction)
     except DETERMINISTIC_ERRORS as exc:
-        tune.report({"error": f"{type(exc).__name__}: {exc}"})
+        tune.report(TrialResult(error=f"{type(exc).__name__}: {exc}").as_report())
 
 
 def checkpoint_due(trial: TrialConfig, metrics: dict[str, Any], since_last_s: float) -> bool:
     """The checkpoint policy: after the last epoch always, else once `checkpoint_every_s` has
     passed since the previous checkpoint (0: every epoch). A crash or an interrupt loses at most
     that much training; fewer checkpoints cost less (a checkpoint is a state file Tune copies)."""
-    if int(metrics.get("epoch", -1)) + 1 >= trial.epochs:
+    if int(metrics.get(ResultKey.EPOCH, -1)) + 1 >= trial.epochs:
         return True
     return since_last_s >= trial.checkpoint_every_s
 
@@ -125,8 +135,6 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_Interrupts]:
-        import os
-
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         old_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's SIGUSR1
@@ -150,25 +158,34 @@ def run_trials(
     *,
     restore: bool = False,
     progress: RichProgress | None = None,
+    log: tune.Callback | None = None,
     keep_checkpoints: bool = True,
 ) -> TuneOutcome:
-    """Run (or restore) the study's current Tune experiment over `configs`."""
+    """Run (or restore) the study's current Tune experiment over `configs`; `progress` draws a
+    bar on a terminal, `log` writes plain lines elsewhere (`log_lines.TrialLog`)."""
     from svdablate.runtime.progress import ProgressCallback
 
-    resources = manifest.resource_request()
+    resources = manifest.resources
     done = frozenset(recorder.done_trials())
     todo = [c for c in configs if c.trial_id not in done]
     outcome = TuneOutcome()
     if not todo:
         return outcome
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, done=done, resources=resources.model_dump()),
+        tune.with_parameters(
+            _trainable,
+            done=done,
+            resources=resources.model_dump(),
+            faults=os.environ.get(FAULTS_ENV),
+        ),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
     # A crashed trial's traceback goes to its MLflow run (`error.txt`), not the terminal.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
-    path = f"{manifest.tune_storage.rstrip('/')}/{manifest.tune_experiments[-1]}"
+    if log is not None:
+        callbacks.append(log)
+    path = manifest.tune_path
     began = time.perf_counter()
     interrupts = _Interrupts()
     with interrupts.installed(), progress.live() if progress else contextlib.nullcontext():
@@ -208,7 +225,7 @@ def run_trials(
     outcome.interrupted_by = interrupts.received
     outcome.seconds = round(time.perf_counter() - began, 1)
     if not keep_checkpoints:
-        finished = {t for t, s in recorder.statuses().items() if s != "running"}
+        finished = {t for t, s in recorder.statuses().items() if s != TrialStatus.RUNNING}
         prune_checkpoints(
             r.path for r in results if r.error is None and Path(str(r.path)).name in finished
         )

@@ -36,7 +36,7 @@ def _stem(path: Path) -> str | None:
 
 def _row_key(text: str) -> tuple[str, tuple[str, ...]] | None:
     """(canonical method, treatments) of a row's text; None when it is not a row."""
-    from svdablate.spec.grid import canonical_method, parse_row
+    from svdablate.spec.rows import canonical_method, parse_row
 
     try:
         row = parse_row(text)
@@ -75,7 +75,7 @@ def row_checkpoints(directory: str | Path, rows: list[str]) -> dict[str, str]:
     if missing:
         raise UserError(
             f"--checkpoints {directory}: no checkpoint for row(s) {', '.join(missing)}; "
-            f"add {_expected(missing)} (each row's own model: README, Fine-grained)"
+            f"add {_expected(missing)} (each row's own model: docs/presets.md, Fine-grained)"
         )
     shared: dict[str, list[str]] = {}
     for row, path in chosen.items():
@@ -121,7 +121,6 @@ def check_checkpoints(configs: list[TrialConfig], data: dict[tuple[Any, ...], An
     and image size: the network the trial builds).
     """
     from svdablate.models import build_model
-    from svdablate.study.preflight import data_key
 
     networks: dict[tuple[Any, ...], dict[str, tuple[int, ...]]] = {}
     checked: set[tuple[str, tuple[Any, ...]]] = set()
@@ -130,7 +129,7 @@ def check_checkpoints(configs: list[TrialConfig], data: dict[tuple[Any, ...], An
         path = config.init_checkpoint
         if path is None:
             continue
-        profile = json.loads(data[data_key(config)]["profile"])
+        profile = json.loads(data[config.data_key]["profile"])
         net_key = (
             config.model,
             config.application,
@@ -149,7 +148,7 @@ def check_checkpoints(configs: list[TrialConfig], data: dict[tuple[Any, ...], An
                 image_size=profile["image_size"],
                 method=config.method,
                 precision=config.precision,
-                **config.model_options.as_kwargs(),
+                options=config.model_options,
             )
             prefix = model.classifier_prefix
             networks[net_key] = {

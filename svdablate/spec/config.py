@@ -7,7 +7,7 @@ config (identity fields only: where and how a trial runs does not change what it
 
 `--set` parses a value by its field's type (`lr=0.1`, `milestones=[0.5,0.75]`,
 `model_options.groups=4` or `model_options={"groups": 4}`: `overrides.py`); `svdablate fields`
-and the README's table describe every field from here (`field_reference.py`).
+and docs/config.md's table describe every field from here (`field_reference.py`).
 """
 
 from __future__ import annotations
@@ -27,57 +27,10 @@ from pydantic import (
 )
 
 from svdablate.errors import UserError
+from svdablate.spec.fields import RECORDED, config_field, is_recorded, one_of
+from svdablate.spec.model_options import ModelOptions
 
-# --------------------------------------------------------------------------- field metadata
-
-
-def _field(default: Any, description: str, *, unit: str = "", identity: bool = True, **kw: Any):
-    """A config field: `description` and `unit` document it (README), `identity` puts it in the
-    config hash, `settable` says whether `--set` may change it."""
-    settable = kw.pop("settable", True)
-    extra = {"unit": unit, "identity": identity, "settable": settable}
-    return Field(default, description=description, json_schema_extra=extra, **kw)
-
-
-class ModelOptions(BaseModel):
-    """Options of the network and its meta-layer; unset (None) means the model's own default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    groups: int | None = _field(None, "dbn: whiten the channels in this many groups", ge=1)
-    eps: float | None = _field(None, "dbn: ridge ε of P + εI (default 1e-2)", gt=0)
-    momentum: float | None = _field(
-        None, "dbn: momentum of the running mean and running S (default 0.1)", gt=0, le=1
-    )
-    reduction_dim: int | None = _field(
-        None, "gcp: channels of the 1×1 Pre-SVD conv (default 256; convnet 32)", ge=1
-    )
-    layer4_stride1: bool | None = _field(None, "gcp, resnets: keep layer4 at stride 1")
-    alexnet_bn: bool | None = _field(None, "alexnet: BN after each conv (default true)")
-    width: int | None = _field(None, "convnet: stem channels (default 16)", ge=1)
-    stem_kernel: int | None = _field(None, "convnet: stem kernel size (default 5)", ge=1)
-    metalayer_opts: dict[str, Any] | None = _field(
-        None, "options of sqrtm/inv_sqrtm (e.g. keep, degree, iters, threshold)"
-    )
-    solver: str | None = _field(
-        None,
-        "meta-layer method run in every row instead of the row's (the row keeps its name); "
-        "mpa-lya with precision=float32: what the released ECCV'22 DBN code runs",
-    )
-
-    @field_validator("solver")
-    @classmethod
-    def _known_solver(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or _recorded(info):
-            return value
-        from svdablate.metalayers import resolve_method
-
-        return resolve_method(value)
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """The options set, as `build_model` keyword arguments."""
-        return self.model_dump(exclude_none=True)
-
+__all__ = ["RECORDED", "ModelOptions", "Resources", "StudySpec", "TrialConfig", "validated"]
 
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
@@ -88,119 +41,142 @@ class TrialConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     # what the trial is (set by the grid: --preset, --rows, --seeds, --smoke)
-    study: str = _field("demo", "preset the trial belongs to", settable=False)
-    row: str = _field("SVD", "table row: meta-layer + treatments, e.g. SVD+NOG+OW", settable=False)
-    method: str = _field("svd", "canonical meta-layer method of the row", settable=False)
-    treatments: tuple[str, ...] = _field(
+    study: str = config_field("demo", "preset the trial belongs to", settable=False)
+    row: str = config_field(
+        "SVD", "table row: meta-layer + treatments, e.g. SVD+NOG+OW", settable=False
+    )
+    method: str = config_field("svd", "canonical meta-layer method of the row", settable=False)
+    treatments: tuple[str, ...] = config_field(
         (), "treatments of the row, canonical order", settable=False
     )
-    seed: int = _field(0, "random seed (weights, batch order)", ge=0, settable=False)
-    protocol: Literal["standalone", "hybrid"] = _field(
+    seed: int = config_field(0, "random seed (weights, batch order)", ge=0, settable=False)
+    protocol: Literal["standalone", "hybrid"] = config_field(
         "standalone",
         "hybrid: Newton–Schulz until switch_epoch, then the row's method (ICCV'21 §3.4)",
     )
-    smoke: bool = _field(False, "FakeData stand-in for the dataset (--smoke)", settable=False)
-    fake_like: str | None = _field(
+    smoke: bool = config_field(False, "FakeData stand-in for the dataset (--smoke)", settable=False)
+    fake_like: str | None = config_field(
         None, "the dataset FakeData mimics under --smoke", settable=False
     )
     # data, model, meta-layer
-    application: Literal["dbn", "gcp"] = _field(
+    application: Literal["dbn", "gcp"] = config_field(
         "dbn", "dbn: ZCA whitening (decorrelated BN); gcp: global covariance pooling"
     )
-    model: str = _field("convnet", "network: convnet, resnet18, resnet50, resnet101, alexnet")
-    dataset: str = _field("digits", "digits, cifar10, cifar100, imagenet, cub200, dogs, cars, fake")
-    precision: Literal["float32", "float64"] = _field(
+    model: str = config_field("convnet", "network: convnet, resnet18, resnet50, resnet101, alexnet")
+    dataset: str = config_field(
+        "digits", "digits, cifar10, cifar100, imagenet, cub200, dogs, cars, fake"
+    )
+    precision: Literal["float32", "float64"] = config_field(
         "float64", "dtype the covariance and the matrix function run in"
     )
-    normalization: Literal["dataset", "cifar10", "cifar100"] = _field(
+    normalization: Literal["dataset", "cifar10", "cifar100"] = config_field(
         "dataset",
         "CIFAR inputs' mean/std: the dataset's own, or another CIFAR's (the official ECCV'22 "
         "CIFAR-100 script uses cifar10's)",
     )
-    model_options: ModelOptions = _field(ModelOptions(), "network and meta-layer options")
-    init_checkpoint: str | None = _field(
+    autocast: Literal["off", "bf16", "fp16"] = config_field(
+        "off",
+        "mixed precision of the backbone (torch.autocast; fp16 with a GradScaler); the "
+        "meta-layer and its covariance keep `precision`. Off in the paper presets",
+        hash_default=False,
+    )
+    model_options: ModelOptions = config_field(ModelOptions(), "network and meta-layer options")
+    init_checkpoint: str | None = config_field(
         None,
         "the row's own checkpoint it fine-tunes from (set from --checkpoints DIR)",
         settable=False,
     )
     # recipe
-    epochs: int = _field(6, "training epochs", unit="epochs", ge=1)
-    batch_size: int = _field(64, "images per step", unit="images", ge=1)
-    lr: float = _field(0.05, "base learning rate of SGD", gt=0)
-    momentum: float = _field(0.9, "SGD momentum", ge=0, lt=1)
-    weight_decay: float = _field(5e-4, "SGD weight decay", ge=0)
-    milestones: tuple[Fraction, ...] = _field(
+    epochs: int = config_field(6, "training epochs", unit="epochs", ge=1)
+    batch_size: int = config_field(64, "images per step", unit="images", ge=1)
+    lr: float = config_field(0.05, "base learning rate of SGD", gt=0)
+    momentum: float = config_field(0.9, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = config_field(5e-4, "SGD weight decay", ge=0)
+    milestones: tuple[Fraction, ...] = config_field(
         (), "lr decays at these fractions of the run (epoch = round(f·epochs))", unit="of epochs"
     )
-    gamma: float = _field(0.1, "lr factor at each milestone", gt=0, le=1)
-    classifier_lr_factor: float = _field(
+    gamma: float = config_field(0.1, "lr factor at each milestone", gt=0, le=1)
+    classifier_lr_factor: float = config_field(
         1.0,
         "the classifier's lr is lr × this (ICCV'21 main.py --classifier-factor; FGVC: 5)",
         gt=0,
     )
-    grad_clip_norm: float | None = _field(
+    grad_clip_norm: float | None = config_field(
         None,
         "clip the 2-norm of all gradients to this after backward, before NOG/OLR and the step "
         "(ICCV'21 main.py: 5); null: no clipping",
         gt=0,
     )
-    switch_epoch: int | None = _field(
+    switch_epoch: int | None = config_field(
         None, "hybrid: first epoch of the row's method (set from the recipe)", unit="epoch", ge=1
     )
     # treatments
-    ol_weight: float = _field(1e-2, "OL: λ of λ‖WWᵀ − I‖_F (eq. 12)", ge=0)
-    ow_map: str = _field(
+    ol_weight: float = config_field(1e-2, "OL: λ of λ‖WWᵀ − I‖_F (eq. 12)", ge=0)
+    ow_map: str = config_field(
         "matrix_exp",
         "OW operator: matrix_exp or cayley of the weight matrix, soc (Skew Orthogonal Conv)",
     )
     # telemetry and limits
-    kappa_every: int = _field(10, "sample κ every this many steps", unit="steps", ge=1)
-    max_steps_per_epoch: int | None = _field(
+    kappa_every: int = config_field(10, "sample κ every this many steps", unit="steps", ge=1)
+    max_steps_per_epoch: int | None = config_field(
         None, "stop each epoch after this many steps (smoke runs)", unit="steps", ge=1
     )
     # where and how it runs: not part of the config hash
-    checkpoint_every_s: float = _field(
+    checkpoint_every_s: float = config_field(
         60.0,
         "checkpoint a trial at most this often, and after its last epoch (0: every epoch)",
         unit="s",
         identity=False,
         ge=0,
     )
-    data_dir: str | None = _field(None, "dataset root", identity=False, settable=False)
-    download: bool = _field(False, "download CIFAR if missing", identity=False, settable=False)
-    device: str = _field("auto", "auto (the GPU Ray gives, else CPU), cpu, cuda", identity=False)
-    num_workers: int = _field(0, "DataLoader workers", identity=False, ge=0)
-    test_hooks: tuple[dict[str, Any], ...] = _field(
-        (), "fault injection for the orchestrator's own tests", identity=False
+    data_dir: str | None = config_field(None, "dataset root", identity=False, settable=False)
+    download: bool = config_field(
+        False, "download CIFAR if missing", identity=False, settable=False
+    )
+    device: str = config_field(
+        "auto", "auto (the GPU Ray gives, else CPU), cpu, cuda", identity=False
+    )
+    num_workers: int | None = config_field(
+        None,
+        "DataLoader workers (unset: the trial's CPUs on a GPU, none on a CPU; CIFAR needs none: "
+        "it is augmented on the device)",
+        identity=False,
+        ge=0,
+    )
+    eigh_device: Literal["auto", "same", "cpu"] = config_field(
+        "auto",
+        "where the eigendecomposition runs: auto (the faster, measured at the trial's batch, "
+        "size and dtype on its hardware; recorded in the run), same (where P is) or cpu",
+        identity=False,
     )
 
     # ---- validation across fields -----------------------------------------------------------
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str, info: ValidationInfo) -> str:
-        if _recorded(info):
+        if is_recorded(info):
             return value
         from svdablate.models import MODELS
 
-        return _one_of(value, MODELS, "model")
+        return one_of(value, MODELS, "model")
 
     @field_validator("dataset", "fake_like")
     @classmethod
     def _known_dataset(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or _recorded(info):
+        if value is None or is_recorded(info):
             return value
         from svdablate.data.datasets import DATASETS
 
-        return _one_of(value, DATASETS, "dataset")
+        return one_of(value, DATASETS, "dataset")
 
     @field_validator("ow_map")
     @classmethod
     def _known_ow_map(cls, value: str, info: ValidationInfo) -> str:
-        if _recorded(info):
+        if is_recorded(info):
             return value
         from svdablate.treatments import OW_MAPS
 
-        return _one_of(value, OW_MAPS, "ow_map")
+        return one_of(value, OW_MAPS, "ow_map")
 
     @field_validator("milestones")
     @classmethod
@@ -237,7 +213,9 @@ class TrialConfig(BaseModel):
         identity = {
             name: value
             for name, value in self.model_dump(mode="json").items()
-            if field_meta(name).get("identity", True) and name != "seed"
+            if field_meta(name).get("identity", True)
+            and name != "seed"
+            and (field_meta(name).get("hash_default", True) or value != _default(name))
         }
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -248,6 +226,11 @@ class TrialConfig(BaseModel):
         parts = [self.row, self.dataset, self.protocol, self.precision]
         slug = "_".join(p.replace("+", "-").replace(" ", "") for p in parts)
         return f"{slug}_s{self.seed}_{self.config_hash[:6]}"
+
+    @property
+    def data_key(self) -> tuple[Any, ...]:
+        """Trials with the same key see the same data."""
+        return (self.dataset, self.data_dir, self.fake_like, self.smoke, self.normalization)
 
     @property
     def reported_dataset(self) -> str:
@@ -262,22 +245,6 @@ class TrialConfig(BaseModel):
 def field_meta(name: str) -> dict[str, Any]:
     info = TrialConfig.model_fields.get(name)
     return dict(info.json_schema_extra or {}) if info is not None else {}  # type: ignore[arg-type]
-
-
-#: Validation context of the configs a study recorded in its manifest: their names were checked
-#: against the registries when the study was made, and loading those imports torch (≈2.4 s a
-#: `status`, `report` or `resume`); a trial that builds them still looks each one up.
-RECORDED = {"recorded": True}
-
-
-def _recorded(info: ValidationInfo) -> bool:
-    return bool(info.context and info.context.get("recorded"))
-
-
-def _one_of(value: str, valid: Any, what: str) -> str:
-    if value in valid:
-        return value
-    raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -320,7 +287,6 @@ class StudySpec(BaseModel):
     preset: str = Field("demo", description="preset name")
     seeds: int | None = Field(None, ge=1, description="seeds per row (default: the preset's)")
     rows: tuple[str, ...] | None = Field(None, description="rows to run (default: the preset's)")
-    epochs: int | None = Field(None, ge=1, description="epochs per trial (default: the preset's)")
     smoke: bool = Field(False, description="every trial on FakeData, 2 steps an epoch, on CPU")
     data_dir: str | None = Field(None, description="dataset root")
     download: bool = Field(False, description="download CIFAR where the network allows")
@@ -328,7 +294,20 @@ class StudySpec(BaseModel):
     checkpoints: str | None = Field(
         None, description="folder of the rows' own starting checkpoints, one file per row"
     )
-    overrides: dict[str, Any] = Field(default_factory=dict, description="parsed --set values")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="the trial fields changed (--set, and --epochs)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _epochs_as_override(cls, values: Any) -> Any:
+        """A manifest written before `--epochs` became an override records it as its own key."""
+        if isinstance(values, dict) and "epochs" in values:
+            values = dict(values)
+            epochs = values.pop("epochs")
+            if epochs is not None:
+                values["overrides"] = {"epochs": epochs, **(values.get("overrides") or {})}
+        return values
 
     @field_validator("rows")
     @classmethod
@@ -349,3 +328,8 @@ def validated(model: type[BaseModel], **values: Any) -> Any:
         flag = "--" + key.replace("_", "-") if key else "input"
         given = json.dumps(error.get("input"), default=str)
         raise UserError(f"{flag} {given}: {message}") from None
+
+
+def _default(name: str) -> Any:
+    """A field's default as `model_dump(mode="json")` writes it."""
+    return TrialConfig.model_fields[name].default

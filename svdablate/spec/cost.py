@@ -9,20 +9,31 @@ The per-epoch cost model (seconds of one trial on one whole data-centre GPU, or 
   `torch.utils.flop_counter.FlopCounterMode` on torchvision's networks (a multiply-add is two
   FLOPs; torchvision's model cards print multiply-adds, half these), scaled by (resolution/224)²;
   with the CIFAR stem a 32 px image keeps 32 px at layer1 where the ImageNet stem has 56, so it
-  counts as (32/56)² of 224 px. `tests/test_cost.py` recounts them on the real models.
+  counts as (32/56)² of 224 px. `tests/unit/test_cost.py` recounts them on the real models.
 - GPU: 25 TFLOP/s, a sustained fp32/TF32 training rate of an A100/H100-class GPU; the meta-layer
   per step: the ICCV'21 Table 5 measurement for the 256×256 GCP layer (batch 128, float64 eigh
   forward + backward ≈ 1.2 s; Newton–Schulz 0.76 s), scaled linearly with the batch; the 64×64
-  decorrelated-BN layer at 5 ms a step. No GPU run has calibrated these (README, "Cost model").
+  decorrelated-BN layer at 5 ms a step. No GPU run has calibrated these (docs/presets.md,
+  "Cost model").
 - CPU (a trial with no GPU): `CPU_GFLOPS_PER_CORE` per core of `--cpus-per-trial`, and the 16×16
-  decorrelated-BN layer of the demo at `CPU_DBN_SECONDS_PER_STEP`; the README compares the
+  decorrelated-BN layer of the demo at `CPU_DBN_SECONDS_PER_STEP`; docs/benchmarks.md compares the
   estimate with a measured demo trial.
+
+A rehearsal (`svdablate rehearse`, `<results-dir>/rehearsals/<preset>.json`) replaces the model:
+each trial costs epochs × steps per epoch × its shape's measured seconds per step (a hybrid
+trial's NS epochs at the NS shape's), and `plan` says which rehearsal it used. Where the rehearsal
+shows a trial using a fraction of a GPU's memory and time, `packing_advice` suggests
+`--gpus-per-trial`.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -122,15 +133,61 @@ def recipe_text(configs: list[TrialConfig]) -> str:
     return " · ".join(parts)
 
 
-def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources) -> Table:
-    """The plan of a grid: one line per row, with trials, schedule, resources and GPU-hours."""
+def _hours_by(resources: Resources, rehearsal: dict[str, Any] | None) -> tuple[Any, str, list[str]]:
+    """A function config → hours, what it is based on, and the notes to print under the plan:
+    the rehearsal's seconds where it measured the shape on the kind of device the plan asks
+    for, the cost model otherwise."""
+    gpu = resources.gpus_per_trial > 0
+    share = resources.gpus_per_trial if gpu else resources.cpus_per_trial
+    notes: list[str] = []
+    step_seconds: dict[str, float] = {}
+    if rehearsal is not None:
+        if (rehearsal.get("device_type") == "cuda") == gpu:
+            step_seconds = {s["shape"]: s["step_s"] for s in rehearsal["shapes"]}
+        else:
+            kind = "a GPU" if gpu else "CPUs"
+            notes.append(f"{rehearsal['source']} not used: it ran on {rehearsal['device']}, the "
+                         f"plan asks for {kind}")  # fmt: skip
+
+    def hours(config: TrialConfig) -> float:
+        seconds = rehearsed_seconds(config, step_seconds) if step_seconds else None
+        if seconds is None:
+            return compute_hours([config], resources)
+        return seconds * share / 3600
+
+    basis = (
+        f"measured: {rehearsal['source']}" if step_seconds else "cost model: svdablate.spec.cost"
+    )
+    if step_seconds:
+        for shape in rehearsal["shapes"]:
+            packing = packing_advice(
+                shape.get("memory_fraction"), shape.get("busy_fraction"), resources.gpus_per_trial
+            )
+            if packing:
+                notes.append(
+                    f"{shape['shape']}: {packing.reason}: --gpus-per-trial "
+                    f"{packing.gpus_per_trial:.3g} packs {packing.trials_per_gpu} a GPU, "
+                    f"predicted {packing.throughput_gain:.1f}× the trials per hour"
+                )
+    return hours, basis, notes
+
+
+def plan_table(
+    preset: Preset,
+    configs: list[TrialConfig],
+    resources: Resources,
+    rehearsal: dict[str, Any] | None = None,
+) -> Table:
+    """The plan of a grid: one line per row, with trials, schedule, resources and GPU-hours
+    (from `rehearsal`, a `load_rehearsal` record with its `source`, where it measured them)."""
     unit = "GPU-hours" if resources.gpus_per_trial > 0 else "CPU-hours"
-    total = compute_hours(configs, resources)
+    trial_hours, basis, notes = _hours_by(resources, rehearsal)
+    total = sum(trial_hours(c) for c in configs)
     table = Table(
         title=f"{preset.name}: {preset.reproduces}",
         caption=f"{recipe_text(configs)}\n{len(configs)} trials · {total:,.2f} {unit} estimated "
-        f"(cost model: svdablate.spec.cost) · {resources.gpus_per_trial:g} GPU and "
-        f"{resources.cpus_per_trial:g} CPUs per trial",
+        f"({basis}) · {resources.gpus_per_trial:g} GPU and "
+        f"{resources.cpus_per_trial:g} CPUs per trial" + "".join(f"\n{n}" for n in notes),
     )
     starts = preset.fine_tunes or any(c.init_checkpoint for c in configs)
     columns = ("row", "protocol", "dataset", "precision", "seeds", "schedule")
@@ -144,7 +201,7 @@ def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources)
     for c in configs:
         key = (c.row, c.protocol, c.reported_dataset, c.precision)
         groups[key] += 1
-        hours[key] = hours.get(key, 0.0) + compute_hours([c], resources)
+        hours[key] = hours.get(key, 0.0) + trial_hours(c)
         start = (
             Path(c.init_checkpoint).name
             if c.init_checkpoint
@@ -157,3 +214,91 @@ def plan_table(preset: Preset, configs: list[TrialConfig], resources: Resources)
             row, protocol, dataset, precision, str(seeds), *schedule[key], f"{hours[key]:,.2f}"
         )
     return table
+
+
+# --------------------------------------------------------------------------- from a rehearsal
+REHEARSALS = "rehearsals"  # folder under --results-dir
+PACKING_MEMORY_HEADROOM = 0.9  # share of a GPU's memory that packed trials may fill together
+PACKING_MIN_GAIN = 1.2  # a smaller predicted gain is not worth the trials' interference
+
+
+def rehearsal_path(results_dir: str | Path, preset: str) -> Path:
+    """Where `rehearse` writes, and `plan` reads, a preset's latest rehearsal."""
+    return Path(results_dir) / REHEARSALS / f"{preset}.json"
+
+
+def load_rehearsal(results_dir: str | Path, preset: str) -> dict[str, Any] | None:
+    """The preset's latest rehearsal record, with `source` (which rehearsal: when, where, the
+    file), or None when there is none (or it is unreadable)."""
+    path = rehearsal_path(results_dir, preset)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    record["source"] = f"rehearsal of {record['when']} on {record['device']} ({path})"
+    return record
+
+
+def shape_key(config: TrialConfig, method: str | None = None) -> str:
+    """The trial shape a rehearsal measures: network, dataset (its image size), batch, method,
+    precision and autocast (`training.rehearse.shape_label` spells it the same way)."""
+    from svdablate.data.datasets import FAKE_SHAPES
+
+    size = FAKE_SHAPES[config.reported_dataset][2]
+    label = f"{config.model} {config.reported_dataset} {size}px b{config.batch_size} "
+    label += f"{method or config.method} {config.precision}"
+    return label if config.autocast == "off" else f"{label} {config.autocast}"
+
+
+def steps_per_epoch(config: TrialConfig) -> int:
+    """Training steps of one full epoch (drop_last), or the config's cap."""
+    images, _ = DATASET_IMAGES.get(config.reported_dataset, (50000, 32))
+    steps = images // config.batch_size
+    return min(steps, config.max_steps_per_epoch or steps)
+
+
+def rehearsed_seconds(config: TrialConfig, step_seconds: dict[str, float]) -> float | None:
+    """A trial's training seconds from a rehearsal's seconds per step by shape; None when its
+    shape was not rehearsed. Hybrid: the epochs before the switch at the NS shape when measured."""
+    own = step_seconds.get(shape_key(config))
+    if own is None:
+        return None
+    per_epoch = steps_per_epoch(config)
+    ns_epochs = config.switch_epoch or 0
+    ns = step_seconds.get(shape_key(config, "ns"), own)
+    return per_epoch * (ns_epochs * ns + (config.epochs - ns_epochs) * own)
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How many trials one GPU could hold, and the throughput that predicts."""
+
+    trials_per_gpu: int
+    gpus_per_trial: float
+    throughput_gain: float
+    reason: str
+
+
+def packing_advice(
+    memory_fraction: float | None, busy_fraction: float | None, gpus_per_trial: float
+) -> Packing | None:
+    """Pack k trials a GPU when k fit its memory (with headroom) and one leaves it idle for most
+    of the time: k = min(⌊0.9 / memory share⌋, ⌈1 / busy share⌉). The gain assumes the idle time
+    is what the others fill: min(k, 1 / busy share). None: not measured, or less to gain than
+    PACKING_MIN_GAIN."""
+    if memory_fraction is None or busy_fraction is None or memory_fraction <= 0:
+        return None
+    by_memory = math.floor(PACKING_MEMORY_HEADROOM / memory_fraction)
+    by_time = math.ceil(1 / max(busy_fraction, 1e-3))
+    k = min(by_memory, by_time)
+    current = max(1, round(1 / gpus_per_trial)) if 0 < gpus_per_trial <= 1 else 1
+    if k <= current:
+        return None
+    gain = min(k, 1 / busy_fraction) / min(current, 1 / busy_fraction)
+    if gain < PACKING_MIN_GAIN:
+        return None
+    reason = (
+        f"a trial uses {memory_fraction:.0%} of the GPU's memory and keeps it busy "
+        f"{busy_fraction:.0%} of the time"
+    )
+    return Packing(k, 1 / k, gain, reason)

@@ -77,6 +77,25 @@ def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     return out
 
 
+Overrides = dict[str, Any] | list[str] | tuple[str, ...] | None
+
+
+def as_overrides(overrides: Overrides, epochs: int | None) -> dict[str, Any]:
+    """The trial fields changed: `--set` as {key: value} or ['key=value', …], `--epochs` being
+    sugar for `--set epochs=N` (given both, they must agree)."""
+    parsed = parse_overrides(list(overrides)) if isinstance(overrides, list | tuple) else overrides
+    parsed = dict(parsed or {})
+    if epochs is not None:
+        if epochs < 1:
+            raise UserError(f"--epochs {epochs}: must be greater than or equal to 1")
+        if parsed.get("epochs", epochs) != epochs:
+            raise UserError(
+                f"--epochs {epochs} and --set epochs={parsed['epochs']}: give the epochs once"
+            )
+        parsed["epochs"] = epochs
+    return parsed
+
+
 def _grid_option(key: str) -> str:
     return {
         "row": "--rows",

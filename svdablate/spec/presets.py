@@ -1,12 +1,19 @@
-"""The studies of both papers as presets: rows, seeds, data, model and recipe (DESIGN §7)."""
+"""The studies of both papers as presets: rows, seeds, data, model and recipe (DESIGN §7).
+
+A preset is a `TrialConfig` template (application, model, recipe, options: what every trial of
+the study shares) and the axes of its grid (rows, datasets, protocols, precisions, seeds); the
+grid makes each trial a copy of the template (`grid.expand`). A recipe's milestones are fractions
+of the run, so `--epochs` moves them (epoch = round(f·epochs)).
+"""
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from svdablate.errors import UserError
+from svdablate.spec.config import RECORDED, TrialConfig
 
 ECCV22_ROWS = (
     "SVD",
@@ -34,60 +41,46 @@ ICCV21_ROWS = (
 )
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Optimiser and schedule of a study: SGD with momentum, step decay at milestones.
-
-    Milestones are fractions of the run, so `--epochs` moves them (epoch = round(f·epochs)).
-    `grad_clip_norm` clips all gradients' norm each step (None: never); the classifier's lr is
-    `lr × classifier_lr_factor` (`svdablate.training.update`).
-    """
-
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    milestones: tuple[float, ...] = ()
-    gamma: float = 0.1
-    grad_clip_norm: float | None = None
-    classifier_lr_factor: float = 1.0
-
-
 def fractions(epochs: int, *milestones: int) -> tuple[float, ...]:
     """A published schedule's milestone epochs as fractions of its run (100/350 → 0.2857…)."""
     return tuple(m / epochs for m in milestones)
 
 
+def template(**fields: Any) -> TrialConfig:
+    """The trial every grid point of a preset copies: the fields its trials share (the names are
+    looked up in the registries when the grid validates each trial, not at import)."""
+    return TrialConfig.model_validate(fields, context=RECORDED)
+
+
 @dataclass(frozen=True)
 class Preset:
-    """One study of a paper: every axis of its grid and the recipe of each trial."""
+    """One study of a paper: every axis of its grid and the template of each trial."""
 
     name: str
     reproduces: str
-    application: str
-    model: str
+    trial: TrialConfig  # the template: application, model, recipe, options, ow_map
     datasets: tuple[str, ...]
     rows: tuple[str, ...]
     seeds: int
-    recipe: Recipe
     protocols: tuple[str, ...] = ("standalone",)
     precisions: tuple[str, ...] = ("float64",)
     gpus_per_trial: float = 1.0
     cpus_per_trial: float = 4.0
-    model_options: dict[str, Any] = field(default_factory=dict)
-    ow_map: str = "matrix_exp"
     hybrid_warmup_epochs: int = 3
     #: each row starts from its own checkpoint (`--checkpoints DIR`, `checkpoints.py`), required
     fine_tunes: bool = False
 
-    def with_overrides(self, **changes: Any) -> Preset:
+    def with_changes(self, **changes: Any) -> Preset:
         """Copy of the preset with some fields replaced."""
         return replace(self, **changes)
 
-    def with_recipe(self, **changes: Any) -> Preset:
-        """Copy of the preset with some recipe fields replaced."""
-        return replace(self, recipe=replace(self.recipe, **changes))
+    @property
+    def application(self) -> str:
+        return self.trial.application
+
+    @property
+    def model(self) -> str:
+        return self.trial.model
 
     @property
     def hybrid(self) -> bool:
@@ -101,7 +94,7 @@ def hybrid_switch_epoch(epochs: int, milestone_epochs: list[int], warmup_epochs:
     return min(max(last - warmup_epochs, 1), max(epochs - 1, 1))
 
 
-_CIFAR_RECIPE = Recipe(
+_CIFAR_RECIPE: dict[str, Any] = dict(
     epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, milestones=fractions(350, 100, 200, 300)
 )
 #: ICCV'21 main.py clips the gradient norm of all parameters at 5 after every backward
@@ -109,7 +102,7 @@ _CIFAR_RECIPE = Recipe(
 ICCV21_GRAD_CLIP = 5.0
 # The ICCV'21 scripts' settings (KingJamesSong/DifferentiableSVD): their lr_params "10 20 30" and
 # "30 45 60" decay at each milestone below the epoch count, so the last one never acts.
-_ALEXNET_RECIPE = Recipe(  # train_alexnet.sh
+_ALEXNET_RECIPE = dict(  # train_alexnet.sh
     epochs=30,
     batch_size=128,
     lr=0.0794,
@@ -117,7 +110,7 @@ _ALEXNET_RECIPE = Recipe(  # train_alexnet.sh
     milestones=fractions(30, 10, 20),
     grad_clip_norm=ICCV21_GRAD_CLIP,
 )
-_RESNET_IMAGENET_RECIPE = Recipe(  # train_resnet.sh
+_RESNET_IMAGENET_RECIPE = dict(  # train_resnet.sh
     epochs=60,
     batch_size=256,
     lr=0.0794,
@@ -129,7 +122,7 @@ _RESNET_IMAGENET_RECIPE = Recipe(  # train_resnet.sh
 # its reduction conv and meta-layer included, as ICCV'21 §5.4 describes): lr 1.2e-3, lr_params 100
 # over 100 epochs (no decay), batch 10, classifier lr ×5. Its weight_decay=1e-3 is never passed to
 # main.py, so main.py's default 1e-4 is what ran.
-_FGVC_RECIPE = Recipe(
+_FGVC_RECIPE = dict(
     epochs=100,
     batch_size=10,
     lr=1.2e-3,
@@ -142,7 +135,8 @@ PRESETS: dict[str, Preset] = {}
 
 
 def register_preset(preset: Preset) -> Preset:
-    """Add a preset to the registry under its name."""
+    """Add a preset to the registry under its name (its trials' `study`)."""
+    preset = replace(preset, trial=preset.trial.model_copy(update={"study": preset.name}))
     PRESETS[preset.name] = preset
     return preset
 
@@ -151,15 +145,22 @@ register_preset(
     Preset(
         name="demo",
         reproduces="ECCV'22 decorrelated BN on digits (CPU, minutes)",
-        application="dbn",
-        model="convnet",
+        # Chosen from measurements (docs/presets.md, "The demo preset"): 6 epochs showed nothing
+        # but noise; at 15 epochs with the decay at 2/3, five seeds resolve the κ claims in about
+        # 4 minutes.
+        trial=template(
+            application="dbn",
+            model="convnet",
+            epochs=15,
+            batch_size=64,
+            lr=0.05,
+            weight_decay=5e-4,
+            milestones=(2 / 3,),
+            ow_map="soc",  # as the ECCV'22 presets: the operator the published numbers came from
+        ),
         datasets=("digits",),
         rows=("SVD", "SVD+NOG", "SVD+OW", "SVD+NOG+OW+OLR", "NS"),
-        # Chosen from measurements (README "The demo"): 6 epochs showed nothing but noise; at 15
-        # epochs with the decay at 2/3, five seeds resolve the κ claims in about 4 minutes.
         seeds=5,
-        recipe=Recipe(epochs=15, batch_size=64, lr=0.05, weight_decay=5e-4, milestones=(2 / 3,)),
-        ow_map="soc",  # as the ECCV'22 presets: the operator the published numbers came from
         gpus_per_trial=0.0,
         cpus_per_trial=1.0,
     )
@@ -169,13 +170,11 @@ for _data in ("cifar10", "cifar100"):
         Preset(
             name=f"eccv22-dbn-{_data}",
             reproduces=f"ECCV'22 Tables 1-4 ({_data}), Figs. 1-4",
-            application="dbn",
-            model="resnet50",
+            # ow_map: the operator of the official code the published numbers came from
+            trial=template(application="dbn", model="resnet50", ow_map="soc", **_CIFAR_RECIPE),
             datasets=(_data,),
             rows=ECCV22_ROWS,
             seeds=10,
-            recipe=_CIFAR_RECIPE,
-            ow_map="soc",  # the operator of the official code the published numbers came from
             # The paper's solvers (SVD, NS) and CIFAR-100's own mean/std. The released code's
             # float32 MPA-Lya in every row: --set model_options.solver=mpa-lya and
             # --set precision=float32 (the captions say which ran).
@@ -186,18 +185,22 @@ for _data in ("cifar10", "cifar100"):
 
 
 def _gcp_study(
-    name: str, reproduces: str, model: str, rows: tuple[str, ...], recipe: Recipe, **fields: Any
+    name: str,
+    reproduces: str,
+    model: str,
+    rows: tuple[str, ...],
+    recipe: dict[str, Any],
+    ow_map: str = "matrix_exp",
+    **fields: Any,
 ) -> Preset:
     """A global-covariance-pooling study: one seed, a whole GPU and 8 CPUs a trial, ImageNet."""
     fields.setdefault("datasets", ("imagenet",))
     return Preset(
         name=name,
         reproduces=reproduces,
-        application="gcp",
-        model=model,
+        trial=template(application="gcp", model=model, ow_map=ow_map, **recipe),
         rows=rows,
         seeds=1,
-        recipe=recipe,
         gpus_per_trial=1.0,
         cpus_per_trial=8.0,
         **fields,
@@ -235,7 +238,7 @@ register_preset(
         _RESNET_IMAGENET_RECIPE,
         protocols=("standalone", "hybrid"),
         # train_resnet.sh's -a resnet50 keeps layer4 at stride 2 (7×7 positions at 224 px, not
-        # iSQRT-COV's stride-1 mpncovresnet50): tests/test_official_networks.py
+        # iSQRT-COV's stride-1 mpncovresnet50): tests/unit/test_official_networks.py
     )
 )
 register_preset(

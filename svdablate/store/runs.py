@@ -10,9 +10,18 @@ from typing import Any
 from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from svdablate.schema import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Role, Tag, TrialStatus
+from svdablate.schema import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    PARENT_RUN_TAG,
+    Role,
+    RunStatus,
+    Tag,
+    TrialStatus,
+    search_child_runs,
+)
 from svdablate.spec.config import TrialConfig
 
 PARAM_VALUE_LIMIT = 6000
@@ -61,18 +70,14 @@ def create_parent_run(
 def child_runs(client: MlflowClient, parent_run_id: str) -> dict[str, Any]:
     """Existing child runs of a parent, keyed by trial id."""
     parent = client.get_run(parent_run_id)
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
-        max_results=50000,
-    )
+    runs = search_child_runs(client, parent.info.experiment_id, parent_run_id)
     return {r.data.tags.get(Tag.TRIAL_ID): r for r in runs}
 
 
 def trial_tags(config: TrialConfig, parent_run_id: str, grid_id: str) -> dict[str, str]:
     """The tags of a trial's child run (what the report reads)."""
     return {
-        MLFLOW_PARENT_RUN_ID: parent_run_id,
+        PARENT_RUN_TAG: parent_run_id,
         MLFLOW_RUN_NAME: config.trial_id,
         Tag.ROLE: Role.TRIAL,
         Tag.ROW: config.row,
@@ -97,7 +102,7 @@ def mark_children_interrupted(client: MlflowClient, parent_run_id: str) -> list[
     for trial_id, run in child_runs(client, parent_run_id).items():
         if run.data.tags.get(Tag.STATUS, TrialStatus.RUNNING) != TrialStatus.RUNNING:
             continue
-        client.set_terminated(run.info.run_id, "KILLED")
+        client.set_terminated(run.info.run_id, RunStatus.KILLED)
         client.set_tag(run.info.run_id, Tag.STATUS, TrialStatus.INTERRUPTED)
         marked.append(trial_id)
     return marked

@@ -36,7 +36,21 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
 
 from svdablate.errors import UserError
-from svdablate.schema import StudyStatus, Tag, TrialStatus
+from svdablate.schema import (
+    CreateRun,
+    LogRun,
+    LogText,
+    RunStatus,
+    SetStudyStatus,
+    SpoolOp,
+    StudyStatus,
+    Tag,
+    TerminateRun,
+    TrialStatus,
+    parse_spool_record,
+    search_child_runs,
+    spool_record,
+)
 from svdablate.store.health import DiskFull, is_disk_full
 from svdablate.store.runs import mark_children_interrupted
 from svdablate.study.manifest import STUDIES_DIR
@@ -51,12 +65,6 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)  # waits between attempts while the store 
 JOIN_S = 20.0  # longest wait for an attempt in flight when the writer stops (> the HTTP timeout)
 FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 PERMANENT_HTTP = (400, 404)  # a bad value or a missing run: sending it again cannot help
-MLFLOW_STATUS = {
-    StudyStatus.RUNNING: "RUNNING",
-    StudyStatus.FINISHED: "FINISHED",
-    StudyStatus.FAILED: "FAILED",
-    StudyStatus.INTERRUPTED: "KILLED",
-}
 log = logging.getLogger(__name__)
 
 
@@ -69,42 +77,42 @@ def apply_parent_status(client: MlflowClient, parent_run_id: str, status: str) -
     """Mark the parent run running, finished, failed or interrupted (MLflow's KILLED; its child
     runs still running are marked interrupted too)."""
     if status == StudyStatus.RUNNING:
-        client.update_run(parent_run_id, status=MLFLOW_STATUS[status])
+        client.update_run(parent_run_id, status=RunStatus.OF_STUDY[status])
     else:
-        client.set_terminated(parent_run_id, MLFLOW_STATUS[status])
+        client.set_terminated(parent_run_id, RunStatus.OF_STUDY[status])
     if status == StudyStatus.INTERRUPTED:  # its trials in flight with it
         mark_children_interrupted(client, parent_run_id)
     client.set_tag(parent_run_id, Tag.STATUS, status)
 
 
-def merge_logs(raws: list[bytes]) -> tuple[dict[str, Any], int]:
+def merge_logs(raws: list[bytes]) -> tuple[SpoolOp, int]:
     """The first spooled operation, with the `log` operations of the same trial that follow it
     merged in (one `log_batch` within MLflow's limits); and how many lines it took.
 
     A backlog (a store that was away, a slow server) then drains in a few requests, not one per
     epoch. Metrics keep their own timestamps and steps; a later tag value wins, as it would.
     """
-    op = json.loads(raws[0])
-    if op.get("op") != "log":
+    op = parse_spool_record(json.loads(raws[0]))
+    if not isinstance(op, LogRun):
         return op, 1
-    metrics, tags = list(op["metrics"]), dict(op["tags"])
+    metrics, tags = list(op.metrics), dict(op.tags)
     used = 1
     for raw in raws[1:]:
         try:
-            following = json.loads(raw)
+            following = parse_spool_record(json.loads(raw))
         except ValueError:
             break
-        if following.get("op") != "log" or following.get("trial") != op["trial"]:
+        if not isinstance(following, LogRun) or following.trial != op.trial:
             break
         if (
-            len(metrics) + len(following["metrics"]) > BATCH_METRICS
-            or len(tags.keys() | following["tags"].keys()) > BATCH_TAGS
+            len(metrics) + len(following.metrics) > BATCH_METRICS
+            or len(tags.keys() | following.tags.keys()) > BATCH_TAGS
         ):
             break
-        metrics += following["metrics"]
-        tags.update(following["tags"])
+        metrics += following.metrics
+        tags.update(following.tags)
         used += 1
-    return {**op, "metrics": metrics, "tags": tags}, used
+    return LogRun(op.trial, metrics, tags), used
 
 
 def is_permanent(error: Exception) -> bool:
@@ -118,9 +126,10 @@ def is_permanent(error: Exception) -> bool:
 class SpooledWriter:
     """The study's MLflow writes: `submit` appends to the spool; a thread applies it in order.
 
-    Operations (JSON objects): `create` (a trial's child run: tags, params), `log` (metrics as
-    [key, value, timestamp, step] and tags), `terminate` (a child run's MLflow status), `text`
-    (an artifact file of a child run, e.g. a failed trial's traceback) and `parent` (the
+    Operations are `schema`'s typed records, one JSON object a line (`spool_record`):
+    `CreateRun` (a trial's child run: tags, params), `LogRun` (metrics as [key, value,
+    timestamp, step] and tags), `TerminateRun` (a child run's MLflow status), `LogText` (an
+    artifact file of a child run, e.g. a failed trial's traceback) and `SetStudyStatus` (the
     study's status).
     """
 
@@ -235,9 +244,9 @@ class SpooledWriter:
         return left
 
     # ---- the callback's side ---------------------------------------------------------------
-    def submit(self, op: dict[str, Any]) -> None:
+    def submit(self, op: SpoolOp) -> None:
         """Append one operation to the spool (a local write: never waits for the store)."""
-        line = (json.dumps(op, default=str) + "\n").encode()
+        line = (json.dumps(spool_record(op), default=str) + "\n").encode()
         with self._cond:
             try:
                 self._writer.write(line)
@@ -323,20 +332,17 @@ class SpooledWriter:
             self._cond.notify_all()
 
     # ---- one operation ---------------------------------------------------------------------
-    def _apply(self, op: dict[str, Any], *, uncertain: bool) -> None:
-        kind = op["op"]
-        if kind == "parent":
-            apply_parent_status(self.client, self.parent_run_id, op["status"])
-        elif kind == "create":
+    def _apply(self, op: SpoolOp, *, uncertain: bool) -> None:
+        if isinstance(op, SetStudyStatus):
+            apply_parent_status(self.client, self.parent_run_id, op.status)
+        elif isinstance(op, CreateRun):
             self._create(op, uncertain=uncertain)
-        elif kind == "log":
+        elif isinstance(op, LogRun):
             self._log(op)
-        elif kind == "terminate":
-            self.client.set_terminated(self._run_of(op["trial"]), op["status"])
-        elif kind == "text":
-            self.client.log_text(self._run_of(op["trial"]), op["text"], op["file"])
-        else:
-            raise ValueError(f"unknown spool operation {kind!r}")
+        elif isinstance(op, TerminateRun):
+            self.client.set_terminated(self._run_of(op.trial), op.status)
+        elif isinstance(op, LogText):
+            self.client.log_text(self._run_of(op.trial), op.text, op.file)
 
     def _run_of(self, trial_id: str) -> str:
         if trial_id not in self._runs:
@@ -349,38 +355,33 @@ class SpooledWriter:
         return self._runs[trial_id]
 
     def _find_run(self, trial_id: str) -> str | None:
-        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-        found = self.client.search_runs(
-            [self._experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' "
-            f"and tags.`{Tag.TRIAL_ID}` = '{trial_id}'",
-            max_results=1,
+        found = search_child_runs(
+            self.client, self._experiment_id, self.parent_run_id, trial_id=trial_id
         )
         return found[0].info.run_id if found else None
 
-    def _create(self, op: dict[str, Any], *, uncertain: bool) -> None:
-        trial_id = op["trial"]
+    def _create(self, op: CreateRun, *, uncertain: bool) -> None:
+        trial_id = op.trial
         run_id = self._runs.get(trial_id) or (self._find_run(trial_id) if uncertain else None)
         created = run_id is None
         if created:
-            name = op["tags"].get(MLFLOW_RUN_NAME, trial_id)
+            name = op.tags.get(MLFLOW_RUN_NAME, trial_id)
             run_id = self.client.create_run(
-                self._experiment_id, tags=op["tags"], run_name=name
+                self._experiment_id, tags=op.tags, run_name=name
             ).info.run_id
         self._runs[trial_id] = run_id
-        params = [Param(k, v) for k, v in op["params"].items()]
+        params = [Param(k, v) for k, v in op.params.items()]
         for i in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(run_id, params=params[i : i + PARAM_BATCH])
-        if op.get("dataset") and created:  # a creation replayed onto an existing run did it
-            dataset = Dataset(source_type="local", **op["dataset"])
+        if op.dataset and created:  # a creation replayed onto an existing run did it
+            dataset = Dataset(source_type="local", **op.dataset)
             context = InputTag(MLFLOW_DATASET_CONTEXT, "train+val")
             self.client.log_inputs(run_id, [DatasetInput(dataset, tags=[context])])
 
-    def _log(self, op: dict[str, Any]) -> None:
-        metrics = [Metric(key, value, ts, step) for key, value, ts, step in op["metrics"]]
-        tags = [RunTag(k, v) for k, v in op["tags"].items()]
-        run_id = self._run_of(op["trial"])
+    def _log(self, op: LogRun) -> None:
+        metrics = [Metric(key, value, ts, step) for key, value, ts, step in op.metrics]
+        tags = [RunTag(k, v) for k, v in op.tags.items()]
+        run_id = self._run_of(op.trial)
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        if op["tags"].get(Tag.STATUS) == TrialStatus.RUNNING:  # (re)started: no longer KILLED
-            self.client.update_run(run_id, status="RUNNING")
+        if op.tags.get(Tag.STATUS) == TrialStatus.RUNNING:  # (re)started: no longer KILLED
+            self.client.update_run(run_id, status=RunStatus.RUNNING)

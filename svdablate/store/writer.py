@@ -19,12 +19,18 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from ray import tune
 
 from svdablate.errors import UserError
-from svdablate.runtime.tune_runner import SET_ASIDE
 from svdablate.schema import (
     EPOCH_METRICS,
     FINAL_OF,
+    CreateRun,
+    LogRun,
+    LogText,
+    RunStatus,
+    SetStudyStatus,
     StudyStatus,
     Tag,
+    TerminateRun,
+    TrialResult,
     TrialStatus,
 )
 from svdablate.schema import Metric as M
@@ -141,10 +147,10 @@ class MLflowRecorder(tune.Callback):
 
     def set_study_status(self, status: str) -> None:
         """Queue the parent run's status (running, finished, failed, interrupted)."""
-        self.open().submit({"op": "parent", "status": status})
+        self.open().submit(SetStudyStatus(status))
 
     # ---- writes -----------------------------------------------------------------------------
-    def _submit(self, op: str, config: TrialConfig, **fields: Any) -> None:
+    def _submit(self, op: LogRun | LogText | TerminateRun, config: TrialConfig) -> None:
         """Queue an operation on the trial's child run, its creation first when it has none."""
         writer = self.open()
         trial_id = config.trial_id
@@ -152,20 +158,17 @@ class MLflowRecorder(tune.Callback):
             params = {k: v[:PARAM_VALUE_LIMIT] for k, v in config.as_params().items()}
             tags = trial_tags(config, self.parent_run_id, self._grid_id)
             tags[MLFLOW_RUN_NAME] = self.run_names.get(trial_id, trial_id)
-            create = {"op": "create", "trial": trial_id, "tags": tags, "params": params}
-            if trial_id in self.datasets:
-                create["dataset"] = self.datasets[trial_id]
-            writer.submit(create)
+            writer.submit(CreateRun(trial_id, tags, params, self.datasets.get(trial_id)))
             self._runs.add(trial_id)
             self._next_epoch[trial_id] = 0
             self._status[trial_id] = TrialStatus.RUNNING
-        writer.submit({"op": op, "trial": trial_id, **fields})
+        writer.submit(op)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         config = _config(trial)
         if self.statuses().get(config.trial_id) in TrialStatus.DONE:
             return
-        self._submit("log", config, metrics=[], tags={Tag.STATUS: TrialStatus.RUNNING})
+        self._submit(LogRun(config.trial_id, tags={Tag.STATUS: TrialStatus.RUNNING}), config)
         self._status[config.trial_id] = TrialStatus.RUNNING
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -173,28 +176,32 @@ class MLflowRecorder(tune.Callback):
         trial_id = config.trial_id
         if self.statuses().get(trial_id) in TrialStatus.DONE:
             return
-        if result.get("error"):
-            self._fail(config, str(result["error"]))
+        reported = TrialResult.from_report(result)
+        if reported.error is not None:
+            self._fail(config, reported.error)
             return
-        if result.get(SET_ASIDE):
-            self._set_aside(config, str(result[SET_ASIDE]))
+        if reported.set_aside is not None:
+            self._set_aside(config, reported.set_aside)
             return
-        if "epoch" not in result:
+        if reported.epoch is None:
             return
-        epoch = int(result["epoch"])
+        epoch = reported.epoch
         if epoch < self._next_epoch.get(trial_id, 0):
             return  # replayed after a retry or resume: MLflow already holds this epoch
         now = int(time.time() * 1000)
-        values = {key: result[key] for key in EPOCH_METRICS if _is_number(result.get(key))}
+        numbers = reported.metrics
+        values = {key: numbers[key] for key in EPOCH_METRICS if key in numbers}
         values[M.EPOCHS_COMPLETED] = epoch + 1
-        diverged = bool(result.get(M.DIVERGED))
+        diverged = bool(numbers.get(M.DIVERGED))
         if epoch + 1 >= config.epochs or diverged:  # the final metrics, once, at the last step
-            values |= {f: result[k] for f, k in FINAL_OF.items() if _is_number(result.get(k))}
-        tags = {Tag.METHOD_USED: str(result.get("method_used", ""))}
-        if result.get("device"):
-            tags[Tag.DEVICE] = str(result["device"])
+            values |= {f: numbers[k] for f, k in FINAL_OF.items() if k in numbers}
+        tags = {Tag.METHOD_USED: reported.method_used}
+        if reported.device:
+            tags[Tag.DEVICE] = reported.device
+        if reported.eigh_device:
+            tags[Tag.EIGH_DEVICE] = reported.eigh_device
         metrics = [[key, float(value), now, epoch] for key, value in values.items()]
-        self._submit("log", config, metrics=metrics, tags=tags)
+        self._submit(LogRun(trial_id, metrics, tags), config)
         self.epochs_logged += 1
         self._next_epoch[trial_id] = epoch + 1
         if diverged:
@@ -209,8 +216,8 @@ class MLflowRecorder(tune.Callback):
         if not diverged and self._next_epoch.get(trial_id, 0) < config.epochs:
             return  # stopped before its last epoch (an interrupt): left for `resume`
         status = TrialStatus.DIVERGED if diverged else TrialStatus.FINISHED
-        self._submit("log", config, metrics=[], tags={Tag.STATUS: status})
-        self._submit("terminate", config, status="FINISHED")
+        self._submit(LogRun(trial_id, tags={Tag.STATUS: status}), config)
+        self._submit(TerminateRun(trial_id, RunStatus.FINISHED), config)
         self._status[trial_id] = status
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -241,10 +248,10 @@ class MLflowRecorder(tune.Callback):
 
     def _fail(self, config: TrialConfig, error: str, trace: str = "") -> None:
         tags = {Tag.STATUS: TrialStatus.FAILED, Tag.ERROR: error[:ERROR_TAG_LIMIT]}
-        self._submit("log", config, metrics=[], tags=tags)
+        self._submit(LogRun(config.trial_id, tags=tags), config)
         if trace:
-            self._submit("text", config, text=trace, file=ERROR_ARTIFACT)
-        self._submit("terminate", config, status="FAILED")
+            self._submit(LogText(config.trial_id, trace, ERROR_ARTIFACT), config)
+        self._submit(TerminateRun(config.trial_id, RunStatus.FAILED), config)
         self._status[config.trial_id] = TrialStatus.FAILED
 
     def _set_aside(self, config: TrialConfig, note: str) -> None:
@@ -254,11 +261,7 @@ class MLflowRecorder(tune.Callback):
             config.trial_id,
             note,
         )  # the epochs MLflow holds are not logged again (the same seed retrains them alike)
-        self._submit("log", config, metrics=[], tags={Tag.SET_ASIDE: note[:ERROR_TAG_LIMIT]})
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float)
+        self._submit(LogRun(config.trial_id, tags={Tag.SET_ASIDE: note[:ERROR_TAG_LIMIT]}), config)
 
 
 def _config(trial: Any) -> TrialConfig:

@@ -1,5 +1,7 @@
 """Run a started study's trials: replay the spool, run what is left through Ray Tune, count the
-outcome, set the parent run's status and publish the report on it (`Study.run/resume/extend`)."""
+outcome, set the parent run's status and publish the report on it (`Study.run/extend`).
+
+It takes records (the manifest, the trial configs, the data records), never the `Study`."""
 
 from __future__ import annotations
 
@@ -7,16 +9,14 @@ import contextlib
 import importlib
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from svdablate.schema import StudyStatus, TrialStatus
 from svdablate.spec.checkpoints import check_checkpoints
 from svdablate.spec.config import TrialConfig
+from svdablate.study.manifest import StudyManifest
 from svdablate.study.outcome import StudyOutcome
-from svdablate.study.preflight import check_data, data_key, run_names
-
-if TYPE_CHECKING:
-    from svdablate.study.study import Study
+from svdablate.study.preflight import DataRecords, check_data, join_ray, run_names
 
 #: What publishing a study imports (≈1.4 s): loaded on a thread while the trials run.
 PUBLISH_IMPORTS = ("svdablate.report", "matplotlib.backends.backend_agg", "matplotlib.figure")
@@ -34,84 +34,94 @@ def _import_in_background(*modules: str) -> None:
 
 
 def execute(
-    study: Study,
+    manifest: StudyManifest,
     configs: list[TrialConfig],
+    data: DataRecords,
     *,
     restore: bool,
     progress: bool,
     console: Any,
     keep_checkpoints: bool | None = None,
 ) -> StudyOutcome:
-    """Run `configs` of the started `study` (those not already finished) and publish its report.
+    """Run `configs` of the started study (those not already finished) and publish its report.
 
-    What the store has not taken when this returns or raises stays in the spool for `resume`.
+    `data`: the data records known so far (`preflight.check_data`); those of the trials left are
+    added to it. `restore`: continue the study's current Tune experiment (its trials' starting
+    checkpoints are checked again first). What the store has not taken when this returns or
+    raises stays in the spool for the next run.
     """
     from svdablate.runtime.progress import RichProgress
     from svdablate.runtime.tune_runner import run_trials
     from svdablate.store.spool import spool_path
     from svdablate.store.writer import MLflowRecorder
 
-    manifest = study.manifest
-    assert manifest is not None
     spool = spool_path(manifest.results_dir, manifest.parent_run_id)
     recorder = MLflowRecorder(
-        manifest.store_uri, manifest.parent_run_id, spool, run_names=run_names(study.configs)
+        manifest.store_uri, manifest.parent_run_id, spool, run_names=run_names(manifest.configs)
     )
     before = recorder.statuses()  # replays the writes an earlier driver left in the spool
     todo = [c for c in configs if before.get(c.trial_id) not in TrialStatus.DONE]
     skipped = len(configs) - len(todo)
-    unseen = [c for c in todo if data_key(c) not in study.data]
+    unseen = [c for c in todo if c.data_key not in data]
     if unseen:  # a loaded study: describe its data for the child runs still to be made
         try:
-            study.data.update(check_data(unseen))
+            data.update(check_data(unseen))
         except BaseException:
             recorder.close(0)
             raise
     if restore:  # resume: the starting checkpoints of the trials left, before Ray starts
         try:
-            check_checkpoints(todo, study.data)
+            check_checkpoints(todo, data)
         except BaseException:
             recorder.close(0)
             raise
-    recorder.datasets.update({c.trial_id: study.data[data_key(c)] for c in todo})
+    recorder.datasets.update({c.trial_id: data[c.data_key] for c in todo})
     if todo:
         try:
-            study.connect()  # a no-op when run/extend joined already
+            join_ray(manifest.address, manifest.resources, manifest.tune_storage)  # once
         except BaseException:
             recorder.close(0)
             raise
     recorder.set_study_status(StudyStatus.RUNNING)
+    terminal = progress and (console is None or console.is_terminal)
     bar = (
         RichProgress(
             len(configs),
-            study.name,
+            manifest.name,
             already_done=skipped,
             console=console,
             pending_writes=recorder.pending_writes,
         )
-        if progress
+        if terminal
         else None
     )
-    keep = not study.spec.smoke if keep_checkpoints is None else keep_checkpoints
+    log = _trial_log(manifest, configs, skipped, console) if progress and not terminal else None
+    keep = not manifest.spec.smoke if keep_checkpoints is None else keep_checkpoints
     _import_in_background(*PUBLISH_IMPORTS)  # the driver idles while the trials run
     try:
         tuned = run_trials(
-            manifest, configs, recorder, restore=restore, progress=bar, keep_checkpoints=keep
+            manifest,
+            configs,
+            recorder,
+            restore=restore,
+            progress=bar,
+            log=log,
+            keep_checkpoints=keep,
         )
     except BaseException:
         recorder.close(0)  # what the store has not taken stays in the spool for `resume`
         raise
     statuses = recorder.statuses()
-    counts = Counter(statuses.get(c.trial_id, "pending") for c in configs)
+    counts = Counter(statuses.get(c.trial_id, TrialStatus.PENDING) for c in configs)
     outcome = StudyOutcome(
-        name=study.name,
+        name=manifest.name,
         parent_run_id=manifest.parent_run_id,
-        results_dir=str(study.results_dir),
+        results_dir=manifest.results_dir,
         trials=len(configs),
         finished=counts[TrialStatus.FINISHED],
         diverged=counts[TrialStatus.DIVERGED],
         failed=counts[TrialStatus.FAILED],
-        unfinished=counts[TrialStatus.RUNNING] + counts["pending"],
+        unfinished=counts[TrialStatus.RUNNING] + counts[TrialStatus.PENDING],
         skipped=skipped,
         interrupted_by=tuned.interrupted_by,
         seconds=tuned.seconds,
@@ -127,6 +137,26 @@ def execute(
         # The table, report, plots and per-row metrics on the parent run (the MLflow UI).
         publish_study(manifest.store_uri, manifest.parent_run_id)
     return outcome
+
+
+def _trial_log(
+    manifest: StudyManifest, configs: list[TrialConfig], skipped: int, console: Any
+) -> Any:
+    """The plain progress lines of a study whose output is not a terminal, from its first."""
+    from svdablate.runtime.log_lines import TrialLog
+
+    log = TrialLog(
+        console.file,
+        run_names(manifest.configs),
+        {c.trial_id: c.epochs for c in configs},
+        total=len(configs),
+        already_done=skipped,
+    )
+    log.line(
+        f"study {manifest.name}: {len(configs)} trials ({skipped} finished before), parent run "
+        f"{manifest.parent_run_id}, tracking {manifest.store_uri}"
+    )
+    return log
 
 
 def _study_status(outcome: StudyOutcome) -> str:

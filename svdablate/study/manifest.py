@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from svdablate.errors import UserError
-from svdablate.spec.config import RECORDED, Resources, TrialConfig
+from svdablate.spec.config import RECORDED, Resources, StudySpec, TrialConfig
 
 STUDIES_DIR = "studies"
 STORE_FILE = "mlflow.db"
@@ -23,20 +25,21 @@ TUNE_DIR = "ray"
 
 @dataclass
 class StudyManifest:
-    """Where a study lives and what it runs. `tracking_uri`/`storage_path` are None when they are
-    the results dir's own (`mlflow.db`, `ray/`), resolved against `results_dir` when loaded."""
+    """Where a study lives and what it runs: its spec (what extend builds on), resources and
+    trial configs, typed. `tracking_uri`/`storage_path` are None when they are the results dir's
+    own (`mlflow.db`, `ray/`), resolved against `results_dir` when loaded."""
 
     parent_run_id: str
     name: str
     grid_id: str
     results_dir: str
-    resources: dict[str, Any]
-    configs: list[dict[str, Any]]
+    spec: StudySpec
+    resources: Resources
+    configs: list[TrialConfig]
     tracking_uri: str | None = None
     storage_path: str | None = None
     tune_experiments: list[str] = field(default_factory=list)
     address: str | None = None
-    spec: dict[str, Any] = field(default_factory=dict)  # the StudySpec: what extend builds on
 
     # ---- resolved views ---------------------------------------------------------------------
     @property
@@ -49,18 +52,25 @@ class StudyManifest:
         """Ray Tune's storage path (the results dir's `ray/` unless --storage-path was given)."""
         return self.storage_path or str(Path(self.results_dir).resolve() / TUNE_DIR)
 
-    def trial_configs(self) -> list[TrialConfig]:
-        """The study's trial configs, validated (their names were checked when it was made)."""
-        return [TrialConfig.model_validate(c, context=RECORDED) for c in self.configs]
+    @property
+    def tune_path(self) -> str:
+        """The folder of the study's current Tune experiment (the last run or extend's)."""
+        return f"{self.tune_storage.rstrip('/')}/{self.tune_experiments[-1]}"
 
-    def resource_request(self) -> Resources:
-        return Resources.model_validate(self.resources)
+    def configs_json(self) -> list[dict[str, Any]]:
+        """The trial configs as JSON objects (the manifest's, `grid.json`'s)."""
+        return [c.model_dump(mode="json") for c in self.configs]
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self) -> Path:
         path = manifest_path(self.results_dir, self.parent_run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = asdict(self)
+        record = {
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "spec": self.spec.model_dump(mode="json"),
+            "resources": self.resources.model_dump(mode="json"),
+            "configs": self.configs_json(),
+        }
         record.pop("results_dir")  # the folder the manifest sits in says where it is
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1, default=str))
@@ -85,8 +95,14 @@ class StudyManifest:
         try:
             record = json.loads(path.read_text())
             record["results_dir"] = str(Path(results_dir).resolve())
+            # names were checked against the registries when the study was made
+            record["configs"] = [
+                TrialConfig.model_validate(c, context=RECORDED) for c in record["configs"]
+            ]
+            record["spec"] = StudySpec.model_validate(record.get("spec") or {})
+            record["resources"] = Resources.model_validate(record["resources"])
             return cls(**record)
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, TypeError, KeyError, ValidationError) as exc:
             raise UserError(
                 f"unreadable study manifest {path} ({exc}): run the study again"
             ) from None

@@ -1,10 +1,12 @@
-"""What a `run`, `resume` or `extend` did, and the exit code it means (README, "Exit codes")."""
+"""What a `run`, `resume` or `extend` did (`StudyOutcome`), where a study stands (`StudyProgress`),
+and the exit codes they mean (README, "Exit codes")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from svdablate.errors import ExitCode
+from svdablate.schema import StudyStatus
 
 
 @dataclass
@@ -50,3 +52,26 @@ class StudyOutcome:
             f"the MLflow store did not answer: {self.unsent_writes} writes wait in {self.spool}; "
             f"send them with `{self.resume_command}`"
         )
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """Where a study stands, read from its MLflow runs (`Study.status`, `svdablate status`)."""
+
+    study: str
+    parent_run_id: str
+    study_status: str  # `schema.StudyStatus`
+    trials: int
+    pending: int  # no child run yet
+    finished: int
+    diverged: int
+    failed: int
+    running: int
+    interrupted: int  # stopped with their study (a signal, a killed driver): resumable
+    epochs_logged: int
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a trial failed or the study failed or was interrupted, else 0."""
+        bad = self.failed or self.study_status in (StudyStatus.INTERRUPTED, StudyStatus.FAILED)
+        return ExitCode.FAILED if bad else ExitCode.OK

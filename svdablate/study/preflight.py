@@ -1,19 +1,17 @@
-"""Checks and facts gathered on the driver before Ray starts: the data, and the names of runs."""
+"""Checks and facts gathered on the driver before trials start: the data, the Ray cluster's
+resources, and the names of runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from svdablate.errors import UserError
-from svdablate.spec.config import TrialConfig
+from svdablate.spec.config import Resources, TrialConfig
 
 #: The axes that tell a row's trials apart in a run's name when the study varies them.
 NAME_AXES = ("reported_dataset", "protocol", "precision")
-
-
-def data_key(config: TrialConfig) -> tuple[Any, ...]:
-    """Trials with the same key see the same data."""
-    return (config.dataset, config.data_dir, config.fake_like, config.smoke, config.normalization)
+#: Per `TrialConfig.data_key`, what MLflow's `log_input` records of that data.
+DataRecords = dict[tuple[Any, ...], dict[str, str]]
 
 
 def _source(config: TrialConfig) -> str:
@@ -24,14 +22,14 @@ def _source(config: TrialConfig) -> str:
     return str(config.data_dir or "")
 
 
-def check_data(configs: list[TrialConfig]) -> dict[tuple[Any, ...], dict[str, str]]:
+def check_data(configs: list[TrialConfig]) -> DataRecords:
     """Open every dataset of the grid once on the driver, so a bad --data-dir fails before Ray;
     returns, per `data_key`, what MLflow's `log_input` records of it (name, digest, profile)."""
     from svdablate.data.datasets import DataError, build_datasets, describe_datasets
 
-    described: dict[tuple[Any, ...], dict[str, str]] = {}
+    described: DataRecords = {}
     for config in configs:
-        key = data_key(config)
+        key = config.data_key
         if key in described:
             continue
         try:
@@ -59,3 +57,21 @@ def run_names(configs: list[TrialConfig]) -> dict[str, str]:
         c.trial_id: " · ".join([c.row, *(str(getattr(c, a)) for a in varying), f"seed {c.seed}"])
         for c in configs
     }
+
+
+def join_ray(address: str | None, resources: Resources, tune_storage: str | None = None) -> None:
+    """Join the study's Ray cluster (start a local one without an address; a no-op once joined),
+    check that a node can hold one trial and, once a process, that every node which may run a
+    trial sees `tune_storage` (`runtime/shared_storage.py`)."""
+    from svdablate.runtime.ray_cluster import check_resources, connect_ray
+    from svdablate.runtime.shared_storage import check_shared_storage
+
+    connect_ray(address)
+    check_resources(resources)
+    if tune_storage is not None and tune_storage not in _STORAGE_CHECKED:
+        check_shared_storage(tune_storage, resources)
+        _STORAGE_CHECKED.add(tune_storage)
+
+
+#: The Tune storage paths this process has checked on its cluster's nodes.
+_STORAGE_CHECKED: set[str] = set()

@@ -7,29 +7,35 @@ it reports are `svdablate.schema.Metric`'s.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from svdablate.data.datasets import build_datasets
 from svdablate.metalayers import MetaLayerFailure
-from svdablate.models import SVDNet, build_model
-from svdablate.schema import Metric
+from svdablate.models import SVDNet
+from svdablate.schema import Metric, ResultKey, TrialResult, TrialStatus
 from svdablate.spec.config import TrialConfig
+from svdablate.training import faults
+from svdablate.training.batches import make_batches
 from svdablate.training.checkpoint_files import STATE_FILE, load_tensors, read_trial_state
-from svdablate.training.update import Update, apply_update, make_optimizer
-from svdablate.treatments import attach_treatments
+from svdablate.training.step import (
+    DIVERGED,
+    EpochTelemetry,
+    assemble_step,
+    autocast_context,
+    build_network,
+    to_device,
+    topk_wrong,
+    train_step,
+)
 
 ReportFn = Callable[[dict[str, Any], dict[str, Any]], None]
 
@@ -48,68 +54,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def topk_errors(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
-    """Number of samples whose label is not among the k highest logits, for each k."""
-    top = logits.topk(max(ks), dim=1).indices
-    hit = top.eq(target.unsqueeze(1))
-    return [int((~hit[:, :k].any(dim=1)).sum()) for k in ks]
-
-
 def _metalayer_method(config: TrialConfig, epoch: int) -> str:
     """Hybrid protocol (ICCV'21 §3.4): Newton–Schulz before `switch_epoch`, the row's after."""
     if config.switch_epoch is not None and epoch < config.switch_epoch:
         return "ns"
     return config.method
-
-
-def _test_hooks(config: TrialConfig) -> dict[str, Any]:
-    """Fault hooks for the orchestrator's tests: each dict of `test_hooks` applies to the rows
-    it names in `rows` (all rows without it)."""
-    merged: dict[str, Any] = {}
-    for hooks in config.test_hooks:
-        rows = hooks.get("rows")
-        if rows is None or config.row in rows:
-            merged.update({k: v for k, v in hooks.items() if k != "rows"})
-    return merged
-
-
-def _inject_test_faults(hooks: dict[str, Any], epoch: int, trial_id: str) -> None:
-    """Sleep per epoch; crash each trial once at an epoch (a marker file remembers); crash at an
-    epoch every time (`crash_at_epoch`); raise a deterministic ValueError (`bad_value_at_epoch`)."""
-    if hooks.get("sleep_per_epoch"):
-        time.sleep(float(hooks["sleep_per_epoch"]))
-    if hooks.get("bad_value_at_epoch") == epoch:
-        raise ValueError(f"injected bad value at epoch {epoch}")
-    if hooks.get("crash_at_epoch") == epoch:
-        raise RuntimeError(f"injected crash at epoch {epoch}")
-    crash = hooks.get("raise_once_at_epoch")
-    if crash is not None and epoch == int(crash[0]):
-        marker = Path(crash[1]) / f"crashed-{trial_id}"
-        if not marker.exists():
-            marker.write_text("crashed once")
-            raise RuntimeError(f"injected fault at epoch {epoch}")
-
-
-def _log_event(hooks: dict[str, Any], log: str, config: TrialConfig, event: str) -> None:
-    """Append `trial_id event` to one of the hooks' logs: tests count starts and completions."""
-    if hooks.get(log):
-        with open(hooks[log], "a") as handle:
-            handle.write(f"{config.trial_id} {event}\n")
-
-
-def _probe(hooks: dict[str, Any], config: TrialConfig, event: str, device: torch.device) -> None:
-    """Append a JSON line (time, the GPUs Ray made visible, the device chosen) to `probe_log`:
-    the GPU-packing test reads the trials' concurrency and shares from it."""
-    if hooks.get("probe_log"):
-        record = {
-            "trial_id": config.trial_id,
-            "event": event,
-            "time": time.time(),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device": str(device),
-        }
-        with open(hooks["probe_log"], "a") as handle:
-            handle.write(json.dumps(record) + "\n")
 
 
 def load_pretrained(model: SVDNet, path: str) -> list[str]:
@@ -133,75 +82,28 @@ def load_pretrained(model: SVDNet, path: str) -> list[str]:
     return skipped
 
 
-class _Telemetry:
-    """Per-epoch accumulators of the quantities of DESIGN §6."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.kappas: list[float] = []
-        self.ridged_kappas: list[float] = []
-        self.ratios: list[float] = []
-        self.grad_norms: list[float] = []
-        self.total_grad_norms: list[float] = []
-        self.lrs: list[float] = []
-        self.failures = 0
-
-    def summary(self) -> dict[str, float]:
-        def agg(values: list[float], fn: Callable[[list[float]], float]) -> float:
-            return float(fn(values)) if values else float("nan")
-
-        summary = {
-            Metric.TRAIN_LOSS: agg(self.losses, statistics.fmean),
-            Metric.KAPPA_MEAN: agg(self.kappas, statistics.fmean),
-            Metric.KAPPA_MEDIAN: agg(self.kappas, statistics.median),
-            Metric.KAPPA_MAX: agg(self.kappas, max),
-            Metric.LAMBDA_RATIO: agg(self.ratios, statistics.median),
-            Metric.PRE_SVD_GRAD_NORM: agg(self.grad_norms, statistics.fmean),
-            Metric.PRE_SVD_LR: agg(self.lrs, statistics.fmean),
-            Metric.FAILURES: float(self.failures),
-        }
-        if self.ridged_kappas:  # only where the meta-layer whitens P + εI (dbn)
-            summary[Metric.KAPPA_RIDGED_MEDIAN] = statistics.median(self.ridged_kappas)
-        if self.total_grad_norms:  # only where the recipe clips the gradient norm
-            summary[Metric.GRAD_NORM] = statistics.fmean(self.total_grad_norms)
-        return summary
-
-    def record_update(self, update: Update) -> None:
-        """Keep a step's gradient norms (before clipping; the Pre-SVD one before NOG) and lr."""
-        if update.grad_norm is not None:
-            self.total_grad_norms.append(update.grad_norm)
-        if update.pre_svd_grad_norm is not None:
-            self.grad_norms.append(update.pre_svd_grad_norm)
-        self.lrs.append(update.pre_svd_lr)
-
-    def record(self, stats: dict[str, float] | None) -> None:
-        """Keep one κ sample of the meta-layer (`last_stats` of its training forward)."""
-        if not stats:
-            return
-        self.kappas.append(stats["kappa"])
-        self.ratios.append(stats["lambda_ratio"])
-        if "kappa_ridged" in stats:
-            self.ridged_kappas.append(stats["kappa_ridged"])
-
-
-def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, topk: tuple):
-    """Top-k validation errors in percent; a batch the meta-layer fails on counts as wrong."""
+def _evaluate(
+    model: torch.nn.Module, batches: Iterable, device: torch.device, topk: tuple, autocast: str
+) -> tuple[list[float], int]:
+    """Top-k validation errors in percent; a batch the meta-layer fails on counts as wrong. The
+    counts stay on the device until the end."""
     model.eval()
-    wrong = [0] * len(topk)
+    wrong = torch.zeros(len(topk), dtype=torch.long, device=device)
     total = 0
     failures = 0
     with torch.no_grad():
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            total += labels.numel()
+        for images, labels in batches:
+            images, labels = to_device(images, device), to_device(labels, device)
+            total += labels.shape[0]
             try:
-                logits = model(images)
+                with autocast_context(autocast, device):
+                    logits = model(images)
             except MetaLayerFailure:
                 failures += 1
-                wrong = [w + labels.numel() for w in wrong]
+                wrong += labels.shape[0]
                 continue
-            wrong = [w + e for w, e in zip(wrong, topk_errors(logits, labels, topk), strict=True)]
-    return [100.0 * w / max(total, 1) for w in wrong], failures
+            wrong += topk_wrong(logits, labels, topk)
+    return [100.0 * w / max(total, 1) for w in wrong.tolist()], failures
 
 
 def train_trial(
@@ -215,15 +117,17 @@ def train_trial(
 
     `state` is everything needed to continue (model, optimizer, schedule, counters); a later call
     with `checkpoint_dir` holding it (`state.pt`) resumes after the last reported epoch. A solver
-    failure skips that step's update and is counted; a non-finite loss stops the trial, which
-    reports `diverged = 1` and returns normally (it is a result, not a crash). `gpu_fraction`
-    caps this process's share of the GPU's memory (fractional GPUs under Ray). A `state.pt`
-    that cannot be read as a trial's state raises `UnreadableCheckpoint` before any data loads.
+    failure skips that step's update and is counted; a non-finite loss stops the trial within
+    `kappa_every` steps (it is read on the device there: `training.step`), which reports
+    `diverged = 1` and returns normally (it is a result, not a crash). `gpu_fraction`
+    caps this process's share of the GPU's memory (fractional GPUs under Ray).
+    A `state.pt` that cannot be read as a trial's state raises `UnreadableCheckpoint` before
+    any data loads.
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.model_validate(config)
     seed_everything(config.seed)
-    hooks = _test_hooks(config)
+    hooks = faults.faults_for(config.row)
     device = resolve_device(config.device)
     if device.type == "cuda" and gpu_fraction:
         torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), device)
@@ -240,40 +144,23 @@ def train_trial(
         normalization=config.normalization,
     )
     generator = torch.Generator().manual_seed(config.seed)
-    train_loader = DataLoader(
+    train_batches, val_batches, _ = make_batches(
         train_set,
+        val_set,
+        dataset=config.dataset,
+        normalization=config.normalization,
         batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=generator,
         num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
+        device=device,
+        generator=generator,
     )
-    val_loader = DataLoader(val_set, batch_size=config.batch_size, num_workers=config.num_workers)
     topk = (1, 5) if info.num_classes >= 5 else (1,)
 
-    model = build_model(
-        config.model,
-        application=config.application,
-        num_classes=info.num_classes,
-        in_channels=info.in_channels,
-        image_size=info.image_size,
-        method=_metalayer_method(config, 0),
-        precision=config.precision,
-        **config.model_options.as_kwargs(),
-    )
+    model = build_network(config, info, _metalayer_method(config, 0))
     if config.init_checkpoint and saved is None:  # a resumed trial has its own weights
         load_pretrained(model, config.init_checkpoint)
-    treatments = attach_treatments(
-        model.pre_svd_layer,
-        config.treatments,
-        ol_weight=config.ol_weight,
-        ow_map=config.ow_map,
-    )
-    # OW as Skew Orthogonal Convolution replaces the conv itself (a no-op for the other maps)
-    model.body.set_submodule(model.pre_svd_path, treatments.layer)
-    model.to(device)
-    optimizer, scheduler = make_optimizer(model, treatments, config)
+    parts, scheduler = assemble_step(model, config, device)
+    optimizer = parts.optimizer
 
     start_epoch, best = 0, {"val_err": math.inf, "val_err5": math.inf}
     failures_total = 0
@@ -286,55 +173,46 @@ def train_trial(
         torch.set_rng_state(state["rng"])
         generator.set_state(state["loader_rng"])
 
-    _log_event(hooks, "start_log", config, f"start-epoch-{start_epoch}")
-    _probe(hooks, config, "start", device)
+    faults.log_event(hooks, "start_log", config.trial_id, f"start-epoch-{start_epoch}")
+    faults.probe(hooks, config.trial_id, "start", str(device))
     nan_epoch = hooks.get("nan_at_epoch")
     last: dict[str, Any] = {}
     for epoch in range(start_epoch, config.epochs):
-        _inject_test_faults(hooks, epoch, config.trial_id)
+        faults.inject(hooks, epoch, config.trial_id)
         began = time.perf_counter()
         model.metalayer.method = _metalayer_method(config, epoch)
         model.train()
-        tele = _Telemetry()
+        tele = EpochTelemetry(device)
         diverged = False
-        for step, (images, labels) in enumerate(train_loader):
+        for step, (images, labels) in enumerate(train_batches):  # no host read but on κ steps
             if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
                 break
-            images, labels = images.to(device), labels.to(device)
-            model.metalayer.record_stats = step % config.kappa_every == 0
-            optimizer.zero_grad(set_to_none=True)
-            try:
-                loss = F.cross_entropy(model(images), labels) + treatments.regularizer()
-                if nan_epoch is not None and epoch == int(nan_epoch):
-                    loss = loss * float("nan")
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    diverged = True
-                    break
-                loss.backward()
-            except MetaLayerFailure:
-                tele.failures += 1
-                continue
-            if model.metalayer.record_stats:
-                tele.record(getattr(model.metalayer, "last_stats", None))
-            update = apply_update(model, treatments, optimizer, config)  # clip, NOG, OLR, step
-            tele.record_update(update)
-            tele.losses.append(loss_value)
+            images, labels = to_device(images, device), to_device(labels, device)
+            poison = nan_epoch is not None and epoch == int(nan_epoch)
+            outcome = train_step(
+                parts, images, labels, tele, sampled=step % config.kappa_every == 0, poison=poison
+            )
+            if outcome == DIVERGED:
+                diverged = True
+                break
+        diverged = diverged or tele.diverged()
         model.metalayer.record_stats = False
         scheduler.step()
         failures_total += tele.failures
 
-        metrics: dict[str, Any] = {"epoch": epoch, **tele.summary()}
-        metrics["method_used"] = model.metalayer.method
-        metrics["device"] = str(device)
+        metrics: dict[str, float] = tele.summary()
+        used = {"epoch": epoch, "method_used": model.metalayer.method, "device": str(device)}
+        if model.metalayer.eigh_placement is not None:
+            used["eigh_device"] = model.metalayer.eigh_placement.describe()
         if diverged:
             metrics[Metric.DIVERGED] = 1.0
             metrics[Metric.FAILURES_TOTAL] = float(failures_total)
             metrics[Metric.EPOCH_SECONDS] = time.perf_counter() - began
-            report_fn(metrics, None)
-            _log_event(hooks, "completion_log", config, "diverged")
-            return {**metrics, "status": "diverged"}
-        errors, eval_failures = _evaluate(model, val_loader, device, topk)
+            report = TrialResult(metrics=metrics, **used).as_report()
+            report_fn(report, None)
+            faults.log_event(hooks, "completion_log", config.trial_id, TrialStatus.DIVERGED)
+            return {**report, ResultKey.STATUS: TrialStatus.DIVERGED}
+        errors, eval_failures = _evaluate(model, val_batches, device, topk, config.autocast)
         failures_total += eval_failures
         metrics[Metric.VAL_ERR] = errors[0]
         best["val_err"] = min(best["val_err"], errors[0])
@@ -357,11 +235,11 @@ def train_trial(
             "rng": torch.get_rng_state(),
             "loader_rng": generator.get_state(),
         }
-        report_fn(metrics, state)
-        last = metrics
-    _log_event(hooks, "completion_log", config, "finished")
-    _probe(hooks, config, "end", device)
-    return {**last, "status": "finished"}
+        last = TrialResult(metrics=metrics, **used).as_report()
+        report_fn(last, state)
+    faults.log_event(hooks, "completion_log", config.trial_id, TrialStatus.FINISHED)
+    faults.probe(hooks, config.trial_id, "end", str(device))
+    return {**last, ResultKey.STATUS: TrialStatus.FINISHED}
 
 
 def save_state(state: dict[str, Any], directory: str | os.PathLike) -> Path:

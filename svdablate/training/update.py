@@ -25,14 +25,18 @@ After backward, ``apply_update`` does, in this order:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from svdablate.models import SVDNet
-from svdablate.spec.config import TrialConfig
 from svdablate.treatments.handle import PreSVDTreatments
+
+if TYPE_CHECKING:  # the GPU benchmark imports this module without pydantic
+    from svdablate.spec.config import TrialConfig
 
 #: The order of `make_optimizer`'s parameter groups.
 GROUPS = ("network", "pre_svd", "classifier")
@@ -74,19 +78,22 @@ def make_optimizer(
 @dataclass(frozen=True)
 class Update:
     """What `apply_update` saw: the total gradient norm before clipping (None without clipping),
-    the Pre-SVD gradient's norm as the step uses it (after clipping, before NOG) and its lr."""
+    the Pre-SVD gradient's norm as the step uses it (after clipping, before NOG) and its lr.
 
-    grad_norm: float | None
-    pre_svd_grad_norm: float | None
+    The norms are 0-d tensors on the device: the loop sums them there and reads the sums once an
+    epoch (a host read per step would synchronise the device every step)."""
+
+    grad_norm: torch.Tensor | None
+    pre_svd_grad_norm: torch.Tensor | None
     pre_svd_lr: float
 
 
-def clip_gradients(model: nn.Module, max_norm: float | None) -> float | None:
+def clip_gradients(model: nn.Module, max_norm: float | None) -> torch.Tensor | None:
     """Clip every parameter's gradient to a total 2-norm of `max_norm` (torch's
-    ``clip_grad_norm_``, as ICCV'21 ``main.py``); returns the norm before clipping."""
+    ``clip_grad_norm_``, as ICCV'21 ``main.py``); returns the norm before clipping (0-d tensor)."""
     if max_norm is None:
         return None
-    return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+    return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).detach()
 
 
 def apply_update(
@@ -94,10 +101,18 @@ def apply_update(
     treatments: PreSVDTreatments,
     optimizer: torch.optim.Optimizer,
     config: TrialConfig,
+    *,
+    step: Callable[[torch.optim.Optimizer], object] | None = None,
 ) -> Update:
-    """Everything between a step's backward and the next step's forward (module docstring)."""
+    """Everything between a step's backward and the next step's forward (module docstring).
+
+    `step(optimizer)` replaces ``optimizer.step()`` (fp16 autocast's ``GradScaler.step``, which
+    skips a step whose gradients overflowed)."""
     grad_norm = clip_gradients(model, config.grad_clip_norm)
     treatments.after_backward()
     lr = treatments.set_learning_rate(optimizer, optimizer.param_groups[0]["lr"])
-    optimizer.step()
+    if step is None:
+        optimizer.step()
+    else:
+        step(optimizer)
     return Update(grad_norm, treatments.last_grad_norm, lr)

@@ -78,8 +78,10 @@ class PreSVDTreatments:
         self.layer = layer
         self.names = names
         self.treatments = treatments
-        #: Frobenius norm of the free weight parameter's gradient before ``after_backward``'s NOG
-        self.last_grad_norm: float | None = None
+        #: Frobenius norm of the free weight parameter's gradient before ``after_backward``'s NOG,
+        #: a 0-d tensor on the gradient's device (reading it is the caller's choice: a host read
+        #: synchronises the device)
+        self.last_grad_norm: Tensor | None = None
 
     def __repr__(self) -> str:
         row = "+".join(("SVD", *self.names))
@@ -129,7 +131,7 @@ class PreSVDTreatments:
             self.last_grad_norm = None
             return
         G = as_matrix(p.grad)
-        self.last_grad_norm = float(torch.linalg.vector_norm(G))
+        self.last_grad_norm = torch.linalg.vector_norm(G).detach()
         new = G
         for t in self.treatments:
             new = t.transform_grad(new)

@@ -1,5 +1,5 @@
 """docs/claims.md, generated from the claims' data (`registry.CLAIMS`, `registry.UNTESTABLE`):
-`make docs` writes it, tests/test_claims_doc.py checks the committed file is current."""
+`make docs` writes it, tests/unit/test_claims_doc.py checks the committed file is current."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ can test, each with a verdict computed from the runs alone: **supported**, **con
    gives its direction. Since P(p ≤ a and the direction is wrong) ≤ a for every claim whatever
    the truth, the probability of any wrong verdict, supported or contradicted, is at most α under
    the global null, for any dependence between claims (Holm 1979); with true effects present too,
-   Shaffer (1980) proves it for independent tests, and `tests/test_claims_error_rate.py` checks
+   Shaffer (1980) proves it for independent tests, and `tests/unit/test_claims_error_rate.py` checks
    it for dependent claims of every kind on 20,000 simulated studies, with and without effects.
 4. **No data, no verdict.** Fewer than two finished runs of a row (a count needs one), seeds
    that all give the same value (one observation: no variance to test), or a κ trend without its

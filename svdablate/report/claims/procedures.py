@@ -4,7 +4,7 @@
 `p_opposite` for "the opposite is false" (a small one contradicts it); `verdicts.decide` turns
 the pair into one p, 2·min(p_claimed, p_opposite), and one family-wise procedure. Each test is
 a pure function of arrays (leading axes broadcast), so the same code serves the report and the
-simulation that checks the error rate (tests/test_claims_error_rate.py).
+simulation that checks the error rate (tests/unit/test_claims_error_rate.py).
 
 - Welch (`contrast_t`, `directional_p`): Σ w·mean over groups with their own variances, t on
   Welch–Satterthwaite degrees of freedom; two groups weighted +1, −1 is

@@ -168,6 +168,16 @@ def lowest_groups(
     return (first, others) if others else None
 
 
+def study_rows(claim: Claim, runs: pd.DataFrame) -> tuple[str, ...]:
+    """The study's rows (labels) whose runs the claim compares in `runs` (one context)."""
+    terms = [
+        *claim.terms,
+        *(Term(row, -1, claim.terms[0].protocol, claim.terms[0].precision) for row in claim.among),
+    ]
+    found = [r for t in terms for r in term_runs(runs, t)["row"]]
+    return tuple(dict.fromkeys(found))
+
+
 def scope_text(claim: Claim) -> str:
     """The claim's scope in a few words (docs and notes)."""
     parts = [claim.scope.application]

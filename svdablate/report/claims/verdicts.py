@@ -13,7 +13,7 @@ The procedure (docs/claims.md, "How a verdict is reached"):
    direction is wrong, and P(p ≤ a and the direction is wrong) ≤ a for every claim whatever the
    truth, so Holm holds the probability of any wrong verdict, supported or contradicted, at α
    under the global null, for any dependence between claims; with true effects present too,
-   Shaffer (1980) proves it for independent tests, and tests/test_claims_error_rate.py checks
+   Shaffer (1980) proves it for independent tests, and tests/unit/test_claims_error_rate.py checks
    it for the report's dependent claims (20,000 simulated studies each way).
 3. No data, no verdict: a row with fewer than two finished runs, identical seeds (one
    observation, no variance), or a κ trend without its histories leave the claim inconclusive
@@ -213,6 +213,31 @@ def _verdicts(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def claim_evidence(
+    runs: pd.DataFrame,
+    rows: Sequence[str],
+    *,
+    metric: str,
+    kappa_history: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every claim the study's `rows` can test, with its evidence on `runs` and no verdict yet:
+    CLAIM_COLUMNS less the verdict's, plus `_evidence` and `_study_rows` (the study's rows the
+    claim compares there), one row per claim and context, in `claims.CLAIMS` order."""
+    runs = runs[runs["row"].isin(list(rows))]
+    methods = row_methods(runs)
+    records = []
+    for claim in CLAIMS:
+        for context, part in cs.contexts(claim, cs.scope_runs(claim, runs, methods)):
+            evidence = evidence_for(claim, part, metric, kappa_history)
+            if evidence is not None:
+                record = _record(claim, context, metric, evidence)
+                records.append({**record, "_study_rows": cs.study_rows(claim, part)})
+    columns = [c for c in CLAIM_COLUMNS if c not in ("p", "p_holm", "holm_level", "verdict")]
+    frame = pd.DataFrame.from_records(records, columns=[*columns, "_evidence", "_study_rows"])
+    frame["seeds_needed"] = np.nan
+    return frame
+
+
 def table_claims(
     runs: pd.DataFrame,
     rows: Sequence[str],
@@ -223,15 +248,5 @@ def table_claims(
     """Every claim the study's `rows` can test, tested on `runs` (de-duplicated, canonical
     order); columns CLAIM_COLUMNS, one row per claim and context, in `claims.CLAIMS` order.
     kappa_history: the runs' per-epoch median κ (`runs.metric_histories`), for κ trends."""
-    runs = runs[runs["row"].isin(list(rows))]
-    methods = row_methods(runs)
-    records = []
-    for claim in CLAIMS:
-        for context, part in cs.contexts(claim, cs.scope_runs(claim, runs, methods)):
-            evidence = evidence_for(claim, part, metric, kappa_history)
-            if evidence is not None:
-                records.append(_record(claim, context, metric, evidence))
-    columns = [c for c in CLAIM_COLUMNS if c not in ("p", "p_holm", "holm_level", "verdict")]
-    frame = pd.DataFrame.from_records(records, columns=[*columns, "_evidence"])
-    frame["seeds_needed"] = np.nan
+    frame = claim_evidence(runs, rows, metric=metric, kappa_history=kappa_history)
     return _verdicts(frame)[list(CLAIM_COLUMNS)].reset_index(drop=True)

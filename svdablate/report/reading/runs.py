@@ -12,9 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities import Run, ViewType
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.entities import Run
 
 from svdablate.report.reading.parents import client, parent_info
 from svdablate.schema import (
@@ -24,8 +22,11 @@ from svdablate.schema import (
     SPEED_EXPERIMENT,
     SPEED_METRICS,
     SPEED_PARAMS,
+    RunStatus,
     Tag,
     TrialStatus,
+    search_all_runs,
+    search_child_runs,
 )
 
 #: Axes that split a row into variants ('NS (float32)'); the canonical order sorts by them.
@@ -33,9 +34,9 @@ VARIANT_AXES = ("dataset", "model", "protocol", "precision")
 #: Canonical order of the runs: every statistic sees its sample in this order.
 CANONICAL_ORDER = ("row", *VARIANT_AXES, "seed", "config_hash", "run_id")
 _MLFLOW_STATUS = {
-    "FINISHED": TrialStatus.FINISHED,
-    "FAILED": TrialStatus.FAILED,
-    "KILLED": TrialStatus.FAILED,
+    RunStatus.FINISHED: TrialStatus.FINISHED,
+    RunStatus.FAILED: TrialStatus.FAILED,
+    RunStatus.KILLED: TrialStatus.FAILED,
 }
 # De-duplication keeps the best status first, then the newest start time.
 _STATUS_PRIORITY = {
@@ -61,24 +62,6 @@ RUN_COLUMNS = (
     *RUN_METRICS,
     *CAPTION_PARAMS,
 )
-
-
-def search_all(mlflow: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Run]:
-    """Every active run matching the filter (all pages)."""
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = mlflow.search_runs(
-            experiment_ids,
-            filter_string=filter_string,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=1000,
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def canonical_order(runs: pd.DataFrame) -> pd.DataFrame:
@@ -150,9 +133,7 @@ def load_runs(tracking_uri: str | None, parent_run_id: str | Sequence[str]) -> p
         parent = parent_info(tracking_uri, pid)
         rows.extend(r for r in parent["rows"] if r not in rows)  # type: ignore[union-attr]
         ow_maps.append(str(parent["ow_map"]))
-        children = search_all(
-            mlflow, [str(parent["experiment_id"])], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{pid}'"
-        )
+        children = search_child_runs(mlflow, str(parent["experiment_id"]), pid)
         records.extend(_child_record(run, parent) for run in children)
     frame = canonical_order(pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS)))
     rows.extend(r for r in dict.fromkeys(frame["row"]) if r not in rows)
@@ -220,7 +201,7 @@ def load_speed_runs(tracking_uri: str | None, experiment: str = SPEED_EXPERIMENT
             bp: run.data.metrics.get(bp, np.nan),
             "start_time": run.info.start_time,
         }
-        for run in search_all(mlflow, [exp.experiment_id], "")
+        for run in search_all_runs(mlflow, [exp.experiment_id], "")
         if fp in run.data.metrics and method in run.data.params
     ]
     columns = ["run_id", *SPEED_PARAMS, fp, bp, "start_time"]

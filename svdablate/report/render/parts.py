@@ -6,6 +6,7 @@ from itertools import groupby
 
 import numpy as np
 
+from svdablate.report.claims.sequential import is_sequential
 from svdablate.report.claims.verdicts import ALPHA
 from svdablate.report.tables.table import Column, ReportTable
 
@@ -30,6 +31,14 @@ CLAIMS_TITLE = "Claims of the papers that these rows test"
 def claims_note(table: ReportTable) -> str:
     """How the verdicts were reached (docs/claims.md has the whole procedure)."""
     tested = int(table.claims["p"].notna().sum())
+    if is_sequential(table.claims):
+        return (
+            "Seeds until decided (docs/sequential.md): each claim re-tested at every look on the "
+            "first n seeds per row (Welch t, TOST, Fisher exact or Poisson rates; κ on log10 κ), "
+            "p = twice the smaller one-sided p; Holm at the look's spent α over the whole family "
+            f"decides, verdicts are final: the chance of any wrong verdict is at most {ALPHA} "
+            "however many looks ran. Seeds: per row for 80% power at the last look's level."
+        )
     return (
         "Each claim is tested on the finished runs of its context (Welch t, TOST, Fisher exact "
         "or Poisson rates; κ on log10 κ): p = twice the smaller of its two one-sided p's. Holm "

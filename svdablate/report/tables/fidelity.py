@@ -80,7 +80,7 @@ NOTES: tuple[Note, ...] = (
         dataset="cifar100",
         normalization="cifar10",
     ),
-    # ICCV'21 recipes and networks (tests/test_official_networks.py)
+    # ICCV'21 recipes and networks (tests/unit/test_official_networks.py)
     Note(
         "Gradient norm of all parameters clipped at 5 after every backward, as the ICCV'21 "
         "main.py (before NOG/OLR and the step).",
@@ -112,7 +112,8 @@ NOTES: tuple[Note, ...] = (
         dataset=("cub200", "dogs", "cars"),
         classifier_lr_factor="5.0",
     ),
-    # ICCV'21 backward rules at tied eigenvalues (README "Ties"; tests/test_official_rules.py)
+    # ICCV'21 backward rules at tied eigenvalues (docs/methods.md "Ties";
+    # tests/unit/test_official_rules.py)
     Note(
         "MPN-COV (svd): at tied eigenvalues the exact limit f'(λ); the official code puts the "
         "batch's largest finite K there, a value set by round-off (its output moves up to 9e-4 "

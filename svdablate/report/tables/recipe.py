@@ -12,11 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from svdablate.report.reading.parents import client, parent_info
-from svdablate.report.reading.runs import search_all
-from svdablate.schema import Tag
+from svdablate.schema import Tag, search_child_runs
 
 #: At most this many distinct values of a per-trial param are listed.
 MAX_LISTED = 8
@@ -74,7 +72,7 @@ def study_recipe(
     records = []
     for pid in parent_ids:
         experiment = str(parent_info(tracking_uri, pid)["experiment_id"])
-        children = search_all(mlflow, [experiment], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{pid}'")
+        children = search_child_runs(mlflow, experiment, pid)
         records += [
             {"row": run.data.tags.get(Tag.ROW, ""), **run.data.params}
             for run in children
