@@ -56,28 +56,35 @@ def rehearsal_table(record: dict[str, Any]) -> Table:
 
 
 def autocast_table(record: dict[str, Any]) -> Table:
-    """One line per shape: step time and peak memory with autocast off and on, and the ratios."""
+    """One line per shape: step time and memory with autocast off and on, and the ratios."""
     shapes = [s for s in record["shapes"] if s.get("autocast")]
     mode = shapes[0]["autocast"]["mode"]
-    memory = shapes[0]["autocast"]["memory_kind"]
-    where = (
-        "a CPU: bf16/fp16 kernels may be slower there"
-        if record["device_type"] == "cpu"
-        else "the GPU"
+    on_cpu = record["device_type"] == "cpu"
+    where = "a CPU: bf16/fp16 kernels may be slower there" if on_cpu else "the GPU"
+    added = all(s["autocast"].get("memory_added_mb_off") is not None for s in shapes)
+    memory = "added" if added and on_cpu else "peak"
+    what = (
+        "the shape's own: peak RSS above the process's at its start"
+        if added and on_cpu
+        else f"peak ({shapes[0]['autocast']['memory_kind']})"
     )
     table = Table(
         title=f"autocast {mode} against off on {record['device']} (measured, {where})",
-        caption=f"peak memory: {memory}; the meta-layer stays in its precision either way",
+        caption=f"memory: {what}; the meta-layer stays in its precision either way",
     )
-    for column in ("shape", "step s off", f"step s {mode}", "step ×", "peak MB off",
-                   f"peak MB {mode}", "memory ×", f"fail/nan {mode}"):  # fmt: skip
+    for column in ("shape", "step s off", f"step s {mode}", "step ×", f"{memory} MB off",
+                   f"{memory} MB {mode}", "memory ×", f"fail/nan {mode}"):  # fmt: skip
         table.add_column(column, justify="left" if column == "shape" else "right")
     for s in shapes:
         a = s["autocast"]
+        off, on = (
+            (a["memory_added_mb_off"], a["memory_added_mb_on"])
+            if memory == "added"
+            else (a["peak_memory_mb_off"], a["peak_memory_mb_on"])
+        )
         table.add_row(
             s["shape"], f"{a['step_s_off']:.3f}", f"{a['step_s_on']:.3f}",
-            f"{a['step_ratio']:.2f}", f"{a['peak_memory_mb_off']:,.0f}",
-            f"{a['peak_memory_mb_on']:,.0f}", f"{a['memory_ratio']:.2f}",
+            f"{a['step_ratio']:.2f}", f"{off:,.0f}", f"{on:,.0f}", f"{a['memory_ratio']:.2f}",
             f"{a['failures_on']}/{a['nonfinite_grad_steps_on']}",
         )  # fmt: skip
     return table

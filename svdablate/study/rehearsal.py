@@ -153,11 +153,19 @@ def autocast_saving(off: dict[str, Any], on: dict[str, Any], mode: str) -> dict[
         "step_ratio": on["step_s"] / off["step_s"],
         "peak_memory_mb_off": off["peak_memory_mb"],
         "peak_memory_mb_on": on["peak_memory_mb"],
-        "memory_ratio": on["peak_memory_mb"] / off["peak_memory_mb"],
+        "memory_added_mb_off": off.get("memory_added_mb"),
+        "memory_added_mb_on": on.get("memory_added_mb"),
+        "memory_ratio": _ratio(on, off, "memory_added_mb") or _ratio(on, off, "peak_memory_mb"),
         "memory_kind": on["memory_kind"],
         "failures_on": on["failures"],
         "nonfinite_grad_steps_on": on["nonfinite_grad_steps"],
     }
+
+
+def _ratio(on: dict[str, Any], off: dict[str, Any], key: str) -> float | None:
+    if not on.get(key) or not off.get(key) or off[key] <= 0:
+        return None
+    return on[key] / off[key]
 
 
 def rehearse_study(
@@ -274,7 +282,7 @@ _SHAPE_METRICS = (
     "step_s", "data_s", "forward_s", "metalayer_s", "backward_s", "optimizer_s", "peak_memory_mb",
     "memory_fraction", "loader_images_per_s", "demand_images_per_s", "failures",
     "nonfinite_grad_steps", "busy_fraction", "autocast_step_s_on", "autocast_step_ratio",
-    "autocast_peak_memory_mb_on", "autocast_memory_ratio",
+    "autocast_peak_memory_mb_on", "autocast_memory_ratio", "memory_added_mb",
 )  # fmt: skip
 
 
