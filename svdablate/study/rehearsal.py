@@ -4,12 +4,14 @@ For each distinct trial shape of a study (network, dataset and its image size, b
 precision, autocast: `spec.cost.shape_key`) it runs `training.rehearse.rehearse_shape` as a Ray
 task that asks for exactly what `run` asks for a trial (`Resources`: its CPUs and its, possibly
 fractional, GPUs) on the cluster `run` would join (`--address`, else `RAY_ADDRESS`, else a fresh
-local Ray: `study.preflight.join_ray`, with its one-line errors). So on a GPU cluster the numbers
-come from the GPU worker Ray gives a trial, with the trial's CPUs as torch threads, as the runner
-sets them. Shapes run one at a time (they do not disturb one another), each in a fresh worker
-process (`max_calls=1`: on a CPU the peak memory is the process's own). Then it predicts every
-trial's training seconds from the measured step times (`spec.cost`), the study's device-hours
-and its wall time on the cluster (default: the Ray cluster's GPUs and CPUs).
+local Ray: `runtime.ray_cluster`, as `study.preflight.join_ray` joins, with its one-line errors).
+So on a GPU cluster the numbers come from the GPU worker Ray gives a trial, with the trial's CPUs
+as torch threads, as the runner sets them; a GPU preset on a CPU cluster is refused (one line:
+`--gpus-per-trial 0` rehearses it on the CPU). Shapes run one at a time (they do not disturb
+one another), each in a fresh worker process (`max_calls=1`: on a CPU the peak memory is the
+process's own). Then it predicts every trial's training seconds from the measured step times
+(`spec.cost`), the study's device-hours and its wall time on the cluster (default: the Ray
+cluster's GPUs and CPUs).
 
 `--compare-autocast bf16|fp16` measures each shape twice, autocast off and on (the meta-layer
 stays in its precision either way), and records the step-time and peak-memory ratios.
@@ -32,6 +34,7 @@ from typing import Any
 
 import torch
 
+from svdablate.errors import UserError
 from svdablate.spec.config import Resources, TrialConfig
 from svdablate.spec.cost import rehearsal_path, rehearsed_seconds, shape_key
 from svdablate.training.loop import resolve_device
@@ -184,10 +187,16 @@ def rehearse_study(
     the record (written for `plan` and logged to MLflow by :func:`save_rehearsal`)."""
     import ray
 
-    from svdablate.study.preflight import join_ray
+    from svdablate.runtime.ray_cluster import check_resources, connect_ray
 
     resources: Resources = study.resources
-    join_ray(address, resources)  # a bad address or a cluster too small: one line, exit 2
+    connect_ray(address)  # as `run` joins (join_ray): a bad address is one line, exit 2
+    if resources.gpus_per_trial > 0 and not ray.cluster_resources().get("GPU"):
+        raise UserError(
+            f"the Ray cluster has no GPU but each trial asks for {resources.gpus_per_trial:g}: "
+            "rehearse on the CPU with --gpus-per-trial 0, or join a GPU cluster with --address"
+        )
+    check_resources(resources)  # as `run`: a trial that no node can hold is one line, exit 2
     task = ray.remote(
         num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial, max_calls=1
     )(measure_shape)

@@ -102,3 +102,15 @@ def test_an_address_where_no_ray_answers_is_one_line(cli, tmp_path, port):
     assert len(lines) == 1 and lines[0].startswith(
         f"error: cannot reach the Ray cluster at {address}"
     )
+
+
+def test_a_gpu_trial_on_a_cluster_without_a_gpu_is_one_line(cli, shared_ray, tmp_path):
+    """The cluster named by RAY_ADDRESS (as `run` finds it) has CPUs only."""
+    result = cli(
+        "rehearse", "--preset", "demo", "--gpus-per-trial", "1", "--results-dir", str(tmp_path)
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "error: the Ray cluster has no GPU but each trial asks for 1: rehearse on the CPU with "
+        "--gpus-per-trial 0, or join a GPU cluster with --address"
+    ]
