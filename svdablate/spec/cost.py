@@ -293,8 +293,8 @@ def steps_per_epoch(config: TrialConfig) -> int:
     FakeData's SMOKE_TRAIN images)."""
     from svdablate.data.datasets import SMOKE_TRAIN
 
-    images = SMOKE_TRAIN if config.smoke else DATASET_IMAGES.get(config.reported_dataset, (0,))[0]
-    images = images or 50000
+    images, _ = DATASET_IMAGES.get(config.reported_dataset, (50000, 32))
+    images = SMOKE_TRAIN if config.smoke else images
     steps = images // config.batch_size
     return min(steps, config.max_steps_per_epoch or steps)
 

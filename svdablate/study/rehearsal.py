@@ -14,7 +14,8 @@ process's own). Then it predicts every trial's training seconds from the measure
 cluster's GPUs and CPUs).
 
 `--compare-autocast bf16|fp16` measures each shape twice, autocast off and on (the meta-layer
-stays in its precision either way), and records the step-time and peak-memory ratios.
+stays in its precision either way), and records the ratios of the step times and of the memory
+(on a GPU the allocator's peak; on a CPU what the shape added to its worker's RSS).
 
 The record goes to `<results-dir>/rehearsals/<preset>.json` (what `plan` reads) and to MLflow, in
 the experiment `svdablate-rehearsal` (one parent run per rehearsal, one child per shape), both
@@ -67,7 +68,7 @@ class Cluster:
         return max(1, math.floor(self.cpus / resources.cpus_per_trial))
 
 
-def ray_cluster(gpus: int | None = None, cpus: int | None = None) -> Cluster:
+def cluster_seen(gpus: int | None = None, cpus: int | None = None) -> Cluster:
     """The joined Ray cluster's whole GPUs and CPUs, either replaced where given."""
     import ray
 
@@ -207,15 +208,21 @@ def rehearse_study(
     shapes = []
     for config in distinct_shapes(study.configs).values():
         record = measure(config)
-        if compare_autocast:
-            on = measure(with_autocast(config, compare_autocast))
-            record["autocast"] = autocast_saving(record, on, compare_autocast)
+        if compare_autocast:  # the trial's own autocast is one of the two ways, or neither
+            own = config.autocast
+            off = record if own == "off" else measure(with_autocast(config, "off"))
+            on = (
+                record
+                if own == compare_autocast
+                else measure(with_autocast(config, compare_autocast))
+            )
+            record["autocast"] = autocast_saving(off, on, compare_autocast)
         shapes.append(record)
         if on_shape:
             on_shape(record)
     measured = {r["shape"]: r["step_s"] for r in shapes}
     on_gpu = bool(shapes) and shapes[0]["device_type"] == "cuda"
-    cluster = ray_cluster(gpus, cpus)
+    cluster = cluster_seen(gpus, cpus)
     return {
         "preset": study.name,
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
