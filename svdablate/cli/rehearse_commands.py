@@ -93,7 +93,7 @@ def autocast_table(record: dict[str, Any]) -> Table:
 @app.command(
     epilog=_examples(
         "svdablate rehearse --preset demo",
-        "svdablate rehearse --preset eccv22-dbn-cifar100 --rows SVD,NS --steps 2",
+        "svdablate rehearse --preset eccv22-dbn-cifar100 --gpus-per-trial 0 --steps 1   (a CPU)",
         "svdablate rehearse --preset eccv22-dbn-cifar100 --rows NS --compare-autocast bf16",
         "svdablate rehearse --preset iccv21-gcp-resnet50 --address ray://head:10001 "
         "--gpus-per-trial 1",
