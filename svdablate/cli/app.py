@@ -86,6 +86,14 @@ def _examples(*lines: str) -> str:
     return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
 
 
+Preset = Annotated[PresetName, typer.Option("--preset", help="The preset.")]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster address: host:port, ray://host:10001, 'auto' (the last `ray start` "
+        "cluster) or 'local' (default: $RAY_ADDRESS, else a local Ray of this command's own)."
+    ),
+]
 ResultsDir = Annotated[
     Path,
     typer.Option(

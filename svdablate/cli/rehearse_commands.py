@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
 from svdablate.cli.app import (
+    Address,
     GpusPerTrial,
-    PresetName,
+    Preset,
     ResultsDir,
     Rows,
     Sets,
@@ -21,6 +22,8 @@ from svdablate.cli.app import (
     console,
 )
 from svdablate.training.rehearse import PHASES
+
+AutocastMode = Literal["bf16", "fp16"]
 
 
 def rehearsal_table(record: dict[str, Any]) -> Table:
@@ -52,57 +55,111 @@ def rehearsal_table(record: dict[str, Any]) -> Table:
     return table
 
 
+def autocast_table(record: dict[str, Any]) -> Table:
+    """One line per shape: step time and memory with autocast off and on, and the ratios."""
+    shapes = [s for s in record["shapes"] if s.get("autocast")]
+    mode = shapes[0]["autocast"]["mode"]
+    on_cpu = record["device_type"] == "cpu"
+    where = "a CPU: bf16/fp16 kernels may be slower there" if on_cpu else "the GPU"
+    added = all(s["autocast"].get("memory_added_mb_off") is not None for s in shapes)
+    memory = "added" if added and on_cpu else "peak"
+    what = (
+        "the shape's own: peak RSS above the process's at its start"
+        if added and on_cpu
+        else f"peak ({shapes[0]['autocast']['memory_kind']})"
+    )
+    table = Table(
+        title=f"autocast {mode} against off on {record['device']} (measured, {where})",
+        caption=f"memory: {what}; the meta-layer stays in its precision either way",
+    )
+    for column in ("shape", "step s off", f"step s {mode}", "step ×", f"{memory} MB off",
+                   f"{memory} MB {mode}", "memory ×", f"fail/nan {mode}"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "shape" else "right")
+    for s in shapes:
+        a = s["autocast"]
+        off, on = (
+            (a["memory_added_mb_off"], a["memory_added_mb_on"])
+            if memory == "added"
+            else (a["peak_memory_mb_off"], a["peak_memory_mb_on"])
+        )
+        table.add_row(
+            s["shape"], f"{a['step_s_off']:.3f}", f"{a['step_s_on']:.3f}",
+            f"{a['step_ratio']:.2f}", f"{off:,.0f}", f"{on:,.0f}", f"{a['memory_ratio']:.2f}",
+            f"{a['failures_on']}/{a['nonfinite_grad_steps_on']}",
+        )  # fmt: skip
+    return table
+
+
 @app.command(
     epilog=_examples(
         "svdablate rehearse --preset demo",
-        "svdablate rehearse --preset eccv22-dbn-cifar100 --rows SVD,NS --steps 2",
-        "svdablate rehearse --preset iccv21-gcp-resnet50 --gpus 8   (a cluster of 8 GPUs)",
+        "svdablate rehearse --preset eccv22-dbn-cifar100 --gpus-per-trial 0 --steps 1   (a CPU)",
+        "svdablate rehearse --preset eccv22-dbn-cifar100 --rows NS --compare-autocast bf16",
+        "svdablate rehearse --preset iccv21-gcp-resnet50 --address ray://head:10001 "
+        "--gpus-per-trial 1",
     )
 )
 def rehearse(
-    preset: Annotated[PresetName, typer.Option("--preset", help="The preset.")] = "demo",
+    preset: Preset = "demo",
     rows: Rows = None,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per shape (twice).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps per shape first.")] = 1,
     device: Annotated[
-        str, typer.Option(help="auto (the GPU when the preset asks for one), cpu, cuda.")
+        str, typer.Option(help="auto (the GPU Ray gives when the trial asks for one), cpu, cuda.")
     ] = "auto",
+    address: Address = None,
     gpus: Annotated[
-        int | None, typer.Option(min=0, help="GPUs of the cluster (default: this machine's).")
+        int | None, typer.Option(min=0, help="GPUs of the cluster (default: the Ray cluster's).")
     ] = None,
     cpus: Annotated[
-        int | None, typer.Option(min=1, help="CPUs of the cluster (default: this machine's).")
+        int | None, typer.Option(min=1, help="CPUs of the cluster (default: the Ray cluster's).")
     ] = None,
     gpus_per_trial: GpusPerTrial = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial.")] = None,
+    compare_autocast: Annotated[
+        AutocastMode | None,
+        typer.Option(help="Measure each shape also with the backbone under this autocast."),
+    ] = None,
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
     set_: Sets = None,
 ) -> None:
     """Time a few real training steps of each trial shape at full size (synthetic data of the
-    dataset's shape) and predict the study's device-hours and wall time; `plan` then uses it."""
+    dataset's shape) as Ray tasks holding a trial's resources, and predict the study's
+    device-hours and wall time; `plan` then uses it."""
     from svdablate.store.tracking import resolve_tracking_uri
     from svdablate.study.plan import StudyPlan
-    from svdablate.study.rehearsal import Cluster, rehearse_study, save_rehearsal, this_machine
+    from svdablate.study.rehearsal import rehearse_study, save_rehearsal
 
     study = StudyPlan.create(
         preset,
         rows=_rows(rows),
         overrides=set_,
         gpus_per_trial=gpus_per_trial,
+        cpus_per_trial=cpus_per_trial,
         results_dir=results_dir,
         check=False,
     )
-    here = this_machine()
-    cluster = Cluster(here.gpus if gpus is None else gpus, here.cpus if cpus is None else cpus)
     uri = resolve_tracking_uri(tracking_uri, results_dir)
 
-    def progress(result: Any) -> None:
-        console.print(f"rehearsed {result.shape}: {result.step_s:.3f} s a step", highlight=False)
+    def progress(shape: dict[str, Any]) -> None:
+        where = shape["ran_on"]
+        text = f"rehearsed {shape['shape']}: {shape['step_s']:.3f} s a step"
+        if shape.get("autocast"):
+            a = shape["autocast"]
+            text += f" ({a['step_s_on']:.3f} s under {a['mode']} autocast)"
+        text += (
+            f" on Ray node {where.get('node_ip')} (pid {where['pid']}, {where.get('resources')})"
+        )
+        console.print(text, highlight=False, soft_wrap=True)
 
     record = rehearse_study(
-        study, device=device, steps=steps, warmup=warmup, cluster=cluster, on_shape=progress
-    )
+        study, address=address, device=device, steps=steps, warmup=warmup, gpus=gpus,
+        cpus=cpus, compare_autocast=compare_autocast, on_shape=progress,
+    )  # fmt: skip
     path = save_rehearsal(record, results_dir, uri)
     console.print(rehearsal_table(record))
+    if compare_autocast:
+        console.print(autocast_table(record))
     console.print(f"recorded in {path} (read by `plan`) and MLflow {uri}, experiment "
                   "svdablate-rehearsal", highlight=False, soft_wrap=True)  # fmt: skip

@@ -10,11 +10,12 @@ import typer
 
 from svdablate.cli.app import (
     EXIT_CODES,
+    Address,
     Checkpoints,
     Epochs,
     ErrorMetric,
     GpusPerTrial,
-    PresetName,
+    Preset,
     ResultsDir,
     Rows,
     Seeds,
@@ -63,7 +64,7 @@ def _grid(
     )
 )
 def plan(
-    preset: Annotated[PresetName, typer.Option("--preset", help="The preset.")] = "demo",
+    preset: Preset = "demo",
     seeds: Seeds = None,
     rows: Rows = None,
     epochs: Epochs = None,
@@ -184,13 +185,7 @@ def run(
             help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else the preset's name)."
         ),
     ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster address: host:port, ray://host:10001, 'auto' (the last `ray start` "
-            "cluster) or 'local' (default: $RAY_ADDRESS, else a local Ray of this command's own)."
-        ),
-    ] = None,
+    address: Address = None,
     storage_path: Annotated[
         str | None,
         typer.Option(help="Ray Tune storage (shared FS or s3://, gs://) for multi-node."),

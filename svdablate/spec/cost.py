@@ -19,6 +19,9 @@ The per-epoch cost model (seconds of one trial on one whole data-centre GPU, or 
   decorrelated-BN layer of the demo at `CPU_DBN_SECONDS_PER_STEP`; docs/benchmarks.md compares the
   estimate with a measured demo trial.
 
+A smoke study (`plan --smoke`) is costed as what it runs: `max_steps_per_epoch` steps of its batch
+of FakeData at 16 px (`trained_images`), and the caption says it is the smoke study's.
+
 A rehearsal (`svdablate rehearse`, `<results-dir>/rehearsals/<preset>.json`) replaces the model:
 each trial costs epochs × steps per epoch × its shape's measured seconds per step (a hybrid
 trial's NS epochs at the NS shape's), and `plan` says which rehearsal it used. Where the rehearsal
@@ -64,18 +67,32 @@ DBN_SECONDS_PER_STEP = 0.005
 CPU_DBN_SECONDS_PER_STEP = 0.002
 
 
-def forward_gflops(model: str, dataset: str) -> float:
-    """Forward GFLOPs of one image of `dataset` through `model` (the table, scaled)."""
-    _, size = DATASET_IMAGES.get(dataset, (50000, 32))
+def forward_gflops(model: str, dataset: str, size: int | None = None) -> float:
+    """Forward GFLOPs of one image of `dataset` (at `size` px, default its own) through `model`
+    (the table, scaled)."""
+    size = size or DATASET_IMAGES.get(dataset, (50000, 32))[1]
     small_stem = size <= 64 and model != "convnet"
     scale = (size / 56) ** 2 if small_stem else (size / 224) ** 2
     return FORWARD_GFLOPS_224.get(model, FORWARD_GFLOPS_224["resnet50"]) * scale
 
 
+def trained_images(config: TrialConfig) -> tuple[int, int]:
+    """Images one epoch trains on and their size in px: the dataset's, or what a smoke trial
+    (FakeData at 16 px, 2 steps of 4) or a `max_steps_per_epoch` cap leaves of it."""
+    from svdablate.data.datasets import SMOKE_IMAGE
+
+    images, size = DATASET_IMAGES.get(config.reported_dataset, (50000, 32))
+    if config.smoke:
+        size = min(size, SMOKE_IMAGE)
+    if config.smoke or config.max_steps_per_epoch:
+        images = steps_per_epoch(config) * config.batch_size
+    return images, size
+
+
 def epoch_seconds(config: TrialConfig, *, gpu: bool = True, cpus: float = 1.0) -> float:
     """Estimated seconds of one epoch of one trial on a GPU, or on `cpus` cores."""
-    images, _ = DATASET_IMAGES.get(config.reported_dataset, (50000, 32))
-    flops = images * 3 * forward_gflops(config.model, config.reported_dataset)
+    images, size = trained_images(config)
+    flops = images * 3 * forward_gflops(config.model, config.reported_dataset, size)
     steps = images / config.batch_size
     if not gpu:
         per_step = CPU_DBN_SECONDS_PER_STEP if config.application == "dbn" else 0.0
@@ -133,7 +150,21 @@ def recipe_text(configs: list[TrialConfig]) -> str:
     return " · ".join(parts)
 
 
-def _hours_by(resources: Resources, rehearsal: dict[str, Any] | None) -> tuple[Any, str, list[str]]:
+def smoke_text(configs: list[TrialConfig]) -> str:
+    """What a smoke study trains an epoch (empty for a study at full scale)."""
+    smoke = [c for c in configs if c.smoke]
+    if not smoke:
+        return ""
+    _, size = trained_images(smoke[0])
+    return (
+        f"{steps_per_epoch(smoke[0])} steps of {smoke[0].batch_size} FakeData images at {size} px "
+        "an epoch, training only (Ray's and each trial's start-up not counted)"
+    )
+
+
+def _hours_by(
+    resources: Resources, rehearsal: dict[str, Any] | None, smoke: str = ""
+) -> tuple[Any, str, list[str]]:
     """A function config → hours, what it is based on, and the notes to print under the plan:
     the rehearsal's seconds where it measured the shape on the kind of device the plan asks
     for, the cost model otherwise."""
@@ -158,6 +189,8 @@ def _hours_by(resources: Resources, rehearsal: dict[str, Any] | None) -> tuple[A
     basis = (
         f"measured: {rehearsal['source']}" if step_seconds else "cost model: svdablate.spec.cost"
     )
+    if smoke:
+        basis += "; the smoke study's, not the full study's: " + smoke
     if step_seconds:
         for shape in rehearsal["shapes"]:
             packing = packing_advice(
@@ -172,6 +205,11 @@ def _hours_by(resources: Resources, rehearsal: dict[str, Any] | None) -> tuple[A
     return hours, basis, notes
 
 
+def hours_text(hours: float) -> str:
+    """Hours to two decimals, or to two significant digits below 0.1 (a smoke study's)."""
+    return f"{hours:,.2f}" if hours >= 0.1 or hours == 0 else f"{hours:.2g}"
+
+
 def plan_table(
     preset: Preset,
     configs: list[TrialConfig],
@@ -181,12 +219,12 @@ def plan_table(
     """The plan of a grid: one line per row, with trials, schedule, resources and GPU-hours
     (from `rehearsal`, a `load_rehearsal` record with its `source`, where it measured them)."""
     unit = "GPU-hours" if resources.gpus_per_trial > 0 else "CPU-hours"
-    trial_hours, basis, notes = _hours_by(resources, rehearsal)
+    trial_hours, basis, notes = _hours_by(resources, rehearsal, smoke_text(configs))
     total = sum(trial_hours(c) for c in configs)
     table = Table(
         title=f"{preset.name}: {preset.reproduces}",
-        caption=f"{recipe_text(configs)}\n{len(configs)} trials · {total:,.2f} {unit} estimated "
-        f"({basis}) · {resources.gpus_per_trial:g} GPU and "
+        caption=f"{recipe_text(configs)}\n{len(configs)} trials · {hours_text(total)} {unit} "
+        f"estimated ({basis}) · {resources.gpus_per_trial:g} GPU and "
         f"{resources.cpus_per_trial:g} CPUs per trial" + "".join(f"\n{n}" for n in notes),
     )
     starts = preset.fine_tunes or any(c.init_checkpoint for c in configs)
@@ -211,7 +249,7 @@ def plan_table(
     for key, seeds in groups.items():
         row, protocol, dataset, precision = key
         table.add_row(
-            row, protocol, dataset, precision, str(seeds), *schedule[key], f"{hours[key]:,.2f}"
+            row, protocol, dataset, precision, str(seeds), *schedule[key], hours_text(hours[key])
         )
     return table
 
@@ -251,8 +289,12 @@ def shape_key(config: TrialConfig, method: str | None = None) -> str:
 
 
 def steps_per_epoch(config: TrialConfig) -> int:
-    """Training steps of one full epoch (drop_last), or the config's cap."""
+    """Training steps of one full epoch (drop_last), or the config's cap (a smoke trial: of its
+    FakeData's SMOKE_TRAIN images)."""
+    from svdablate.data.datasets import SMOKE_TRAIN
+
     images, _ = DATASET_IMAGES.get(config.reported_dataset, (50000, 32))
+    images = SMOKE_TRAIN if config.smoke else images
     steps = images // config.batch_size
     return min(steps, config.max_steps_per_epoch or steps)
 

@@ -1,16 +1,25 @@
 """`svdablate rehearse`: a study's cost measured before it is spent.
 
 For each distinct trial shape of a study (network, dataset and its image size, batch, method,
-precision, autocast: `spec.cost.shape_key`) it runs `training.rehearse.rehearse_shape` on the
-device the study's trials would get (the GPU when this machine has one and the preset asks for
-GPUs, else the CPU, with the trial's CPUs as torch threads, as the runner sets them), then
-predicts every trial's training seconds from the measured step times (`spec.cost`), the study's
-device-hours and its wall time on the cluster given (default: this machine's GPUs or CPUs).
+precision, autocast: `spec.cost.shape_key`) it runs `training.rehearse.rehearse_shape` as a Ray
+task that asks for exactly what `run` asks for a trial (`Resources`: its CPUs and its, possibly
+fractional, GPUs) on the cluster `run` would join (`--address`, else `RAY_ADDRESS`, else a fresh
+local Ray: `runtime.ray_cluster`, as `study.preflight.join_ray` joins, with its one-line errors).
+So on a GPU cluster the numbers come from the GPU worker Ray gives a trial, with the trial's CPUs
+as torch threads, as the runner sets them; a GPU preset on a CPU cluster is refused (one line:
+`--gpus-per-trial 0` rehearses it on the CPU). Shapes run one at a time (they do not disturb
+one another), each in a fresh worker process (`max_calls=1`: on a CPU the peak memory is the
+process's own). Then it predicts every trial's training seconds from the measured step times
+(`spec.cost`), the study's device-hours and its wall time on the cluster (default: the Ray
+cluster's GPUs and CPUs).
+
+`--compare-autocast bf16|fp16` measures each shape twice, autocast off and on (the meta-layer
+stays in its precision either way), and records the ratios of the step times and of the memory
+(on a GPU the allocator's peak; on a CPU what the shape added to its worker's RSS).
 
 The record goes to `<results-dir>/rehearsals/<preset>.json` (what `plan` reads) and to MLflow, in
-the experiment `svdablate-rehearsal` (one parent run per rehearsal, one child per shape), so runs
-on different GPUs can be compared in one place. Unlike `run`, it runs in this process, not
-through Ray: a few steps per shape do not need a scheduler.
+the experiment `svdablate-rehearsal` (one parent run per rehearsal, one child per shape), both
+written here on the driver, so runs on different GPUs can be compared in one place.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +35,14 @@ from typing import Any
 
 import torch
 
+from svdablate.errors import UserError
 from svdablate.spec.config import Resources, TrialConfig
 from svdablate.spec.cost import rehearsal_path, rehearsed_seconds, shape_key
 from svdablate.training.loop import resolve_device
-from svdablate.training.rehearse import ShapeRehearsal, rehearse_shape
+from svdablate.training.rehearse import rehearse_shape
 
 EXPERIMENT = "svdablate-rehearsal"
+AUTOCAST_MODES = ("bf16", "fp16")
 
 
 def distinct_shapes(configs: list[TrialConfig]) -> dict[str, TrialConfig]:
@@ -56,8 +68,15 @@ class Cluster:
         return max(1, math.floor(self.cpus / resources.cpus_per_trial))
 
 
-def this_machine() -> Cluster:
-    return Cluster(torch.cuda.device_count(), os.cpu_count() or 1)
+def cluster_seen(gpus: int | None = None, cpus: int | None = None) -> Cluster:
+    """The joined Ray cluster's whole GPUs and CPUs, either replaced where given."""
+    import ray
+
+    seen = ray.cluster_resources()
+    return Cluster(
+        int(seen.get("GPU", 0)) if gpus is None else gpus,
+        int(seen.get("CPU", 1)) if cpus is None else cpus,
+    )
 
 
 def predict(
@@ -87,47 +106,140 @@ def predict(
     }
 
 
-def _shape_record(result: ShapeRehearsal) -> dict[str, Any]:
-    return {**result.as_dict(), "memory_fraction": result.memory_fraction}
+def with_autocast(config: TrialConfig, mode: str) -> TrialConfig:
+    """The trial with the backbone under `mode` autocast (validated whole)."""
+    return TrialConfig.model_validate({**config.model_dump(), "autocast": mode})
+
+
+def measure_shape(
+    config: TrialConfig, device: str, steps: int, warmup: int, resources: Resources
+) -> dict[str, Any]:
+    """One shape's rehearsal where this runs (a Ray worker holding the trial's resources): the
+    trial's CPUs as torch threads, `auto` the GPU Ray gave when the trial asks for one; the
+    record names the node, process and resources it ran on."""
+    torch.set_num_threads(max(1, int(resources.cpus_per_trial)))
+    wants_gpu = resources.gpus_per_trial > 0
+    target = resolve_device(device if device != "auto" or wants_gpu else "cpu")
+    result = rehearse_shape(config, target, steps=steps, warmup=warmup)
+    return {
+        **result.as_dict(),
+        "memory_fraction": result.memory_fraction,
+        "device_type": target.type,
+        "threads": torch.get_num_threads(),
+        "ran_on": _where_this_runs(),
+    }
+
+
+def _where_this_runs() -> dict[str, Any]:
+    """The Ray node, worker process and resources of the task running this (empty outside Ray)."""
+    import ray
+
+    where: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid()}
+    if not ray.is_initialized():
+        return where
+    context = ray.get_runtime_context()
+    return {
+        **where,
+        "node_id": context.get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "worker_id": context.get_worker_id(),
+        "resources": context.get_assigned_resources(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+    }
+
+
+def autocast_saving(off: dict[str, Any], on: dict[str, Any], mode: str) -> dict[str, Any]:
+    """What autocast changed, measured: step seconds and peak memory both ways and on/off."""
+    return {
+        "mode": mode,
+        "step_s_off": off["step_s"],
+        "step_s_on": on["step_s"],
+        "step_ratio": on["step_s"] / off["step_s"],
+        "peak_memory_mb_off": off["peak_memory_mb"],
+        "peak_memory_mb_on": on["peak_memory_mb"],
+        "memory_added_mb_off": off.get("memory_added_mb"),
+        "memory_added_mb_on": on.get("memory_added_mb"),
+        "memory_ratio": _ratio(on, off, "memory_added_mb") or _ratio(on, off, "peak_memory_mb"),
+        "memory_kind": on["memory_kind"],
+        "failures_on": on["failures"],
+        "nonfinite_grad_steps_on": on["nonfinite_grad_steps"],
+    }
+
+
+def _ratio(on: dict[str, Any], off: dict[str, Any], key: str) -> float | None:
+    if not on.get(key) or not off.get(key) or off[key] <= 0:
+        return None
+    return on[key] / off[key]
 
 
 def rehearse_study(
     study: Any,
     *,
+    address: str | None = None,
     device: str = "auto",
     steps: int = 3,
     warmup: int = 1,
-    cluster: Cluster | None = None,
+    gpus: int | None = None,
+    cpus: int | None = None,
+    compare_autocast: str | None = None,
     on_shape: Any = None,
 ) -> dict[str, Any]:
-    """Rehearse every shape of `study` (a `Study`) and predict its cost; returns the record
-    (also written for `plan` and logged to MLflow by :func:`save_rehearsal`)."""
+    """Rehearse every shape of `study` (a `StudyPlan`) through Ray and predict its cost; returns
+    the record (written for `plan` and logged to MLflow by :func:`save_rehearsal`)."""
+    import ray
+
+    from svdablate.runtime.ray_cluster import check_resources, connect_ray
+
     resources: Resources = study.resources
-    wants_gpu = resources.gpus_per_trial > 0
-    target = resolve_device(device if device != "auto" or wants_gpu else "cpu")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(int(resources.cpus_per_trial), os.cpu_count() or 1)))
-    try:
-        results = []
-        for config in distinct_shapes(study.configs).values():
-            result = rehearse_shape(config, target, steps=steps, warmup=warmup)
-            results.append(result)
-            if on_shape:
-                on_shape(result)
-    finally:
-        torch.set_num_threads(threads)
-    measured = {r.shape: r.step_s for r in results}
-    on_gpu = target.type == "cuda"
+    connect_ray(address)  # as `run` joins (join_ray): a bad address is one line, exit 2
+    if resources.gpus_per_trial > 0 and not ray.cluster_resources().get("GPU"):
+        raise UserError(
+            f"the Ray cluster has no GPU but each trial asks for {resources.gpus_per_trial:g}: "
+            "rehearse on the CPU with --gpus-per-trial 0, or join a GPU cluster with --address"
+        )
+    check_resources(resources)  # as `run`: a trial that no node can hold is one line, exit 2
+    task = ray.remote(
+        num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial, max_calls=1
+    )(measure_shape)
+
+    def measure(config: TrialConfig) -> dict[str, Any]:
+        return ray.get(task.remote(config, device, steps, warmup, resources))
+
+    shapes = []
+    for config in distinct_shapes(study.configs).values():
+        record = measure(config)
+        if compare_autocast:  # the trial's own autocast is one of the two ways, or neither
+            own = config.autocast
+            off = record if own == "off" else measure(with_autocast(config, "off"))
+            on = (
+                record
+                if own == compare_autocast
+                else measure(with_autocast(config, compare_autocast))
+            )
+            record["autocast"] = autocast_saving(off, on, compare_autocast)
+        shapes.append(record)
+        if on_shape:
+            on_shape(record)
+    measured = {r["shape"]: r["step_s"] for r in shapes}
+    on_gpu = bool(shapes) and shapes[0]["device_type"] == "cuda"
+    cluster = cluster_seen(gpus, cpus)
     return {
         "preset": study.name,
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "device": results[0].device if results else str(target),
-        "device_type": target.type,
+        "device": shapes[0]["device"] if shapes else "-",
+        "device_type": "cuda" if on_gpu else "cpu",
         "torch": torch.__version__,
-        "threads": torch.get_num_threads() if not on_gpu else None,
+        "threads": None if on_gpu else shapes[0]["threads"] if shapes else None,
         "steps": steps,
-        "shapes": [_shape_record(r) for r in results],
-        **predict(study.configs, measured, resources, cluster or this_machine(), on_gpu),
+        "ray": {
+            "address": address or os.environ.get("RAY_ADDRESS") or "local",
+            "resources_per_trial": {
+                "CPU": resources.cpus_per_trial,
+                "GPU": resources.gpus_per_trial,
+            },
+        },
+        "shapes": shapes,
+        **predict(study.configs, measured, resources, cluster, on_gpu),
     }
 
 
@@ -155,6 +267,7 @@ def _log_to_mlflow(record: dict[str, Any], uri: str) -> None:
         else client.create_experiment(EXPERIMENT, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     )
     params = {k: str(record[k]) for k in ("preset", "device", "torch", "steps", "cluster", "unit")}
+    params["ray_address"] = record.get("ray", {}).get("address")
     parent = client.create_run(
         experiment_id, run_name=f"{record['preset']} on {record['device']}"
     ).info.run_id
@@ -164,10 +277,16 @@ def _log_to_mlflow(record: dict[str, Any], uri: str) -> None:
             experiment_id, run_name=shape["shape"], tags={"mlflow.parentRunId": parent}
         ).info.run_id
         values = {**shape, **{f"{p}_s": v for p, v in shape["phases"].items()}}
+        saving = shape.get("autocast") or {}
+        values.update({f"autocast_{k}": v for k, v in saving.items()})
+        ran_on = shape.get("ran_on", {})
         client.log_batch(
             child,
             params=_params({"shape": shape["shape"], "row": shape["row"], "feed": shape["feed"],
-                            "eigh_device": shape["eigh_device"], "device": shape["device"]}),
+                            "eigh_device": shape["eigh_device"], "device": shape["device"],
+                            "node_ip": ran_on.get("node_ip"), "hostname": ran_on.get("hostname"),
+                            "ray_resources": ran_on.get("resources"),
+                            "autocast_compared": saving.get("mode")}),
             metrics=_metrics(values, _SHAPE_METRICS),
         )  # fmt: skip
         client.set_terminated(child)
@@ -178,7 +297,8 @@ _PREDICTIONS = ("device_hours", "wall_hours", "trials", "concurrency")
 _SHAPE_METRICS = (
     "step_s", "data_s", "forward_s", "metalayer_s", "backward_s", "optimizer_s", "peak_memory_mb",
     "memory_fraction", "loader_images_per_s", "demand_images_per_s", "failures",
-    "nonfinite_grad_steps", "busy_fraction",
+    "nonfinite_grad_steps", "busy_fraction", "autocast_step_s_on", "autocast_step_ratio",
+    "autocast_peak_memory_mb_on", "autocast_memory_ratio", "memory_added_mb",
 )  # fmt: skip
 
 

@@ -75,6 +75,9 @@ class ShapeRehearsal:
     nonfinite_grad_steps: int
     busy_fraction: float | None = None
     eigh_device: str | None = None
+    #: the peak above what the process held when the shape began (on a GPU: the allocator's peak,
+    #: reset then); on a CPU what the shape itself added to the process's imports and runtime
+    memory_added_mb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -199,6 +202,16 @@ class PhaseClock:
         return {p: statistics.median(v) if v else float("nan") for p, v in self.times.items()}
 
 
+def _resident_mb() -> float | None:
+    """The process's resident memory now (Linux's /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * resource.getpagesize() / 2**20
+
+
 def _peak_memory_mb(device: torch.device) -> tuple[float, str, float | None]:
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory / 2**20
@@ -248,6 +261,7 @@ def rehearse_shape(
     generator = torch.Generator().manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    resident_at_start = 0.0 if device.type == "cuda" else _resident_mb()
     batches, info, feed = synthetic_batches(config, device, generator)
     model = build_network(config, info, config.method)
     parts, _ = assemble_step(model, config, device)
@@ -301,4 +315,5 @@ def rehearse_shape(
         nonfinite_grad_steps=nonfinite,
         busy_fraction=busy,
         eigh_device=None if placement is None else placement.describe(),
+        memory_added_mb=None if resident_at_start is None else peak - resident_at_start,
     )

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
-
 import pytest
 import torch
-from mlflow import MlflowClient
-from typer.testing import CliRunner
+from rich.console import Console
 
-from svdablate.cli import app
+from svdablate.cli.rehearse_commands import autocast_table
+from svdablate.metalayers import inv_sqrtm
+from svdablate.metalayers import modules as metalayer_modules
 from svdablate.spec.config import Resources
 from svdablate.spec.cost import (
-    load_rehearsal,
     packing_advice,
     plan_table,
     rehearsed_seconds,
@@ -22,7 +19,14 @@ from svdablate.spec.cost import (
 )
 from svdablate.spec.presets import PRESETS
 from svdablate.study.plan import StudyPlan
-from svdablate.study.rehearsal import Cluster, distinct_shapes, predict
+from svdablate.study.rehearsal import (
+    Cluster,
+    autocast_saving,
+    distinct_shapes,
+    measure_shape,
+    predict,
+    with_autocast,
+)
 from svdablate.training.rehearse import PHASES, rehearse_shape, shape_label
 
 
@@ -131,23 +135,45 @@ def test_plan_uses_a_rehearsal_says_which_and_suggests_packing():
     assert "not used: it ran on H100, the plan asks for a GPU" in on_cpu
 
 
-def test_rehearse_command_records_for_plan_and_mlflow(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")
-    runner = CliRunner()
-    result = runner.invoke(app, ["rehearse", "--preset", "demo", "--rows", "SVD", "--steps", "1",
-                                 "--warmup", "0", "--cpus", "2"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "rehearsal of demo on cpu" in result.output and "CPU-core-hours" in result.output
-    record = load_rehearsal(tmp_path / "results", "demo")
-    assert record is not None and len(record["shapes"]) == 1 and record["trials"] == 5
-    assert record["concurrency"] == 2 and math.isfinite(record["device_hours"])
-    client = MlflowClient(f"sqlite:///{tmp_path}/results/mlflow.db")
-    experiment = client.get_experiment_by_name("svdablate-rehearsal")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2  # the rehearsal and its one shape
-    child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
-    assert child.data.metrics["step_s"] == pytest.approx(record["shapes"][0]["step_s"])
-    planned = runner.invoke(app, ["plan", "--preset", "demo"])
-    assert planned.exit_code == 0 and "measured: rehearsal of" in planned.output
-    assert json.loads((tmp_path / "results/rehearsals/demo.json").read_text())["preset"] == "demo"
+def test_autocast_is_compared_both_ways_with_the_meta_layer_in_its_precision(monkeypatch):
+    """`--compare-autocast bf16` on a tiny shape: measured off and under bf16 (no Ray here: the
+    function a Ray worker runs), the ratios from the two; inside, the ZCA layer's inverse square
+    root sees float64 with autocast off while the backbone runs under it."""
+    seen = []
+
+    def spy(p, method, **opts):
+        seen.append((p.dtype, torch.is_autocast_enabled("cpu")))
+        return inv_sqrtm(p, method, **opts)
+
+    monkeypatch.setattr(metalayer_modules, "inv_sqrtm", spy)
+    config = next(c for c in _configs("demo") if c.row == "SVD")
+    resources = Resources(cpus_per_trial=1.0)
+    off = measure_shape(config, "auto", 1, 0, resources)
+    assert off["device_type"] == "cpu" and off["threads"] == 1 and "pid" in off["ran_on"]
+    assert seen and set(seen) == {(torch.float64, False)}
+    on_config = with_autocast(config, "bf16")
+    assert on_config.autocast == "bf16" and on_config.precision == config.precision
+    on = measure_shape(on_config, "auto", 1, 0, resources)
+    assert on["shape"] == off["shape"] + " bf16" and on["step_s"] > 0
+    assert set(seen) == {(torch.float64, False)}  # also under the backbone's bf16 autocast
+    saving = autocast_saving(off, on, "bf16")
+    assert saving["step_ratio"] == pytest.approx(on["step_s"] / off["step_s"])
+    assert 0 < off["memory_added_mb"] < off["peak_memory_mb"]  # above the imports' RSS
+    added = on["memory_added_mb"] / off["memory_added_mb"]
+    assert saving["memory_ratio"] == pytest.approx(added)
+    assert saving["memory_kind"] == "process RSS" and saving["failures_on"] == 0
+
+
+def test_the_autocast_table_shows_the_measured_ratios():
+    saving = {"mode": "bf16", "step_s_off": 2.0, "step_s_on": 3.0, "step_ratio": 1.5,
+              "peak_memory_mb_off": 900.0, "peak_memory_mb_on": 880.0, "memory_ratio": 0.8,
+              "memory_added_mb_off": 100.0, "memory_added_mb_on": 80.0,
+              "memory_kind": "process RSS", "failures_on": 0,
+              "nonfinite_grad_steps_on": 0}  # fmt: skip
+    record = {"device": "cpu", "device_type": "cpu", "shapes": [{"shape": "s", "autocast": saving}]}
+    console = Console(width=200, record=True)
+    console.print(autocast_table(record))
+    text = console.export_text()
+    assert "autocast bf16 against off on cpu" in text and "a CPU" in text
+    assert "1.50" in text and "0.80" in text and "added MB bf16" in text
+    assert "peak RSS above the process's at its start" in text
