@@ -16,6 +16,7 @@ from svdablate.cli.app import (
     Layout,
     ResultsDir,
     TrackingUri,
+    _error,
     _examples,
     app,
     console,
@@ -162,27 +163,47 @@ def _study_url(uri: str, base: str, run_id: str | None) -> str | None:
     return run_url(base, str(parent_info(uri, run_id)["experiment_id"]), run_id)
 
 
-def _open_when_up(command: list[str], base: str, url: str) -> int:
-    """Run the UI server, open `url` in the browser once it answers, wait for it to stop."""
-    import time
+def _answers(url: str) -> bool:
     import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _open_when_up(command: list[str], probe: str, url: str, timeout: float = 180) -> int:
+    """Run the UI server, open `url` in the browser once `probe` (the server's own address)
+    answers, then wait for the server to stop. Ctrl-C or SIGTERM stops the server too."""
+    import signal
+    import time
     import webbrowser
 
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     server = subprocess.Popen(command)
     try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None:
-                    return server.returncode
-                time.sleep(0.2)
-        webbrowser.open(url)
+        deadline = time.monotonic() + timeout
+        while not _answers(f"{probe}/health"):
+            if server.poll() is not None:
+                return server.returncode
+            if time.monotonic() > deadline:
+                _error(f"the MLflow UI did not answer on {probe} in {timeout:.0f} s")
+                server.terminate()
+                server.wait(30)
+                return int(ExitCode.FAILED)
+            time.sleep(0.2)
+        if not webbrowser.open(url):
+            console.print(f"no web browser found: open {url}", highlight=False, soft_wrap=True)
         return server.wait()
     except KeyboardInterrupt:
         server.terminate()
         return server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command(
@@ -221,5 +242,6 @@ def ui(
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", host, "--port", str(port)]
     if open_:
-        raise typer.Exit(_open_when_up(command, base, url or base))
+        local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # a wildcard is no address
+        raise typer.Exit(_open_when_up(command, f"http://{local}:{port}", url or base))
     os.execvp(sys.executable, command)

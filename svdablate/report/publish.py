@@ -93,9 +93,14 @@ def changed_metrics(
 
 
 def replace_table(mlflow: MlflowClient, parent: str, frame: pd.DataFrame, path: str) -> None:
-    """`log_table` the frame at `path`, replacing (not appending to) one logged before."""
+    """`log_table` the frame at `path`, replacing (not appending to) one logged before.
+
+    The repository is the client's store's: a server's proxied `mlflow-artifacts:` URI names no
+    host, and MLflow resolves it against the tracking URI it is given, else the process's
+    default one (a local SQLite file, refused: the table was never logged on a server)."""
     artifact_uri = mlflow.get_run(parent).info.artifact_uri
-    get_artifact_repository(artifact_uri).delete_artifacts(path)
+    repository = get_artifact_repository(artifact_uri, tracking_uri=mlflow.tracking_uri)
+    repository.delete_artifacts(path)
     mlflow.log_table(parent, frame, path)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -122,15 +123,31 @@ def _stay_on_loopback() -> None:
 LOCAL_RAY_CONFIG = {"prestart_worker_first_driver": False}
 
 
-def _node_ips(address: str) -> set[str]:
-    """The addresses the cluster's live nodes registered (empty when the GCS does not say)."""
+#: How long a cluster whose GCS answers may take to register its first live node (a `ray start
+#: --head` still starting: a script that waits for its port and runs the driver).
+FIRST_NODE_WAIT_S = 60.0
+
+
+def _node_ips(address: str) -> set[str] | None:
+    """The addresses the cluster's live nodes registered (None when the GCS does not say)."""
     from ray._raylet import GcsClient
 
     try:
         nodes = GcsClient(address=address).get_all_node_info(timeout=CONNECT_TIMEOUT_S)
     except Exception:  # ray.init reports what is wrong with the cluster
-        return set()
+        return None
     return {node.node_manager_address for node in nodes.values() if node.state == 0}
+
+
+def _registered_node_ips(address: str) -> set[str] | None:
+    """`_node_ips` once a node has registered: a GCS with none yet is a cluster still starting
+    (taken for a loopback one, the driver looked for a node at 127.0.0.1 and found none)."""
+    deadline = time.monotonic() + FIRST_NODE_WAIT_S
+    ips = _node_ips(address)
+    while ips == set() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ips = _node_ips(address)
+    return ips
 
 
 def _this_node_ip(target: str) -> str | None:
@@ -142,7 +159,7 @@ def _this_node_ip(target: str) -> str | None:
         return None
     if target == "local":
         return "127.0.0.1"
-    ips = _node_ips(target)
+    ips = _registered_node_ips(target)
     if not ips or any(_is_loopback(ip) for ip in ips):
         return "127.0.0.1"
     from ray.util import get_node_ip_address

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from polling import poll
 
 HERE = Path(__file__).parent
 #: Every Ray process of a test (nodes, drivers, workers) resolves this node to loopback.
@@ -42,12 +43,19 @@ def port() -> int:
 
 
 class MlflowServer:
-    """`mlflow server` on 127.0.0.1 over a SQLite store in `folder`; it can be killed (its whole
-    process group) and started again on the same port and store; `wait_for` polls."""
+    """`mlflow server` on 127.0.0.1 over a SQLite store in `folder` (or `backend_store`, e.g. a
+    PostgreSQL URI), artifacts proxied to `folder/artifacts`; it can be killed (its whole process
+    group) and started again on the same port and store; `wait_for` polls."""
 
-    def __init__(self, folder: Path, wait_for: Callable[[Callable[[], bool], float], bool]):
+    def __init__(
+        self,
+        folder: Path,
+        wait_for: Callable[[Callable[[], bool], float], bool],
+        backend_store: str | None = None,
+    ):
         self.folder = folder
         self.wait_for = wait_for
+        self.backend_store = backend_store or f"sqlite:///{folder / 'server.db'}"
         self.url = f"http://127.0.0.1:{free_port()}"
         self.process: subprocess.Popen | None = None
 
@@ -62,7 +70,7 @@ class MlflowServer:
         port = self.url.rsplit(":", 1)[1]
         command = [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", port,
-            "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+            "--backend-store-uri", self.backend_store,
             "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1",
         ]  # fmt: skip
         self.process = subprocess.Popen(
@@ -84,6 +92,26 @@ class MlflowServer:
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory, wait_for) -> Iterator[MlflowServer]:
     """A started `mlflow server` of the test's own (its URL: `.url`)."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), wait_for)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def mlflow_backend_store() -> str | None:
+    """The backend store of `module_mlflow_server`: None is SQLite in the server's folder; a
+    test module overrides this fixture (tests/e2e/test_postgres_store.py: a PostgreSQL URI)."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def module_mlflow_server(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_backend_store: str | None
+) -> Iterator[MlflowServer]:
+    """A started `mlflow server` on `mlflow_backend_store`, shared by the tests of a module."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), poll, mlflow_backend_store)
     server.start()
     try:
         yield server

@@ -1,18 +1,19 @@
 """A production MLflow: `mlflow server` on a PostgreSQL backend store, artifacts proxied through
-the server (`--artifacts-destination`, `mlflow-artifacts:` URIs). Two studies at once, `resume`,
-and the server killed and restarted mid-study: no epoch lost (what the study could not send
-while it was away, `resume` sends)."""
+the server (`--artifacts-destination`, `mlflow-artifacts:` URIs), one server shared by the module
+(conftest's `module_mlflow_server`). A study and its `resume` (the lean scenario `make test-e2e`
+runs where PostgreSQL is installed, skipped otherwise); two studies at once and the server killed
+and restarted mid-study, no epoch lost, are `slow` (`make test-deploy`)."""
 
 import glob
+import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from polling import poll as wait_for
@@ -21,8 +22,8 @@ from ray_nodes import free_port
 from svdablate.schema import REPORT_ARTIFACT_DIR, Tag
 from svdablate.training.faults import faults_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+#: Debian's PostgreSQL server programs (initdb, pg_ctl): not on PATH.
+PG_BIN = sorted(path.parent for path in map(Path, glob.glob("/usr/lib/postgresql/*/bin/initdb")))
 
 
 def as_postgres(command: list[str]) -> list[str]:
@@ -34,7 +35,10 @@ def as_postgres(command: list[str]) -> list[str]:
 def postgres():
     """A PostgreSQL of its own on 127.0.0.1 (a temporary data dir); its `mlflow` database URI."""
     if not PG_BIN:
-        pytest.skip("no PostgreSQL: apt-get install -y postgresql (.ci/run installs it)")
+        pytest.skip(
+            "no PostgreSQL server (/usr/lib/postgresql/*/bin/initdb): apt-get install -y "
+            "postgresql (`make test-deploy` installs it)"
+        )
     pytest.importorskip("psycopg2", reason="pip install psycopg2-binary (the dev extra has it)")
     folder = Path(tempfile.mkdtemp(prefix="svdablate-pg-"))  # pytest's tmp is root's alone
     data = folder / "data"
@@ -63,54 +67,18 @@ def postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-class Server:
-    """`mlflow server` on the PostgreSQL store, artifacts proxied to a folder of its own."""
-
-    def __init__(self, store: str, artifacts: Path) -> None:
-        self.store, self.artifacts = store, artifacts
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.process: subprocess.Popen | None = None
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        command = [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-            "--port", self.url.rsplit(":", 1)[1], "--backend-store-uri", self.store,
-            "--artifacts-destination", str(self.artifacts), "--workers", "1",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        assert wait_for(self.healthy, 120), "mlflow server did not start"
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(30)
-
-
 @pytest.fixture(scope="module")
-def server(postgres, tmp_path_factory):
-    running = Server(postgres, tmp_path_factory.mktemp("artifacts"))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.kill()
+def mlflow_backend_store(postgres: str) -> str:
+    """conftest's `module_mlflow_server` runs on this module's PostgreSQL."""
+    return postgres
 
 
 def study(
     results: Path, tracking: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD", "--seeds", "2",
-        "--results-dir", str(results), "--tracking-uri", tracking, "--no-report", *extra,
+        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD", "--results-dir",
+        str(results), "--tracking-uri", tracking, "--no-report", "--no-progress", *extra,
     ]  # fmt: skip
     return subprocess.Popen(
         command,
@@ -121,37 +89,75 @@ def study(
     )
 
 
+def resume(results: Path, parent: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "svdablate.cli", "resume", parent, "--results-dir", str(results),
+         "--no-report", "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def parent_of(output: str) -> str:
     return output.split("parent run ", 1)[1].split(",", 1)[0].strip()
 
 
-def test_two_studies_at_once_then_resume(tmp_path, server):
-    first = study(tmp_path / "a", server.url, "--epochs", "2")
-    second = study(tmp_path / "b", server.url, "--epochs", "2")
+def published(client: MlflowClient, parent: str) -> pd.DataFrame:
+    """The study's report on its parent run, read back through the server: the files are
+    there and the MLflow table (`report/summary.json`) is returned as a frame."""
+    run = client.get_run(parent)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
+    files = {a.path for a in client.list_artifacts(parent, REPORT_ARTIFACT_DIR)}
+    for name in ("summary.json", "summary.html", "summary.csv"):
+        assert f"{REPORT_ARTIFACT_DIR}/{name}" in files, files
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(parent, f"{REPORT_ARTIFACT_DIR}/summary.json", folder)
+        table = json.loads(Path(path).read_text())
+    return pd.DataFrame(table["data"], columns=table["columns"])
+
+
+def children(client: MlflowClient, parent: str) -> list:
+    experiment = client.get_run(parent).info.experiment_id
+    return client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
+
+
+def test_a_study_and_its_resume(tmp_path, module_mlflow_server, shared_ray):
+    """The lean scenario `make test-e2e` runs where PostgreSQL is installed: one trial of one
+    epoch, its report published through the proxied artifact store, then `resume`, which
+    publishes the report again in place (the MLflow table replaced, not appended to)."""
+    running = study(tmp_path / "a", module_mlflow_server.url, "--seeds", "1", "--epochs", "1")
+    output = running.communicate(timeout=300)[0]
+    assert running.returncode == 0 and "warning:" not in output, output[-3000:]
+    parent = parent_of(output)
+    client = MlflowClient(module_mlflow_server.url)
+    first = published(client, parent)
+    assert [r.data.tags[Tag.STATUS] for r in children(client, parent)] == ["finished"]
+    again = resume(tmp_path / "a", parent)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "1 already finished before" in again.stdout, again.stdout[-2000:]
+    assert "warning:" not in again.stdout + again.stderr, again.stderr[-2000:]
+    assert len(published(client, parent)) == len(first) >= 1
+
+
+@pytest.mark.slow
+def test_two_studies_at_once(tmp_path, module_mlflow_server):
+    server = module_mlflow_server
+    first = study(tmp_path / "a", server.url, "--seeds", "2", "--epochs", "2")
+    second = study(tmp_path / "b", server.url, "--seeds", "2", "--epochs", "2")
     outputs = [process.communicate(timeout=480)[0] for process in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], [o[-2000:] for o in outputs]
     client = MlflowClient(server.url)
     for output in outputs:
-        parent = client.get_run(parent_of(output))
-        assert parent.info.artifact_uri.startswith("mlflow-artifacts:"), parent.info.artifact_uri
-        files = {a.path for a in client.list_artifacts(parent.info.run_id, REPORT_ARTIFACT_DIR)}
-        assert f"{REPORT_ARTIFACT_DIR}/summary.html" in files, files
-        children = client.search_runs(
-            [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
-        )
-        assert {r.data.tags[Tag.STATUS] for r in children} == {"finished"} and len(children) == 2
-    resume = subprocess.run(
-        [sys.executable, "-m", "svdablate.cli", "resume", parent_of(outputs[0]),
-         "--results-dir", str(tmp_path / "a"), "--no-report"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-2000:]
-    assert "2 already finished before" in resume.stdout
+        assert "warning:" not in output, output[-3000:]
+        published(client, parent_of(output))
+        statuses = [r.data.tags[Tag.STATUS] for r in children(client, parent_of(output))]
+        assert statuses == ["finished", "finished"], statuses
 
 
-def test_the_server_killed_mid_study_loses_no_epoch(tmp_path, server):
+@pytest.mark.slow
+def test_the_server_killed_mid_study_loses_no_epoch(tmp_path, module_mlflow_server):
+    server = module_mlflow_server
     faults = faults_env([{"sleep_per_epoch": 1.0}])
-    running = study(tmp_path / "c", server.url, "--epochs", "8", env=faults)
+    running = study(tmp_path / "c", server.url, "--seeds", "2", "--epochs", "8", env=faults)
     client = MlflowClient(server.url)
 
     def training() -> bool:
@@ -173,14 +179,8 @@ def test_the_server_killed_mid_study_loses_no_epoch(tmp_path, server):
     parent = parent_of(output)
     if running.returncode != 0:  # the server came back after the study ended: resume sends
         assert "writes wait in" in output, output[-3000:]
-        resume = subprocess.run(
-            [sys.executable, "-m", "svdablate.cli", "resume", parent,
-             "--results-dir", str(tmp_path / "c"), "--no-report"],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-2000:]
-    for run in client.search_runs(
-        [client.get_run(parent).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'"
-    ):
+        resumed = resume(tmp_path / "c", parent)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    for run in children(client, parent):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_err"))
         assert steps == list(range(8)), steps

@@ -37,6 +37,10 @@ def slurm() -> tuple[str, dict[str, float]]:
     text = path.read_text()
     cpus = re.search(r"^#SBATCH --cpus-per-task=(\d+)", text, re.M)[1]
     gpus = re.search(r"^#SBATCH --gpus-per-task=(\d+)", text, re.M)[1]
+    starts = re.findall(r"ray start [^&]*", text.replace("\\\n", " "))
+    assert len(starts) == 2, starts  # the head, then a worker on every other node
+    for start in starts:  # each node gives Ray what SLURM gave the task
+        assert '--num-cpus="$SLURM_CPUS_PER_TASK"' in start and f"--num-gpus={gpus}" in start, start
     return _run_line(text), {"CPU": float(cpus), "GPU": float(gpus)}
 
 
