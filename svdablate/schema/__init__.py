@@ -15,7 +15,8 @@ One module per kind of name, all re-exported here (`from svdablate.schema import
   case; `format_row` writes them in the canonical order `NOG SN OL OW OLR`) and the papers' names
   of our methods (`paper_method_name`);
 - `report`: the report's layouts and error metrics, the parent run's artifacts and per-row
-  summary metrics, the meta-layer speed experiment's names.
+  summary metrics, the meta-layer speed experiment's names (the report's formats are its
+  renderers', `report/render/formats.py`).
 
 The orchestrator writes these names (trial configs become params under their field names), the
 report reads them, and nothing else spells them out.
@@ -26,7 +27,6 @@ from svdablate.schema.report import (
     ERROR_METRICS,
     GRID_ARTIFACT,
     REPORT_ARTIFACT_DIR,
-    REPORT_FORMATS,
     REPORT_LAYOUTS,
     ROW_STATS,
     SPEED_EXPERIMENT,
@@ -41,6 +41,7 @@ from svdablate.schema.rows import (
     ROW_SEPARATOR,
     TREATMENT_ORDER,
     Row,
+    canonical_treatments,
     format_row,
     paper_method_name,
     paper_row_name,
@@ -89,7 +90,6 @@ __all__ = [
     "PARENT_TAGS",
     "PREFIX",
     "REPORT_ARTIFACT_DIR",
-    "REPORT_FORMATS",
     "REPORT_LAYOUTS",
     "ROW_SEPARATOR",
     "ROW_STATS",
@@ -115,6 +115,7 @@ __all__ = [
     "TerminateRun",
     "TrialResult",
     "TrialStatus",
+    "canonical_treatments",
     "format_row",
     "metric_key",
     "paper_method_name",

@@ -9,8 +9,8 @@ from typing import Final
 from svdablate.schema.metrics import Metric
 from svdablate.schema.rows import ROW_SEPARATOR
 
-#: What `svdablate report` can print: formats, the papers' table layouts, which error of a run.
-REPORT_FORMATS: Final = ("rich", "markdown", "latex", "csv", "html")
+#: What `svdablate report` can print: the papers' table layouts, which error of a run (its formats
+#: are the renderers `report.render.formats.FORMATS` registers).
 REPORT_LAYOUTS: Final = (
     "summary",
     "eccv22-t1",

@@ -4,11 +4,12 @@ methods, so a row can be matched with the numbers a paper prints."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-#: Treatments of the Pre-SVD layer in canonical order (ECCV'22 §4–5); `treatments.TREATMENTS`
-#: registers exactly these.
+#: The papers' treatments of the Pre-SVD layer in canonical order (ECCV'22 §4–5). A treatment
+#: registered besides them (`treatments.register_treatment`) sorts after them, by name.
 TREATMENT_ORDER: Final = ("NOG", "SN", "OL", "OW", "OLR")
 ROW_SEPARATOR: Final = "+"
 
@@ -32,8 +33,9 @@ class Row:
 def split_row(text: str) -> Row:
     """`svd+olr+NOG` → Row('svd', ('NOG', 'OLR')): treatments upper-cased, in canonical order.
 
-    Syntax only: an unknown treatment stays (after the known ones, sorted) for the registries to
-    reject; an empty text or a duplicated treatment raises ValueError.
+    Syntax only: a treatment outside the papers' five stays (after them, sorted by name) for the
+    treatment registry to accept or reject; an empty text or a duplicated treatment raises
+    ValueError.
     """
     parts = [p.strip() for p in str(text).split(ROW_SEPARATOR)]
     if not parts or not parts[0] or any(not p for p in parts[1:]):
@@ -44,16 +46,20 @@ def split_row(text: str) -> Row:
     twice = sorted({t for t in treatments if treatments.count(t) > 1})
     if twice:
         raise ValueError(f"treatment {twice[0]} appears twice in row {text!r}")
-    known = [t for t in TREATMENT_ORDER if t in treatments]
-    unknown = sorted(t for t in treatments if t not in TREATMENT_ORDER)
-    return Row(parts[0], (*known, *unknown))
+    return Row(parts[0], canonical_treatments(treatments))
 
 
 def format_row(method: str, treatments: tuple[str, ...] | list[str] = ()) -> str:
     """The row label: method, then the treatments in canonical order, `+`-joined."""
-    ordered = [t for t in TREATMENT_ORDER if t in treatments]
-    ordered += sorted(t for t in treatments if t not in TREATMENT_ORDER)
-    return ROW_SEPARATOR.join([method, *ordered])
+    return ROW_SEPARATOR.join([method, *canonical_treatments(treatments)])
+
+
+def canonical_treatments(treatments: Iterable[str]) -> tuple[str, ...]:
+    """Treatment names in canonical order: the papers' (`TREATMENT_ORDER`), then any other, sorted
+    by name (`("OLR", "HALF", "NOG")` → `("NOG", "OLR", "HALF")`)."""
+    given = list(treatments)
+    others = sorted(t for t in given if t not in TREATMENT_ORDER)
+    return (*(t for t in TREATMENT_ORDER if t in given), *others)
 
 
 # --------------------------------------------------------------------------- the papers' names
