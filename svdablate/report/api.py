@@ -22,11 +22,14 @@ from svdablate.report.render.html_page import html_page
 from svdablate.report.render.page import StudyPage, study_page
 from svdablate.report.render.plots import StudyFigures, figure_histories, study_figures
 from svdablate.report.render.rich_table import render_rich
-from svdablate.report.tables.layout_specs import default_layout
+from svdablate.report.tables.layout_specs import LAYOUTS, default_layout
 from svdablate.report.tables.layouts import layout_table
 from svdablate.report.tables.speed import SPEED_LAYOUT, speed_table
 from svdablate.report.tables.table import ReportTable
-from svdablate.schema import Metric, TrialStatus
+from svdablate.schema import REPORT_LAYOUTS, Metric, TrialStatus
+
+if set(REPORT_LAYOUTS) != {"summary", *LAYOUTS, SPEED_LAYOUT}:  # the CLI's names: in the schema
+    raise RuntimeError("svdablate.schema.REPORT_LAYOUTS and the report's layouts differ")
 
 
 @dataclass
