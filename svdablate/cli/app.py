@@ -16,7 +16,7 @@ from typer._click.exceptions import ClickException
 
 from svdablate import __version__
 from svdablate.errors import ExitCode, UserError
-from svdablate.schema import ERROR_METRICS, REPORT_FORMATS, REPORT_LAYOUTS
+from svdablate.schema import ERROR_METRICS, REPORT_LAYOUTS
 from svdablate.spec.presets import PRESETS
 
 EXIT_CODES = (
@@ -35,7 +35,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
-Format = Literal[REPORT_FORMATS]  # type: ignore[valid-type]
 Layout = Literal[REPORT_LAYOUTS]  # type: ignore[valid-type]
 ErrorMetric = Literal[ERROR_METRICS]  # type: ignore[valid-type]
 
@@ -70,14 +69,14 @@ def _complete_presets(incomplete: str) -> list[str]:
 
 def _complete_rows(incomplete: str) -> list[str]:
     """Shell completion of --rows: the preset rows' spellings, methods and treatments."""
-    from svdablate.schema import TREATMENT_ORDER
+    from svdablate.treatments import TREATMENTS
 
     head, _, last = incomplete.rpartition(",")
     prefix = f"{head}," if head else ""
     rows = dict.fromkeys(r for p in PRESETS.values() for r in p.rows)
     method, plus, _ = last.partition("+")
     if plus:
-        return [f"{prefix}{method}+{t}" for t in TREATMENT_ORDER]
+        return [f"{prefix}{method}+{t}" for t in TREATMENTS]
     return [prefix + row for row in rows if row.lower().startswith(last.lower())]
 
 

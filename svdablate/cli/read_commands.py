@@ -6,13 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from svdablate.cli.app import (
     ErrorMetric,
-    Format,
     Layout,
     ResultsDir,
     TrackingUri,
@@ -22,6 +21,7 @@ from svdablate.cli.app import (
     console,
 )
 from svdablate.errors import ExitCode
+from svdablate.report.render.formats import FORMATS
 
 
 @app.command(epilog=_examples("svdablate status", "svdablate status RUN_ID --results-dir DIR"))
@@ -91,8 +91,9 @@ def report_cmd(
     latest: Annotated[bool, typer.Option(help="The newest study in the store.")] = False,
     results_dir: ResultsDir = Path("results"),
     tracking_uri: TrackingUri = None,
-    fmt: Annotated[
-        Format, typer.Option("--format", help="rich is the terminal's; html a page of its own.")
+    fmt: Annotated[  # the report's formats when the command is built: a registered one is there
+        Literal[tuple(FORMATS)],  # type: ignore[valid-type]
+        typer.Option("--format", help="rich is the terminal's; html a page of its own."),
     ] = "rich",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
     layout: Annotated[

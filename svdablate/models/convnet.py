@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from svdablate.models.svdnet import SVDNet, gcp_from_options, zca_from_options
-from svdablate.spec.model_options import ModelOptions
+from svdablate.models.svdnet import ModelRequest, SVDNet
 
 __all__ = ["ConvNet", "build_convnet"]
 
@@ -58,19 +57,12 @@ class ConvNet(nn.Module):
         return self.fc(self.pool(x))
 
 
-def build_convnet(
-    application: str,
-    num_classes: int,
-    in_channels: int,
-    image_size: int,
-    method: str,
-    precision: str,
-    options: ModelOptions,
-) -> SVDNet:
+def build_convnet(request: ModelRequest) -> SVDNet:
     """The CPU convnet (5×5 stem so its covariance can be full-rank; dbn or gcp)."""
+    options, num_classes, in_channels = request.options, request.num_classes, request.in_channels
     width = options.width
-    if application == "dbn":
-        stem_norm: nn.Module = zca_from_options(width, method, precision, options)
+    if request.application == "dbn":
+        stem_norm: nn.Module = request.zca(width)
         body = ConvNet(
             num_classes=num_classes,
             in_channels=in_channels,
@@ -87,7 +79,7 @@ def build_convnet(
             metalayer_path="bn1",
             classifier_path="fc",
         )
-    head = gcp_from_options(4 * width, method, precision, options)
+    head = request.gcp(4 * width)
     body = ConvNet(
         num_classes=num_classes,
         in_channels=in_channels,

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from svdablate.models.convnet import build_convnet
-from svdablate.models.svdnet import APPLICATIONS, SVDNet
+from svdablate.models.svdnet import APPLICATIONS, ModelRequest, SVDNet
 from svdablate.models.torchvision_backbones import build_alexnet, resnet_builder
 from svdablate.spec.model_options import ModelOptions
 
 __all__ = ["MODELS", "build_model"]
 
-MODELS: dict[str, Callable[..., SVDNet]] = {
+MODELS: dict[str, Callable[[ModelRequest], SVDNet]] = {
     "convnet": build_convnet,
     "resnet18": resnet_builder("resnet18"),
     "resnet50": resnet_builder("resnet50"),
@@ -39,12 +39,5 @@ def build_model(
     if application not in APPLICATIONS:
         raise ValueError(f"unknown application {application!r}; valid: {', '.join(APPLICATIONS)}")
     resolved = (options or ModelOptions()).for_model(name)
-    return MODELS[name](
-        application,
-        int(num_classes),
-        int(in_channels),
-        int(image_size),
-        method,
-        precision,
-        resolved,
-    )
+    data = (int(num_classes), int(in_channels), int(image_size))
+    return MODELS[name](ModelRequest(application, *data, method, precision, resolved))

@@ -10,14 +10,39 @@ access.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
 from svdablate.metalayers import CovariancePooling, ZCAWhitening
 from svdablate.spec.model_options import ModelOptions
 
-__all__ = ["APPLICATIONS", "SVDNet", "gcp_from_options", "zca_from_options"]
+__all__ = ["APPLICATIONS", "ModelRequest", "SVDNet", "gcp_from_options", "zca_from_options"]
 
 APPLICATIONS = ("dbn", "gcp")
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What ``build_model`` asks a builder (``MODELS[name](request) -> SVDNet``) to build: the
+    application's meta-layer (dbn or gcp) with ``method`` at ``precision``, for the data's classes,
+    channels and image size, with ``options`` (every one set: ``ModelOptions.for_model``)."""
+
+    application: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    method: str
+    precision: str
+    options: ModelOptions
+
+    def zca(self, channels: int) -> ZCAWhitening:
+        """The dbn meta-layer on ``channels``."""
+        return zca_from_options(channels, self.method, self.precision, self.options)
+
+    def gcp(self, channels: int) -> CovariancePooling:
+        """The gcp head on ``channels``."""
+        return gcp_from_options(channels, self.method, self.precision, self.options)
 
 
 class SVDNet(nn.Module):

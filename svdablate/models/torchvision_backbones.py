@@ -17,8 +17,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from svdablate.models.svdnet import SVDNet, gcp_from_options, zca_from_options
-from svdablate.spec.model_options import ModelOptions
+from svdablate.models.svdnet import ModelRequest, SVDNet
 
 __all__ = [
     "ALEXNET_HIDDEN",
@@ -55,32 +54,24 @@ def _torchvision_model(name: str, num_classes: int) -> nn.Module:
 def resnet_builder(arch: str) -> Callable[..., SVDNet]:
     """A builder for torchvision's ResNet ``arch`` (resnet18, resnet50, resnet101)."""
 
-    def build(
-        application: str,
-        num_classes: int,
-        in_channels: int,
-        image_size: int,
-        method: str,
-        precision: str,
-        options: ModelOptions,
-    ) -> SVDNet:
+    def build(request: ModelRequest) -> SVDNet:
         """torchvision ResNet; dbn: ZCA replaces bn1; gcp: covariance pooling replaces avgpool."""
-        net = _torchvision_model(arch, num_classes)
-        stem = _stem_conv(in_channels, image_size)
+        net = _torchvision_model(arch, request.num_classes)
+        stem = _stem_conv(request.in_channels, request.image_size)
         if stem is not None:
             net.conv1 = stem
-        if image_size <= SMALL_IMAGE_MAX:
+        if request.image_size <= SMALL_IMAGE_MAX:
             net.maxpool = nn.Identity()
-        if application == "dbn":
-            net.bn1 = zca_from_options(64, method, precision, options)
+        if request.application == "dbn":
+            net.bn1 = request.zca(64)
             return SVDNet(net, pre_svd_path="conv1", metalayer_path="bn1", classifier_path="fc")
-        if options.layer4_stride1:
+        if request.options.layer4_stride1:
             for m in net.layer4[0].modules():
                 if isinstance(m, nn.Conv2d) and m.stride != (1, 1):
                     m.stride = (1, 1)
-        head = gcp_from_options(net.fc.in_features, method, precision, options)
+        head = request.gcp(net.fc.in_features)
         net.avgpool = head
-        net.fc = nn.Linear(head.output_dim, num_classes)
+        net.fc = nn.Linear(head.output_dim, request.num_classes)
         return SVDNet(
             net, pre_svd_path="avgpool.conv", metalayer_path="avgpool", classifier_path="fc"
         )
@@ -100,18 +91,11 @@ def gcp_alexnet_classifier(in_features: int, num_classes: int) -> nn.Sequential:
     )
 
 
-def build_alexnet(
-    application: str,
-    num_classes: int,
-    in_channels: int,
-    image_size: int,
-    method: str,
-    precision: str,
-    options: ModelOptions,
-) -> SVDNet:
+def build_alexnet(request: ModelRequest) -> SVDNet:
     """torchvision AlexNet features (BN after each conv, as the ICCV'21 code); gcp: the ICCV'21
     GCP AlexNet (module docstring); dbn: ZCA after the stem conv, torchvision's classifier."""
-    net = _torchvision_model("alexnet", num_classes)
+    options, in_channels, image_size = request.options, request.in_channels, request.image_size
+    net = _torchvision_model("alexnet", request.num_classes)
     layers = list(net.features.children())
     if image_size <= SMALL_IMAGE_MAX or in_channels != 3:
         k, s, p = (3, 1, 1) if image_size <= SMALL_IMAGE_MAX else (11, 4, 2)
@@ -123,9 +107,8 @@ def build_alexnet(
             if isinstance(m, nn.Conv2d):
                 with_bn.append(nn.BatchNorm2d(m.out_channels))
         layers = with_bn
-    if application == "dbn":
-        stem_out = layers[0].out_channels
-        zca = zca_from_options(stem_out, method, precision, options)
+    if request.application == "dbn":
+        zca = request.zca(layers[0].out_channels)
         if options.alexnet_bn:
             layers[1] = zca
         else:
@@ -138,9 +121,9 @@ def build_alexnet(
             classifier_path="classifier",
         )
     net.features = nn.Sequential(*layers[:-1])  # the last max-pool is dropped (as in MPN-COV)
-    head = gcp_from_options(256, method, precision, options)
+    head = request.gcp(256)
     net.avgpool = head
-    net.classifier = gcp_alexnet_classifier(head.output_dim, num_classes)
+    net.classifier = gcp_alexnet_classifier(head.output_dim, request.num_classes)
     return SVDNet(
         net, pre_svd_path="avgpool.conv", metalayer_path="avgpool", classifier_path="classifier"
     )

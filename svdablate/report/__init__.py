@@ -47,27 +47,80 @@ tables show, 'best' (default: each run's best epoch, as the papers' scripts repo
   ``render_rich``, ``load_published`` (the papers' printed numbers).
 """
 
-from svdablate.report.api import Report, claims_frame, make_report, report_table
-from svdablate.report.claims.verdicts import CLAIM_COLUMNS, holm
-from svdablate.report.publish import publish_study
-from svdablate.report.reading.parents import latest_parent, parent_info, resolve_parents
-from svdablate.report.reading.runs import deduplicate, load_runs, load_speed_runs, metric_histories
-from svdablate.report.render.csv_table import claims_csv
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# light (its renderers load when they first render), and eager: `render` is this function, not
+# the subpackage of the same name
 from svdablate.report.render.formats import FORMATS, render
-from svdablate.report.render.plots import plot_study, row_curves
-from svdablate.report.render.rich_table import render_rich
-from svdablate.report.tables.layout_specs import LAYOUTS, default_layout
-from svdablate.report.tables.layouts import layout_table
-from svdablate.report.tables.published import load_published
-from svdablate.report.tables.speed import SPEED_LAYOUT, speed_table
-from svdablate.report.tables.stats import compare
-from svdablate.report.tables.summary import summary_report, summary_table
-from svdablate.report.tables.table import Column, ReportTable
 from svdablate.schema import REPORT_LAYOUTS
 
 LAYOUT_NAMES = REPORT_LAYOUTS  # the names the CLI offers: defined once, in the schema
-if set(LAYOUT_NAMES) != {"summary", *LAYOUTS, SPEED_LAYOUT}:
-    raise RuntimeError("svdablate.schema.REPORT_LAYOUTS and the report's layouts differ")
+
+#: Each public name → the module defining it, imported on first use: reading a name such as
+#: `render.formats.FORMATS` (the CLI's --format choices) loads neither MLflow nor the tables.
+_EXPORTS = {
+    "Report": "svdablate.report.api",
+    "claims_frame": "svdablate.report.api",
+    "make_report": "svdablate.report.api",
+    "report_table": "svdablate.report.api",
+    "CLAIM_COLUMNS": "svdablate.report.claims.verdicts",
+    "holm": "svdablate.report.claims.verdicts",
+    "publish_study": "svdablate.report.publish",
+    "latest_parent": "svdablate.report.reading.parents",
+    "parent_info": "svdablate.report.reading.parents",
+    "resolve_parents": "svdablate.report.reading.parents",
+    "deduplicate": "svdablate.report.reading.runs",
+    "load_runs": "svdablate.report.reading.runs",
+    "load_speed_runs": "svdablate.report.reading.runs",
+    "metric_histories": "svdablate.report.reading.runs",
+    "claims_csv": "svdablate.report.render.csv_table",
+    "plot_study": "svdablate.report.render.plots",
+    "row_curves": "svdablate.report.render.plots",
+    "render_rich": "svdablate.report.render.rich_table",
+    "default_layout": "svdablate.report.tables.layout_specs",
+    "layout_table": "svdablate.report.tables.layouts",
+    "load_published": "svdablate.report.tables.published",
+    "speed_table": "svdablate.report.tables.speed",
+    "compare": "svdablate.report.tables.stats",
+    "summary_report": "svdablate.report.tables.summary",
+    "summary_table": "svdablate.report.tables.summary",
+    "Column": "svdablate.report.tables.table",
+    "ReportTable": "svdablate.report.tables.table",
+}
+
+if TYPE_CHECKING:
+    from svdablate.report.api import Report, claims_frame, make_report, report_table
+    from svdablate.report.claims.verdicts import CLAIM_COLUMNS, holm
+    from svdablate.report.publish import publish_study
+    from svdablate.report.reading.parents import latest_parent, parent_info, resolve_parents
+    from svdablate.report.reading.runs import (
+        deduplicate,
+        load_runs,
+        load_speed_runs,
+        metric_histories,
+    )
+    from svdablate.report.render.csv_table import claims_csv
+    from svdablate.report.render.plots import plot_study, row_curves
+    from svdablate.report.render.rich_table import render_rich
+    from svdablate.report.tables.layout_specs import default_layout
+    from svdablate.report.tables.layouts import layout_table
+    from svdablate.report.tables.published import load_published
+    from svdablate.report.tables.speed import speed_table
+    from svdablate.report.tables.stats import compare
+    from svdablate.report.tables.summary import summary_report, summary_table
+    from svdablate.report.tables.table import Column, ReportTable
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CLAIM_COLUMNS",

@@ -17,16 +17,19 @@ from svdablate.report.claims.verdicts import CLAIM_COLUMNS
 from svdablate.report.reading.parents import parent_info, resolve_parents
 from svdablate.report.reading.runs import deduplicate, load_runs, load_speed_runs, metric_histories
 from svdablate.report.render.csv_table import claims_csv
-from svdablate.report.render.formats import EXTENSIONS, render
+from svdablate.report.render.formats import extension, render
 from svdablate.report.render.html_page import html_page
 from svdablate.report.render.page import StudyPage, study_page
 from svdablate.report.render.plots import StudyFigures, figure_histories, study_figures
 from svdablate.report.render.rich_table import render_rich
-from svdablate.report.tables.layout_specs import default_layout
+from svdablate.report.tables.layout_specs import LAYOUTS, default_layout
 from svdablate.report.tables.layouts import layout_table
 from svdablate.report.tables.speed import SPEED_LAYOUT, speed_table
 from svdablate.report.tables.table import ReportTable
-from svdablate.schema import Metric, TrialStatus
+from svdablate.schema import REPORT_LAYOUTS, Metric, TrialStatus
+
+if set(REPORT_LAYOUTS) != {"summary", *LAYOUTS, SPEED_LAYOUT}:  # the CLI's names: in the schema
+    raise RuntimeError("svdablate.schema.REPORT_LAYOUTS and the report's layouts differ")
 
 
 @dataclass
@@ -241,7 +244,7 @@ def make_report(
         with tempfile.TemporaryDirectory() as tmp:
             paths = []
             for kind in dict.fromkeys((fmt, "csv")):
-                path = Path(tmp) / f"{table.name}.{EXTENSIONS[kind]}"
+                path = Path(tmp) / f"{table.name}.{extension(kind)}"
                 path.write_text(text if kind == fmt else render(table, kind), encoding="utf-8")
                 paths.append(path)
             claims_file = claims_path(Path(tmp) / f"{table.name}.csv")

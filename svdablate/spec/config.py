@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -151,32 +152,13 @@ class TrialConfig(BaseModel):
     )
 
     # ---- validation across fields -----------------------------------------------------------
-    @field_validator("model")
+    @field_validator("model", "dataset", "fake_like", "ow_map")
     @classmethod
-    def _known_model(cls, value: str, info: ValidationInfo) -> str:
-        if is_recorded(info):
-            return value
-        from svdablate.models import MODELS
-
-        return one_of(value, MODELS, "model")
-
-    @field_validator("dataset", "fake_like")
-    @classmethod
-    def _known_dataset(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _known_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or is_recorded(info):
             return value
-        from svdablate.data.datasets import DATASETS
-
-        return one_of(value, DATASETS, "dataset")
-
-    @field_validator("ow_map")
-    @classmethod
-    def _known_ow_map(cls, value: str, info: ValidationInfo) -> str:
-        if is_recorded(info):
-            return value
-        from svdablate.treatments import OW_MAPS
-
-        return one_of(value, OW_MAPS, "ow_map")
+        field = str(info.field_name)
+        return one_of(value, _registered(field), "dataset" if field == "fake_like" else field)
 
     @field_validator("milestones")
     @classmethod
@@ -233,6 +215,18 @@ class TrialConfig(BaseModel):
         return (self.dataset, self.data_dir, self.fake_like, self.smoke, self.normalization)
 
     @property
+    def data_args(self) -> dict[str, Any]:
+        """The keyword arguments of `data.build_datasets` for this trial's data."""
+        return {
+            "name": self.dataset,
+            "data_dir": self.data_dir,
+            "download": self.download,
+            "smoke": self.smoke,
+            "like": self.fake_like,
+            "normalization": self.normalization,
+        }
+
+    @property
     def reported_dataset(self) -> str:
         """The dataset the trial stands for (the real one under --smoke)."""
         return self.fake_like or self.dataset
@@ -240,6 +234,21 @@ class TrialConfig(BaseModel):
     def as_params(self) -> dict[str, str]:
         """Flat `a.b` keys with string values: the MLflow params of the trial."""
         return _flatten(self.model_dump(mode="json", exclude_none=True))
+
+
+def _registered(field: str) -> Iterable[str]:
+    """The valid values of a field that names a registry's entry (imported on first check)."""
+    if field == "model":
+        from svdablate.models import MODELS
+
+        return MODELS
+    if field == "ow_map":
+        from svdablate.treatments import OW_MAPS
+
+        return OW_MAPS
+    from svdablate.data.datasets import DATASETS
+
+    return DATASETS
 
 
 def field_meta(name: str) -> dict[str, Any]:

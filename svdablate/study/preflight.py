@@ -33,14 +33,7 @@ def check_data(configs: list[TrialConfig]) -> DataRecords:
         if key in described:
             continue
         try:
-            train, val, info = build_datasets(
-                config.dataset,
-                data_dir=config.data_dir,
-                download=config.download,
-                smoke=config.smoke,
-                like=config.fake_like,
-                normalization=config.normalization,
-            )
+            train, val, info = build_datasets(**config.data_args)
         except DataError as exc:
             raise UserError(str(exc)) from None
         described[key] = describe_datasets(

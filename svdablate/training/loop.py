@@ -135,14 +135,7 @@ def train_trial(
     # Read first: an unreadable state (UnreadableCheckpoint) costs the caller no data loading.
     saved = read_trial_state(state_path, device) if state_path and state_path.exists() else None
 
-    train_set, val_set, info = build_datasets(
-        config.dataset,
-        data_dir=config.data_dir,
-        download=config.download,
-        smoke=config.smoke,
-        like=config.fake_like,
-        normalization=config.normalization,
-    )
+    train_set, val_set, info = build_datasets(**config.data_args)
     generator = torch.Generator().manual_seed(config.seed)
     train_batches, val_batches, _ = make_batches(
         train_set,

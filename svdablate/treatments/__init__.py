@@ -12,6 +12,7 @@ from svdablate.treatments.registry import (
     TreatmentOptions,
     combination_warning,
     parse_treatments,
+    register_treatment,
 )
 from svdablate.treatments.soc import SkewOrthogonalConv2d, SOCOptions
 
@@ -29,4 +30,5 @@ __all__ = [
     "olr_switch",
     "optimal_lr",
     "parse_treatments",
+    "register_treatment",
 ]

@@ -1,7 +1,7 @@
 """The ECCV'22 treatments of the Pre-SVD layer (§4–5) and their registry.
 
-A treatment is one subclass of :class:`Treatment` plus one line in :data:`TREATMENTS`. Each hook
-sees the Pre-SVD weight as the (C_out, C_in·k·k) matrix W of eq. 9:
+A treatment is one subclass of :class:`Treatment` decorated with :func:`register_treatment`. Each
+hook sees the Pre-SVD weight as the (C_out, C_in·k·k) matrix W of eq. 9:
 
 - ``replace_layer(layer)``: the module that takes the layer's place (OW as SOC builds a new one);
 - ``parametrize(layer)``: register a parametrization on ``layer.weight`` (already viewed as W);
@@ -10,8 +10,8 @@ sees the Pre-SVD weight as the (C_out, C_in·k·k) matrix W of eq. 9:
 - ``learning_rate(w, G, base_lr)``: the Pre-SVD layer's learning rate for this step, from the free
   weight parameter w the optimizer steps and its gradient G (one space, as the official script).
 
-The registry's keys are exactly :data:`svdablate.schema.TREATMENT_ORDER`, in that order (checked at
-import), so the canonical order is defined once.
+The registry keeps its keys in the canonical order (:func:`svdablate.schema.canonical_treatments`:
+the papers' ``NOG SN OL OW OLR``, then any other by name), the order rows and tables use.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
-from svdablate.schema import TREATMENT_ORDER
+from svdablate.schema import TREATMENT_ORDER, canonical_treatments
 from svdablate.treatments.functional import nearest_orthogonal, olr_switch, optimal_lr
 from svdablate.treatments.soc import SkewOrthogonalConv2d, SOCOptions
 
@@ -41,6 +41,7 @@ __all__ = [
     "TreatmentOptions",
     "combination_warning",
     "parse_treatments",
+    "register_treatment",
 ]
 
 #: OW's operator: eq. 13 on the (C_out, C_in·k·k) matrix (matrix exponential or Cayley map), or
@@ -104,6 +105,26 @@ class Treatment:
         return f"{type(self).__name__}()"
 
 
+#: name → treatment class, in canonical order (filled by `register_treatment`).
+TREATMENTS: dict[str, type[Treatment]] = {}
+
+
+def register_treatment(cls: type[Treatment]) -> type[Treatment]:
+    """Register a treatment under its ``name`` (upper case, as rows are read): a class decorator.
+    The registry is kept in canonical order, so a new name sorts after the papers' five."""
+    name = cls.name
+    if not name or name != name.upper() or not name.replace("_", "").isalnum():
+        raise ValueError(f"treatment name {name!r}: letters, digits and _ in upper case")
+    if name in TREATMENTS:
+        raise ValueError(f"treatment {name!r} is registered already")
+    TREATMENTS[name] = cls
+    ordered = {n: TREATMENTS[n] for n in canonical_treatments(TREATMENTS)}
+    TREATMENTS.clear()
+    TREATMENTS.update(ordered)
+    return cls
+
+
+@register_treatment
 class SpectralNorm(Treatment):
     """SN (eq. 11): W / σ_max(W), σ_max by one power iteration per training forward."""
 
@@ -117,6 +138,7 @@ class SpectralNorm(Treatment):
         parametrizations.spectral_norm(layer, "weight", n_power_iterations=1, dim=0)
 
 
+@register_treatment
 class OrthogonalLoss(Treatment):
     """OL (eq. 12): λ‖WWᵀ − I‖_F on the smaller Gram matrix (WᵀW − I when C_out > C_in·k·k).
 
@@ -134,6 +156,7 @@ class OrthogonalLoss(Treatment):
         return self.options.ol_weight * torch.linalg.matrix_norm(gram - eye, ord="fro")
 
 
+@register_treatment
 class OrthogonalWeights(Treatment):
     """OW (eq. 13): W = exp(A − Aᵀ) (or the Cayley map) of a free A, orthonormal rows/columns;
     with ``ow_map="soc"`` the conv is replaced by a Skew Orthogonal Convolution (orthogonal
@@ -154,6 +177,7 @@ class OrthogonalWeights(Treatment):
         parametrizations.orthogonal(layer, "weight", orthogonal_map=self.options.ow_map)
 
 
+@register_treatment
 class NearestOrthogonalGradient(Treatment):
     """NOG (eqs. 14–17): G = USVᵀ → UVᵀ; zero or non-finite G left alone."""
 
@@ -163,6 +187,7 @@ class NearestOrthogonalGradient(Treatment):
         return nearest_orthogonal(grad)
 
 
+@register_treatment
 class OptimalLearningRate(Treatment):
     """OLR (eqs. 18–21): lr = η*(w, G) when 0 < η* < base_lr, else base_lr; every step."""
 
@@ -174,22 +199,15 @@ class OptimalLearningRate(Treatment):
         return olr_switch(optimal_lr(weight, grad), base_lr)
 
 
-#: name → treatment class, in the canonical order ``svdablate.schema.TREATMENT_ORDER``.
-TREATMENTS: dict[str, type[Treatment]] = {
-    "NOG": NearestOrthogonalGradient,
-    "SN": SpectralNorm,
-    "OL": OrthogonalLoss,
-    "OW": OrthogonalWeights,
-    "OLR": OptimalLearningRate,
-}
-
-
 def check_registry_order(registry: dict[str, type[Treatment]], order: tuple[str, ...]) -> None:
-    """Raise if the registry's keys are not exactly ``order``, in that order."""
-    if tuple(registry) != tuple(order):
+    """Raise unless the registry holds every name of ``order`` (the papers' treatments) and its
+    keys are in canonical order: ``order``, then any other treatment by name."""
+    missing = [n for n in order if n not in registry]
+    if missing or tuple(registry) != canonical_treatments(registry):
         raise RuntimeError(
-            f"treatment registry {tuple(registry)} differs from schema.TREATMENT_ORDER {order}: "
-            "add a treatment to both, in the same place"
+            f"treatment registry {tuple(registry)} does not follow schema.TREATMENT_ORDER {order}"
+            f"{' (missing ' + ', '.join(missing) + ')' if missing else ''}: register treatments "
+            "with register_treatment"
         )
 
 
@@ -200,7 +218,8 @@ def parse_treatments(names: str | Iterable[str] | None) -> tuple[str, ...]:
     """Canonical tuple of treatment names from ``"ow+NOG"``, ``["NOG", "OW"]``, ``""`` or None.
 
     Case and order are free; unknown or duplicated names raise ``ValueError`` listing the valid
-    ones. The result follows the registry's order, ``schema.TREATMENT_ORDER``: NOG SN OL OW OLR.
+    ones. The result is in canonical order (``schema.canonical_treatments``): NOG SN OL OW OLR,
+    then any other registered treatment by name.
     """
     if names is None:
         return ()
@@ -209,8 +228,7 @@ def parse_treatments(names: str | Iterable[str] | None) -> tuple[str, ...]:
         parts = [] if stripped == "" else stripped.split("+")
     else:
         parts = list(names)
-    order = tuple(TREATMENTS)  # read at call time: a newly registered treatment is known at once
-    valid = ", ".join(order)
+    valid = ", ".join(TREATMENTS)  # read at call time: a newly registered one is known at once
     by_upper = {n.upper(): n for n in TREATMENTS}
     seen: list[str] = []
     for raw in parts:
@@ -224,7 +242,7 @@ def parse_treatments(names: str | Iterable[str] | None) -> tuple[str, ...]:
         if name in seen:
             raise ValueError(f"treatment {name!r} given twice in {names!r}; valid: {valid}")
         seen.append(name)
-    return tuple(n for n in order if n in seen)
+    return canonical_treatments(seen)
 
 
 def combination_warning(names: str | Iterable[str] | None) -> str | None:

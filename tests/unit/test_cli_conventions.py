@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from svdablate import __version__, cli
-from svdablate.schema import REPORT_FORMATS, REPORT_LAYOUTS
+from svdablate.report.render.formats import FORMATS
+from svdablate.schema import REPORT_LAYOUTS
 from svdablate.spec.presets import PRESETS
 
 COMMANDS = ["plan", "run", "resume", "status", "report", "plot", "ui", "fields"]
@@ -36,7 +37,7 @@ def test_choices_are_listed_in_help(monkeypatch, run_main):
     monkeypatch.setenv("COLUMNS", "400")
     _, report_help, _ = run_main("report", "--help")
     text = _flat(report_help)
-    assert "|".join(REPORT_FORMATS) in text and "|".join(REPORT_LAYOUTS) in text
+    assert "|".join(FORMATS) in text and "|".join(REPORT_LAYOUTS) in text
     assert "<best|final>" in text
     _, plan_help, _ = run_main("plan", "--help")
     assert "|".join(PRESETS) in _flat(plan_help)

@@ -37,17 +37,26 @@ def _history(uri, run_id, key="val_err"):
     return sorted((m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, key))
 
 
-def test_replayed_epochs_are_not_logged_twice(tmp_path):
+def _one_trial(tmp_path, results):
+    """A study of one trial whose `results` Tune reports in order before it completes: returns
+    (store URI, parent run, the recorder after close(), close()'s code, the trial's child run)."""
     uri, parent, config = _setup(tmp_path)
     recorder = _recorder(uri, parent, tmp_path)
     trial = _trial(config)
     recorder.on_trial_start(0, [], trial)
-    for epoch, err in [(0, 50.0), (1, 40.0), (1, 39.0), (2, 30.0)]:
-        recorder.on_trial_result(0, [], trial, _result(epoch, err))
+    for result in results:
+        recorder.on_trial_result(0, [], trial, result)
     recorder.on_trial_complete(0, [], trial)
-    assert recorder.close() == 0
-    assert recorder.write_seconds > 0, "the writer's time outlives it (the study reports it)"
+    code = recorder.close()
     (run,) = child_runs(MlflowClient(uri), parent).values()
+    return uri, parent, recorder, code, run
+
+
+def test_replayed_epochs_are_not_logged_twice(tmp_path):
+    epochs = [(0, 50.0), (1, 40.0), (1, 39.0), (2, 30.0)]
+    uri, _, recorder, code, run = _one_trial(tmp_path, [_result(e, err) for e, err in epochs])
+    assert code == 0
+    assert recorder.write_seconds > 0, "the writer's time outlives it (the study reports it)"
     assert _history(uri, run.info.run_id) == [(0, 50.0), (1, 40.0), (2, 30.0)]
     assert run.data.tags["svdablate.status"] == "finished"
     assert run.data.metrics["final_val_err"] == 30.0 and run.data.metrics["final_kappa"] == 12.0
@@ -77,16 +86,12 @@ def test_a_restarted_driver_reuses_the_child_run_and_skips_logged_epochs(tmp_pat
 
 
 def test_every_metric_is_logged_once_per_step(tmp_path):
-    uri, parent, config = _setup(tmp_path)
-    recorder = _recorder(uri, parent, tmp_path)
-    trial = _trial(config)
-    recorder.on_trial_start(0, [], trial)
-    for epoch in range(3):
-        result = {**_result(epoch, 50.0 - epoch), "best_val_err": 50.0 - epoch}
-        recorder.on_trial_result(0, [], trial, {**result, "failures_total": 0.0})
-    recorder.on_trial_complete(0, [], trial)
-    assert recorder.close() == 0
-    (run,) = child_runs(MlflowClient(uri), parent).values()
+    results = [
+        {**_result(epoch, 50.0 - epoch), "best_val_err": 50.0 - epoch, "failures_total": 0.0}
+        for epoch in range(3)
+    ]
+    uri, _, _, code, run = _one_trial(tmp_path, results)
+    assert code == 0
     client = MlflowClient(uri)
     for key in run.data.metrics:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
@@ -95,14 +100,8 @@ def test_every_metric_is_logged_once_per_step(tmp_path):
 
 
 def test_a_trial_stopped_before_its_last_epoch_stays_resumable(tmp_path):
-    uri, parent, config = _setup(tmp_path)
-    recorder = _recorder(uri, parent, tmp_path)
-    trial = _trial(config)
-    recorder.on_trial_start(0, [], trial)
-    recorder.on_trial_result(0, [], trial, _result(0, 50.0))
-    recorder.on_trial_complete(0, [], trial)  # Tune stopped it (an interrupt) after epoch 0 of 3
-    recorder.close()
-    (run,) = child_runs(MlflowClient(uri), parent).values()
+    # Tune stopped it (an interrupt) after epoch 0 of 3
+    uri, parent, _, _, run = _one_trial(tmp_path, [_result(0, 50.0)])
     assert run.data.tags[Tag.STATUS] == "running"
     again = _recorder(uri, parent, tmp_path)
     assert again.done_trials() == set()
@@ -110,12 +109,6 @@ def test_a_trial_stopped_before_its_last_epoch_stays_resumable(tmp_path):
 
 
 def test_a_reported_error_fails_the_trial_without_a_retry(tmp_path):
-    uri, parent, config = _setup(tmp_path)
-    recorder = _recorder(uri, parent, tmp_path)
-    trial = _trial(config)
-    recorder.on_trial_start(0, [], trial)
-    recorder.on_trial_result(0, [], trial, {"error": "ValueError: bad"})
-    recorder.on_trial_complete(0, [], trial)
-    assert recorder.close() == 0
-    (run,) = child_runs(MlflowClient(uri), parent).values()
+    _, _, _, code, run = _one_trial(tmp_path, [{"error": "ValueError: bad"}])
+    assert code == 0
     assert run.data.tags[Tag.STATUS] == "failed" and "bad" in run.data.tags[Tag.ERROR]

@@ -10,6 +10,7 @@ from torch import nn
 
 from svdablate.metalayers import CovariancePooling, MetaLayerFailure, ZCAWhitening, modules
 from svdablate.models import MODELS, build_model
+from svdablate.models.svdnet import SVDNet
 from svdablate.spec.model_options import ModelOptions
 
 
@@ -160,6 +161,19 @@ def test_build_model_rejects_unknowns() -> None:
 
 
 # ---------------------------------------------------------------------------------- ZCA (dbn)
+def _digits_convnet(application: str, method: str = "svd", **kw: Any) -> SVDNet:
+    """The convnet on 16-px one-channel images of 10 classes."""
+    return build_model(
+        "convnet",
+        application=application,
+        num_classes=10,
+        in_channels=1,
+        image_size=16,
+        method=method,
+        **kw,
+    )
+
+
 def _group_cov(y: torch.Tensor, groups: int) -> torch.Tensor:
     C = y.shape[1]
     Y = y.transpose(0, 1).reshape(groups, C // groups, -1).double()
@@ -250,15 +264,7 @@ def test_zca_failure_propagates_and_keeps_running_stats(monkeypatch: pytest.Monk
 
 def test_method_switch_and_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _spy(monkeypatch, "inv_sqrtm")
-    model = build_model(
-        "convnet",
-        application="dbn",
-        num_classes=10,
-        in_channels=1,
-        image_size=16,
-        method="SVD",
-        precision="float32",
-    )
+    model = _digits_convnet("dbn", method="SVD", precision="float32")
     model.train()
     x = torch.randn(8, 1, 16, 16)
     model(x)
@@ -278,15 +284,7 @@ def test_method_switch_and_precision(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_metalayer_opts_reach_the_solver(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _spy(monkeypatch, "sqrtm")
-    model = build_model(
-        "convnet",
-        application="gcp",
-        num_classes=10,
-        in_channels=1,
-        image_size=16,
-        method="svd",
-        options=ModelOptions(metalayer_opts={"eps": 1e-8}),
-    )
+    model = _digits_convnet("gcp", options=ModelOptions(metalayer_opts={"eps": 1e-8}))
     model.train()
     model(torch.randn(4, 1, 16, 16))
     # eigh_device: where its eigh runs (the meta-layer's placement: `same` on a CPU)
@@ -300,15 +298,7 @@ def test_solver_runs_whatever_method_is_set(
     """model option `solver`: the released code's solver under the paper's row names; the
     hybrid protocol's (or anyone's) later `.method = ...` does not undo it."""
     calls = _spy(monkeypatch, name)
-    model = build_model(
-        "convnet",
-        application=application,
-        num_classes=10,
-        in_channels=1,
-        image_size=16,
-        method="svd",
-        options=ModelOptions(reduction_dim=6, solver="MPA-Lya"),
-    )
+    model = _digits_convnet(application, options=ModelOptions(reduction_dim=6, solver="MPA-Lya"))
     assert model.metalayer.solver == "mpa-lya"
     model.metalayer.method = "ns"
     model.train()
@@ -331,15 +321,7 @@ def test_record_stats_fills_last_stats(application: str, monkeypatch: pytest.Mon
         return real(P, method, **o)
 
     monkeypatch.setattr(modules, name, capture)
-    model = build_model(
-        "convnet",
-        application=application,
-        num_classes=10,
-        in_channels=1,
-        image_size=16,
-        method="svd",
-        options=ModelOptions(reduction_dim=6),
-    )
+    model = _digits_convnet(application, options=ModelOptions(reduction_dim=6))
     model.train()
     x = torch.randn(5, 1, 16, 16)
     model(x)
@@ -423,9 +405,7 @@ def test_gcp_is_upper_triangle_of_sqrt_covariance() -> None:
 
 
 def test_modules_follow_dtype_conversion() -> None:
-    model = build_model(
-        "convnet", application="dbn", num_classes=10, in_channels=1, image_size=16, method="svd"
-    ).to(torch.float64)
+    model = _digits_convnet("dbn").to(torch.float64)
     assert model.metalayer.running_S.dtype == torch.float64
     model.train()
     assert model(torch.randn(4, 1, 16, 16, dtype=torch.float64)).dtype == torch.float64

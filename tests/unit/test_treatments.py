@@ -20,6 +20,7 @@ from svdablate.treatments import (
     olr_switch,
     optimal_lr,
     parse_treatments,
+    register_treatment,
 )
 from svdablate.treatments.registry import check_registry_order
 
@@ -683,11 +684,14 @@ def test_soc_only_with_ow_and_same_layer_otherwise():
 def test_registry_follows_schema_treatment_order():
     assert tuple(TREATMENTS) == TREATMENT_ORDER == ("NOG", "SN", "OL", "OW", "OLR")
     check_registry_order(TREATMENTS, TREATMENT_ORDER)
+    check_registry_order({**TREATMENTS, "HALF": Treatment}, TREATMENT_ORDER)  # after the five
     swapped = dict(reversed(list(TREATMENTS.items())))
     with pytest.raises(RuntimeError, match="TREATMENT_ORDER"):
         check_registry_order(swapped, TREATMENT_ORDER)
+    with pytest.raises(RuntimeError, match="missing OLR"):
+        check_registry_order({k: v for k, v in TREATMENTS.items() if k != "OLR"}, TREATMENT_ORDER)
     with pytest.raises(RuntimeError, match="TREATMENT_ORDER"):
-        check_registry_order({**TREATMENTS, "HALF": Treatment}, TREATMENT_ORDER)
+        check_registry_order({"HALF": Treatment, **TREATMENTS}, TREATMENT_ORDER)
 
 
 @pytest.mark.parametrize(
@@ -740,20 +744,41 @@ def test_combination_warning(names, warns):
         assert msg is None
 
 
-def test_new_treatment_is_one_class_and_one_line(monkeypatch):
-    class Halve(Treatment):
-        name = "HALF"
+class Halve(Treatment):
+    """A throwaway treatment: the Pre-SVD gradient halved."""
 
-        def transform_grad(self, grad):
-            return grad / 2
+    name = "HALF"
 
-    monkeypatch.setitem(TREATMENTS, "HALF", Halve)
+    def transform_grad(self, grad):
+        return grad / 2
+
+
+@pytest.fixture
+def halve():
+    """`Halve` registered for one test (the one place a treatment is added), then removed."""
+    register_treatment(Halve)
+    yield Halve
+    TREATMENTS.pop("HALF")
+
+
+def test_a_registered_treatment_is_parsed_after_the_papers_and_attached(halve):
+    assert tuple(TREATMENTS) == (*TREATMENT_ORDER, "HALF")
     assert parse_treatments("half+NOG") == ("NOG", "HALF")
+    assert parse_treatments(["HALF", "olr", "ow"]) == ("OW", "OLR", "HALF")
     lin = nn.Linear(3, 2)
     h = attach_treatments(lin, "HALF")
     lin.weight.grad = torch.ones(2, 3)
     h.after_backward()
     assert torch.equal(lin.weight.grad, torch.full((2, 3), 0.5))
+
+
+def test_register_treatment_refuses_a_taken_or_malformed_name(halve):
+    with pytest.raises(ValueError, match="registered already"):
+        register_treatment(Halve)
+    lower = type("Lower", (Treatment,), {"name": "half2"})
+    with pytest.raises(ValueError, match="upper case"):
+        register_treatment(lower)
+    assert "half2" not in TREATMENTS and "HALF2" not in TREATMENTS
 
 
 def test_attach_errors():

@@ -54,6 +54,16 @@ def _short(row: str) -> str:
     return row.removeprefix("SVD+")
 
 
+def _below_each(
+    where: str, scope: Scope, quantity: str, row: str, others: tuple[str, ...], text: str
+) -> tuple[Claim, ...]:
+    """`row`'s `quantity` below each of `others`, one claim each; `{other}` in `text` names it."""
+    return tuple(
+        _claim(where, scope, quantity, LOWER, row, other, text.format(other=_short(other)))
+        for other in others
+    )
+
+
 DBN_CLAIMS = (
     _claim("§1, Fig. 1", DBN, KAPPA, LOWER, "NS", "SVD", "NS's κ is below SVD's"),
     *(
@@ -95,12 +105,9 @@ DBN_CLAIMS = (
         )
         for t in ("NOG", "OW")
     ),
-    *(
-        _claim(
-            "§5.2, Table 3", DBN, ERROR, LOWER, "SVD+NOG+OW+OLR", row,
-            f"NOG+OW+OLR beats {_short(row)}",
-        )
-        for row in ("SVD+OLR", "SVD+NOG+OW")
+    *_below_each(
+        "§5.2, Table 3", DBN, ERROR, "SVD+NOG+OW+OLR", ("SVD+OLR", "SVD+NOG+OW"),
+        "NOG+OW+OLR beats {other}",
     ),
     _lowest(
         "§6.1, Table 4", DBN, ERROR, "SVD+NOG+OW+OLR", TABLE4_ROWS,
@@ -129,12 +136,9 @@ GCP_CLAIMS = (
         _claim("§6.2, Fig. 5", GCP, KAPPA, LOWER, f"SVD+{t}", "SVD", f"{t} lowers κ vs SVD")
         for t in ("NOG", "OLR", "OW")
     ),
-    *(
-        _claim(
-            "§6.2, Fig. 5", GCP, KAPPA, LOWER, "SVD+NOG+OW", row,
-            f"NOG+OW's κ is below {_short(row)}'s",
-        )
-        for row in ("SVD+NOG", "SVD+OW")
+    *_below_each(
+        "§6.2, Fig. 5", GCP, KAPPA, "SVD+NOG+OW", ("SVD+NOG", "SVD+OW"),
+        "NOG+OW's κ is below {other}'s",
     ),
     _lowest(
         "§6.2, Fig. 5", GCP, KAPPA, "SVD+NOG+OW+OLR", FIG5_ROWS,

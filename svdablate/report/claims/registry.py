@@ -8,40 +8,9 @@ from __future__ import annotations
 
 from svdablate.report.claims.eccv22 import ECCV22_CLAIMS, ECCV22_UNTESTABLE
 from svdablate.report.claims.iccv21 import ICCV21_CLAIMS, ICCV21_UNTESTABLE
-from svdablate.report.claims.model import (
-    DIVERGED,
-    ERROR,
-    ERROR_MARGIN,
-    FAILURES,
-    HIGHER,
-    KAPPA,
-    KAPPA_TREND,
-    LOWER,
-    WITHIN,
-    Claim,
-    Scope,
-    Term,
-    Untestable,
-    check_claims,
-)
+from svdablate.report.claims.model import Claim, Untestable, check_claims
 
 CLAIMS: tuple[Claim, ...] = check_claims((*ECCV22_CLAIMS, *ICCV21_CLAIMS))
 UNTESTABLE: tuple[Untestable, ...] = (*ECCV22_UNTESTABLE, *ICCV21_UNTESTABLE)
 
-__all__ = [
-    "CLAIMS",
-    "DIVERGED",
-    "ERROR",
-    "ERROR_MARGIN",
-    "FAILURES",
-    "HIGHER",
-    "KAPPA",
-    "KAPPA_TREND",
-    "LOWER",
-    "UNTESTABLE",
-    "WITHIN",
-    "Claim",
-    "Scope",
-    "Term",
-    "Untestable",
-]
+__all__ = ["CLAIMS", "UNTESTABLE"]

@@ -54,6 +54,8 @@ from svdablate.report.tables.notes import PAPER_LABELS
 from svdablate.report.tables.rows import row_methods
 
 ALPHA = 0.05
+#: The runs' per-epoch median κ (`runs.metric_histories`), for the claims on κ trends.
+History = pd.DataFrame | None
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 CLAIM_COLUMNS = (
     "paper", "where", "application", "claim", "context", "rows", "quantity", "test",
@@ -214,11 +216,7 @@ def _verdicts(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def claim_evidence(
-    runs: pd.DataFrame,
-    rows: Sequence[str],
-    *,
-    metric: str,
-    kappa_history: pd.DataFrame | None = None,
+    runs: pd.DataFrame, rows: Sequence[str], *, metric: str, kappa_history: History = None
 ) -> pd.DataFrame:
     """Every claim the study's `rows` can test, with its evidence on `runs` and no verdict yet:
     CLAIM_COLUMNS less the verdict's, plus `_evidence` and `_study_rows` (the study's rows the
@@ -239,11 +237,7 @@ def claim_evidence(
 
 
 def table_claims(
-    runs: pd.DataFrame,
-    rows: Sequence[str],
-    *,
-    metric: str,
-    kappa_history: pd.DataFrame | None = None,
+    runs: pd.DataFrame, rows: Sequence[str], *, metric: str, kappa_history: History = None
 ) -> pd.DataFrame:
     """Every claim the study's `rows` can test, tested on `runs` (de-duplicated, canonical
     order); columns CLAIM_COLUMNS, one row per claim and context, in `claims.CLAIMS` order.
