@@ -34,7 +34,7 @@ TEST_WORKERS ?= 4
 
 # `make test`: tests/unit/, every unit test and every preset's smoke study; tests/e2e/, the
 # end-to-end scenarios (a killed driver, a lost node, a server outage, concurrent studies: real Ray
-# and MLflow processes), is `make test-e2e`, which CI runs beside it. They select by the `e2e`
+# and MLflow processes), is `make test-e2e`, which CI runs after it. They select by the `e2e`
 # marker, which tests/e2e/conftest.py gives its folder, so a test file outside both folders still
 # runs in one of them.
 test: install
