@@ -2,22 +2,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch/torchvision are installed first and pinned so pip takes the wheels on this machine's disk;
-# on a GPU machine override them, e.g. `make TORCH_SPEC="torch torchvision" demo`.
+# torch/torchvision are pinned (the releases on this machine's disk); on a GPU machine override
+# them, e.g. `make TORCH_SPEC="torch torchvision" demo`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-e2e test-deploy test-fast lint format bench docs clean
 
-# The rest is installed by uv (the same versions pip resolves; the whole install took 134 s here
-# instead of pip's 158 s): it keeps the torch already installed, which satisfies the package's
-# requirement. --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set (this VM),
-# a venv without .pyc files recompiles every module in every process (CI's CPU doubled).
+# uv installs everything: from its cache (~/.cache/uv, hard links) a fresh venv took 91-108 s here,
+# where pip's torch and its CUDA wheels (~3 GB, unpacked each time) made it 223 s (both under a
+# load of 16-18 on 2 cores). torch first, in a step of its own, as pip did: the rest then keeps
+# its sympy/mpmath (together, uv picks mpmath 1.4 and so sympy 1.14.0rc1). --compile-bytecode
+# as pip does: where PYTHONDONTWRITEBYTECODE is set (this VM), a venv without .pyc files
+# recompiles every module in every process (CI's CPU doubled).
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(TORCH_SPEC)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $@
 

@@ -25,6 +25,12 @@ ISOLATED_ENV = (
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `slow` (the presets' smoke studies: minutes each) start first, so that
+    the pytest-xdist workers do not wait at the end for one of them started last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: else as found
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ISOLATED_ENV:

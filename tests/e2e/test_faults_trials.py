@@ -1,6 +1,6 @@
 """Faults a trial meets, made for real (issue 28 items 1, 2, 7; issue 27 item 2): a starting
 checkpoint that runs code when unpickled, a trial that crashes, a driver killed with SIGKILL and
-the trial checkpoints it left truncated."""
+the trial checkpoints it left truncated (SIGTERM: tests/e2e/test_study_lifecycle.py)."""
 
 import os
 import signal
@@ -76,74 +76,94 @@ def test_a_crashed_trial_carries_its_exception_and_traceback(tmp_path, cli, shar
     assert "in inject" in trace and "RuntimeError: injected crash" in trace, trace
 
 
-def _stop_mid_study(cli, wait_for, results: Path, sig: int = signal.SIGKILL) -> int:
-    """A study of two 3-epoch trials whose driver gets `sig` once each trial has checkpointed
-    an epoch (SIGKILL goes to its process group: the Ray it started dies with it); returns the
-    driver's exit code."""
+def _kill_mid_study(cli, wait_for, results: Path, log: Path) -> None:
+    """A study of four 4-epoch trials, two at a time, whose driver is killed (SIGKILL to its
+    process group: the Ray it started dies with it, as on a lost login node) once a trial has
+    finished and a later one has checkpointed its first or second epoch (two at least left)."""
     driver = cli.start(
-        "run", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "3", "--smoke", "--no-progress",
+        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "4", "--smoke", "--no-progress",
         "--no-report", "--results-dir", str(results), "--set", "checkpoint_every_s=0",
-        env=faults_env([{"sleep_per_epoch": 1.5}]),
+        "--max-concurrent", "2",
+        env=faults_env([{"sleep_per_epoch": 1.5, "completion_log": str(log)}]),
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
-    def both_checkpointed() -> bool:
-        return len({p.parent.parent for p in results.glob("ray/*/*/checkpoint_*/state.pt")}) == 2
+    def finished_one_and_checkpointed_another() -> bool:
+        finished = set(log.read_text().split()[0::2]) if log.exists() else set()
+        early = {p.parent.parent.name for p in results.glob("ray/*/*/checkpoint_00000[01]")}
+        return bool(finished) and bool(early - finished)  # Tune keeps a trial's latest only
 
     try:
-        assert wait_for(both_checkpointed, 300), "no checkpoint was written"
+        assert wait_for(finished_one_and_checkpointed_another, 300), "no trial finished"
         wait_for(lambda: False, 1.5)  # Tune records the checkpoints in its experiment state
-        if sig == signal.SIGKILL:
-            os.killpg(driver.pid, sig)
-        else:
-            os.kill(driver.pid, sig)
-        return driver.wait(180)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(180)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait(30)
 
 
-def test_sigterm_tags_the_running_trials_interrupted_with_their_study(tmp_path, cli, wait_for):
-    results = tmp_path / "results"
-    assert _stop_mid_study(cli, wait_for, results, signal.SIGTERM) == 1
-    (parent,) = runs_of(results, "parent")
-    assert parent.data.tags[Tag.STATUS] == "interrupted"
-    statuses = {(r.data.tags[Tag.STATUS], r.info.status) for r in runs_of(results, "trial")}
-    assert ("running", "RUNNING") not in statuses and ("interrupted", "KILLED") in statuses
+def _val_err(client: MlflowClient, run) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_err"))
 
 
-def test_a_killed_driver_leaves_its_trials_interrupted_and_truncated_checkpoints_set_aside(
+def test_a_killed_driver_resumes_without_rerunning_and_sets_truncated_checkpoints_aside(
     tmp_path, cli, wait_for
 ):
-    results = tmp_path / "results"
-    _stop_mid_study(cli, wait_for, results)
-    assert {r.data.tags[Tag.STATUS] for r in runs_of(results, "trial")} == {"running"}
+    """`status` tags the dead study's running trials interrupted; `resume` keeps the finished
+    trials (not re-run, their metrics untouched), sets a truncated checkpoint aside, and finishes
+    every trial with one child run and each epoch once."""
+    results, log = tmp_path / "results", tmp_path / "completions.log"
+    _kill_mid_study(cli, wait_for, results, log)
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    before = {r.data.tags[Tag.TRIAL_ID]: r for r in runs_of(results, "trial")}
+    done = {
+        t: _val_err(client, r) for t, r in before.items() if r.data.tags[Tag.STATUS] == "finished"
+    }
+    assert 1 <= len(done) < 4, {t: r.data.tags[Tag.STATUS] for t, r in before.items()}
+    assert {before[t].data.tags[Tag.STATUS] for t in before.keys() - done.keys()} == {"running"}
 
     status = cli("status", "--results-dir", str(results))
     assert status.returncode == 1, status.stdout + status.stderr
     assert "interrupted" in status.stdout
     (parent,) = runs_of(results, "parent")
     assert parent.data.tags[Tag.STATUS] == "interrupted" and parent.info.status == "KILLED"
-    trials = runs_of(results, "trial")
-    assert {(r.data.tags[Tag.STATUS], r.info.status) for r in trials} == {("interrupted", "KILLED")}
+    unfinished = {}
+    for run in runs_of(results, "trial"):
+        tags = run.data.tags
+        expected = (
+            ("finished", "FINISHED") if tags[Tag.TRIAL_ID] in done else ("interrupted", "KILLED")
+        )
+        assert (tags[Tag.STATUS], run.info.status) == expected
+        if tags[Tag.TRIAL_ID] not in done:
+            unfinished[tags[Tag.TRIAL_ID]] = run
 
-    states = sorted(results.glob("ray/*/*/checkpoint_*/state.pt"))
-    assert states
+    states = [
+        state
+        for state in sorted(results.glob("ray/*/*/checkpoint_*/state.pt"))
+        if state.parent.parent.name in unfinished
+    ]
+    assert states, "no unfinished trial left a checkpoint"
     for state in states:  # what a disk that filled, or a copy cut short, leaves
         state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     resumed = cli(
-        "resume", "--latest", "--results-dir", str(results), "--no-progress", "--no-report"
-    )
+        "resume", "--latest", "--results-dir", str(results), "--no-progress", "--no-report",
+        env=faults_env([{"completion_log": str(log)}]),
+    )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for trial_dir in {state.parent.parent for state in states}:  # the one Tune restores from
         (kept,) = trial_dir.glob("checkpoint_*-state.pt.unreadable")
         assert str(kept) in resumed.stderr, resumed.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     trials = runs_of(results, "trial")
-    assert len(trials) == 2
+    assert len(trials) == 4, "one MLflow child run per trial"
     for run in trials:
+        trial_id = run.data.tags[Tag.TRIAL_ID]
         assert (run.data.tags[Tag.STATUS], run.info.status) == ("finished", "FINISHED")
-        assert run.data.tags[Tag.SET_ASIDE].startswith(str(results))
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_err")]
-        assert sorted(steps) == [0, 1, 2], steps
+        assert [step for step, _ in _val_err(client, run)] == [0, 1, 2, 3]
+        if trial_id in done:
+            assert _val_err(client, run) == done[trial_id], "a finished trial was re-run"
+        elif trial_id in {state.parent.parent.name for state in states}:
+            assert run.data.tags[Tag.SET_ASIDE].startswith(str(results))
+    finished_ids = log.read_text().split()[0::2]
+    assert sorted(finished_ids) == sorted(set(finished_ids)) and len(finished_ids) == 4

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d ")
 
 
-def test_the_log_file_grows_while_the_study_runs(tmp_path, monkeypatch):
+def test_the_log_file_grows_while_the_study_runs(tmp_path, monkeypatch, shared_ray):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     hooks = [{"sleep_per_epoch": 2.0}, {"rows": ["NS"], "bad_value_at_epoch": 1}]
     log = tmp_path / "study.log"

@@ -1,11 +1,8 @@
-"""End-to-end through Ray Tune and MLflow: report numbers, driver kill + resume, retries, NaN."""
+"""End-to-end through Ray Tune and MLflow: report numbers, extend, retries, NaN (a killed driver
+and its resume: tests/e2e/test_faults_trials.py)."""
 
 import csv
 import io
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -87,46 +84,6 @@ def _tags(results: Path) -> list[dict]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, "tags.`svdablate.role` = 'trial'", max_results=1000)
     return [r.data.tags for r in runs]
-
-
-def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, cli, wait_for):
-    """The driver and the Ray it started die together, as on a lost login node."""
-    log = tmp_path / "completions.log"
-    faults = faults_env([{"sleep_per_epoch": 2.0, "completion_log": str(log)}])
-    driver = cli.start(
-        "run", "--preset", "demo", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3",
-        "--results-dir", str(tmp_path), "--no-progress", "--no-report",
-        "--max-concurrent", "1", "--set", "checkpoint_every_s=0", env=faults,
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        finished_one = wait_for(lambda: log.exists() and log.read_text().count("\n") >= 1, 300)
-        assert finished_one, "no trial finished before the kill"
-        time.sleep(3)  # let the next trial start and log an epoch
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-    before = children(tmp_path)
-    done_before = before[before.status == "finished"]
-    assert 1 <= len(done_before) < 4
-    kept = {r.trial_id: history(tmp_path, r.run_id, "val_err") for r in done_before.itertuples()}
-
-    resumed = cli("resume", "--latest", "--results-dir", str(tmp_path), "--no-progress", env=faults)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = children(tmp_path)
-    assert len(after) == 4, "one MLflow child run per trial"
-    assert set(after.status) == {"finished"}
-    assert (after.epochs_completed == 3).all()
-    for r in after.itertuples():
-        assert [step for step, _ in history(tmp_path, r.run_id, "val_err")] == [0, 1, 2]
-    for trial_id, values in kept.items():
-        run_id = after.set_index("trial_id").loc[trial_id, "run_id"]
-        assert history(tmp_path, run_id, "val_err") == values
-    completions = log.read_text().split()
-    finished_ids = completions[0::2]
-    assert sorted(finished_ids) == sorted(set(finished_ids)) and len(finished_ids) == 4
 
 
 def test_crashed_trial_retries_from_checkpoint_and_nan_trial_is_diverged(tmp_path, cli, shared_ray):

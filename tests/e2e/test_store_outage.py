@@ -1,6 +1,9 @@
 """A real `mlflow server` on loopback killed and restarted mid-study (issue 14, item 2): trials
 keep running while it is away, their writes wait in the spool and reach the server once each when
-it is back, and the study takes about as long as an undisturbed one (within 20 %)."""
+it is back. Two load-independent bounds say no trial waited for the server: while it was away the
+trials logged epochs at (at least 70 % of) their own pace in the same study, and the study took
+less extra time over an undisturbed one than the outage lasted (a trial that waited for the server
+would add the whole outage; a wall-time ratio failed under a load of 17 on 2 cores)."""
 
 import subprocess
 import time
@@ -43,6 +46,20 @@ def _trial_runs(client: MlflowClient, parent_id: str):
     return client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'")
 
 
+def _epochs_while_away(runs, client: MlflowClient, down_at: float, up_at: float):
+    """(epochs the trials logged while the server was away, epochs their own pace predicts for
+    that window): the pace is each trial's mean time per epoch over its whole run."""
+    logged = predicted = 0.0
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, Metric.EPOCHS_COMPLETED)
+        stamps = sorted(m.timestamp for m in history)
+        pace = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        overlap = min(up_at, stamps[-1]) - max(down_at, stamps[0])
+        predicted += max(0.0, overlap) / pace
+        logged += sum(down_at < t < up_at for t in stamps)
+    return logged, predicted
+
+
 def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
     tmp_path, cli, wait_for, mlflow_server, shared_ray
 ):
@@ -78,7 +95,6 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
 
     runs = _trial_runs(client, _parent_id(output))
     assert len(runs) == TRIALS, "one child run per trial"
-    during = 0
     for run in runs:
         assert run.data.tags[Tag.STATUS] == TrialStatus.FINISHED
         for key in run.data.metrics:
@@ -89,10 +105,14 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
             else:
                 assert key in (*EPOCH_METRICS, Metric.EPOCHS_COMPLETED), key
                 assert steps == list(range(EPOCHS)), (key, steps)
-            if key == Metric.EPOCHS_COMPLETED:
-                during += sum(down_at < m.timestamp < up_at for m in history)
-    print(f"undisturbed {undisturbed_s:.1f} s, outage {outage_s:.1f} s, {during} epochs meanwhile")
-    assert during >= 2 * 5, f"trials reported only {during} epochs while the server was away"
-    assert outage_s <= 1.2 * undisturbed_s, (outage_s, undisturbed_s)
+    logged, predicted = _epochs_while_away(runs, client, down_at, up_at)
+    away_s = (up_at - down_at) / 1000
+    print(
+        f"undisturbed {undisturbed_s:.1f} s, outage run {outage_s:.1f} s, server away {away_s:.1f}"
+        f" s, {logged:.0f} epochs logged meanwhile ({predicted:.1f} at the trials' own pace)"
+    )
+    assert predicted >= 2 * 5, f"the outage overlapped only {predicted:.1f} epochs of trials"
+    assert logged >= 0.7 * predicted, f"{logged} epochs while away, {predicted:.1f} at pace"
+    assert outage_s - undisturbed_s < away_s, (outage_s, undisturbed_s, away_s)
     assert spooled > 0, "no write waited in the spool while the server was away"
     assert not list(results.glob("studies/*.spool*")), "the spool was sent and removed"

@@ -88,10 +88,27 @@ def _epochs_logged(results: Path) -> int:
     return int(sum(r.data.metrics.get("epochs_completed", 0) for r in runs))
 
 
+def _a_trial_mid_training(results: Path) -> bool:
+    """A trial is tagged running and has epochs left (SIGTERM then finds it running)."""
+    try:
+        runs = trial_runs(results)
+    except Exception:  # the store is being written
+        return False
+    return any(
+        r.data.tags.get(Tag.STATUS) == "running" and r.data.metrics.get("epochs_completed", 0) < 3
+        for r in runs
+    )
+
+
 def _interrupt(cli, wait_for, results: Path, args: list[str], sig: int, group: bool, env=None):
     """Start `svdablate ARGS` (a study with a Ray of its own), send `sig` once its trials have
-    logged an epoch more than they had; returns the exit code, stdout and stderr."""
+    logged an epoch more than they had and one of them is mid-training; returns the exit code,
+    stdout and stderr."""
     before = _epochs_logged(results)
+
+    def ready() -> bool:
+        return _epochs_logged(results) > before and _a_trial_mid_training(results)
+
     driver = cli.start(
         *args,
         env=env,
@@ -101,7 +118,7 @@ def _interrupt(cli, wait_for, results: Path, args: list[str], sig: int, group: b
         text=True,
     )
     try:
-        assert wait_for(lambda: _epochs_logged(results) > before, 300), "no epoch was logged"
+        assert wait_for(ready, 300), "no epoch was logged"
         if group:
             os.killpg(driver.pid, sig)  # Ctrl-C reaches the whole foreground process group
         else:
@@ -115,8 +132,8 @@ def _interrupt(cli, wait_for, results: Path, args: list[str], sig: int, group: b
 
 def test_ctrl_c_and_sigterm_leave_a_resumable_study_that_resume_finishes(tmp_path, cli, wait_for):
     """Ctrl-C stops `run` (exit 130), SIGTERM the `resume` that follows (exit 1): both leave the
-    study interrupted with the command that resumes it, and a last resume finishes every trial
-    once."""
+    study interrupted with the command that resumes it, SIGTERM its running trials too (no child
+    run is left running), and a last resume finishes every trial once."""
     results = tmp_path / "results"
     hooks = [{"sleep_per_epoch": 1.5}]
     run = [
@@ -143,6 +160,8 @@ def test_ctrl_c_and_sigterm_leave_a_resumable_study_that_resume_finishes(tmp_pat
     assert code == 1, out[-2000:] + err[-2000:]
     assert "svdablate resume" in err.strip().splitlines()[-1]
     assert parent_run(results).data.tags[Tag.STATUS] == "interrupted"
+    statuses = {(r.data.tags[Tag.STATUS], r.info.status) for r in trial_runs(results)}
+    assert ("running", "RUNNING") not in statuses and ("interrupted", "KILLED") in statuses
 
     began = time.time()
     resumed = cli(*resume, env=faults_env(hooks))
