@@ -44,7 +44,7 @@ test-e2e: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "e2e and not slow" $(PYTEST_ARGS)
 
 # The deployment scenarios (a worker node blind to the storage, a Ray job, the MLflow UI in
-# headless Chromium, an MLflow server on PostgreSQL: ~10 min on 2 cores) are marked `slow` and
+# headless Chromium, an MLflow server on PostgreSQL, the SLURM script: ~10 min on 2 cores) are marked `slow` and
 # kept out of CI's 10 minutes; `make test-deploy` runs them (it installs chromium and postgresql).
 test-deploy: install
 	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ray_nodes import free_port, reachable
+
+# A deployment scenario, like the Ray job and the UI: 27-69 s on 2 cores, run by make test-deploy.
+pytestmark = pytest.mark.slow
 
 RECIPE = Path(__file__).parents[2] / "docs" / "deploy" / "slurm.sbatch"
 SHIMS = {
