@@ -181,6 +181,9 @@ def run_trials(
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     callbacks: list[tune.Callback] = [recorder, ProgressCallback(progress)]
+    # A trial's exception is recorded on its run (`svdablate.error`, `error.txt`); Ray would also
+    # print it as an "Unhandled error" traceback when a stopped study drops its result.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     # A crashed trial's traceback goes to its MLflow run (`error.txt`), not the terminal.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     if log is not None:
@@ -189,16 +192,24 @@ def run_trials(
     began = time.perf_counter()
     interrupts = _Interrupts()
     with interrupts.installed(), progress.live() if progress else contextlib.nullcontext():
+        param_space = {"trial": tune.grid_search([c.model_dump(mode="json") for c in todo])}
         if restore and tune.Tuner.can_restore(path):
+            # The grid again: where Tune cannot read the old run's state (a driver killed while
+            # writing it), it logs "Restarting experiment" and expands `param_space` afresh;
+            # without it, every new trial's config was empty (a KeyError in `_trial_name`).
             tuner = tune.Tuner.restore(
-                path, trainable=trainable, resume_unfinished=True, resume_errored=True
+                path,
+                trainable=trainable,
+                param_space=param_space,
+                resume_unfinished=True,
+                resume_errored=True,
             )
             # Tuner.restore unpickles the old driver's callbacks; give it ones bound to this one.
             tuner._local_tuner.get_run_config().callbacks = callbacks
         else:
             tuner = tune.Tuner(
                 trainable,
-                param_space={"trial": tune.grid_search([c.model_dump(mode="json") for c in todo])},
+                param_space=param_space,
                 tune_config=tune.TuneConfig(
                     max_concurrent_trials=resources.max_concurrent,
                     reuse_actors=True,  # a process per slot imports torch once, not per trial
