@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -95,7 +96,15 @@ def _kill_mid_study(cli, wait_for, results: Path, log: Path) -> None:
 
     try:
         assert wait_for(finished_one_and_checkpointed_another, 300), "no trial finished"
-        wait_for(lambda: False, 1.5)  # Tune records the checkpoints in its experiment state
+        # Tune writes its experiment state every few seconds (later under load); killed before
+        # it records the checkpoints, a resume cannot restore the run and restarts every trial.
+        seen = time.time()
+        assert wait_for(
+            lambda: any(
+                p.stat().st_mtime > seen for p in results.glob("ray/*/experiment_state-*.json")
+            ),
+            120,
+        ), "Tune never wrote its experiment state"
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(180)
     finally:
