@@ -17,7 +17,8 @@ Three measurements per shape, after ``warmup`` steps:
   (GCP: with its 1×1 Pre-SVD conv) are taken out of the forward and backward;
 * the feed alone (``loader_images_per_s``) against the step's demand (batch / step_s).
 
-Also the peak memory (the device's allocator on a GPU, the process's peak RSS on a CPU), solver
+Also the peak memory (the device's allocator on a GPU; on a CPU the process's peak RSS
+during the rehearsal, Linux's high-water mark reset at its start), solver
 failures, steps with a non-finite gradient, and on a GPU the share of the unsynchronised steps'
 wall time the GPU spent in kernels (torch.profiler): what `plan` packs trials by.
 
@@ -202,21 +203,38 @@ class PhaseClock:
         return {p: statistics.median(v) if v else float("nan") for p, v in self.times.items()}
 
 
-def _resident_mb() -> float | None:
-    """The process's resident memory now (Linux's /proc; None elsewhere)."""
+def _proc_status_mb(field: str) -> float | None:
+    """A memory line of Linux's /proc/self/status (VmRSS, VmHWM) in MiB; None elsewhere."""
     try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024  # kB
     except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _start_cpu_peak() -> float | None:
+    """Reset the process's peak RSS to its RSS now (Linux's clear_refs "5"), so the peak read at
+    the end is this rehearsal's, not that of whatever the process (a reused Ray worker, a pytest
+    worker) ran before; returns the RSS now (None where /proc cannot do this)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
         return None
-    return pages * resource.getpagesize() / 2**20
+    return _proc_status_mb("VmRSS")
 
 
 def _peak_memory_mb(device: torch.device) -> tuple[float, str, float | None]:
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory / 2**20
         return torch.cuda.max_memory_allocated(device) / 2**20, "device", total
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process RSS", None
+    peak = _proc_status_mb("VmHWM")
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak, "process RSS", None
 
 
 def _busy_fraction(run: Callable[[], None], device: torch.device) -> float | None:
@@ -261,7 +279,7 @@ def rehearse_shape(
     generator = torch.Generator().manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    resident_at_start = 0.0 if device.type == "cuda" else _resident_mb()
+    resident_at_start = 0.0 if device.type == "cuda" else _start_cpu_peak()
     batches, info, feed = synthetic_batches(config, device, generator)
     model = build_network(config, info, config.method)
     parts, _ = assemble_step(model, config, device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import pytest
 import torch
 from rich.console import Console
@@ -46,6 +48,20 @@ def test_a_shape_rehearsal_times_real_steps_of_the_trial():
     assert result.failures == 0 and result.nonfinite_grad_steps == 0
     assert result.peak_memory_mb > 0 and result.memory_fraction is None  # a CPU
     assert result.eigh_device.startswith("same")
+
+
+def test_a_cpu_peak_is_the_rehearsals_own_not_the_processs_before_it():
+    """A pytest worker or a reused Ray worker may have peaked higher before: the peak (and the
+    memory the shape adds over the RSS it started from) is the rehearsal's own."""
+    config = next(c for c in _configs("demo") if c.row == "SVD")
+    rehearse_shape(config, torch.device("cpu"), steps=1, warmup=0)  # first-use memory kept
+    before = torch.ones(64 * 2**20)  # 256 MiB resident, then freed: the process's old peak
+    before.add_(1)
+    del before
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = rehearse_shape(config, torch.device("cpu"), steps=1, warmup=0)
+    assert result.peak_memory_mb < peak_before - 200
+    assert 0 < result.memory_added_mb < result.peak_memory_mb
 
 
 def test_cifar_shapes_are_fed_from_the_device():
