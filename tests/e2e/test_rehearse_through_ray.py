@@ -35,6 +35,9 @@ def test_each_shape_is_a_ray_task_holding_a_trials_resources(cli, ray_cluster, t
     saving = off["autocast"]
     assert saving["mode"] == "bf16" and saving["step_s_on"] > 0 and saving["step_s_off"] > 0
     assert saving["step_ratio"] == pytest.approx(saving["step_s_on"] / saving["step_s_off"])
+    # each measurement a fresh worker (max_calls=1): the memory a shape adds is its own, > 0
+    assert 0 < saving["memory_added_mb_off"] < off["peak_memory_mb"]
+    assert saving["memory_added_mb_on"] > 0 and off["memory_kind"] == "process RSS"
     assert "autocast bf16 against off on cpu" in result.stdout
     assert record["trials"] == 5 and math.isfinite(record["device_hours"])
 

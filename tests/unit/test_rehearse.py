@@ -61,7 +61,9 @@ def test_a_cpu_peak_is_the_rehearsals_own_not_the_processs_before_it():
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = rehearse_shape(config, torch.device("cpu"), steps=1, warmup=0)
     assert result.peak_memory_mb < peak_before - 200
-    assert 0 < result.memory_added_mb < result.peak_memory_mb
+    # 0 where this warm process already holds all the shape needs (Ray gives each shape a
+    # fresh worker: tests/e2e/test_rehearse_through_ray.py)
+    assert 0 <= result.memory_added_mb < result.peak_memory_mb
 
 
 def test_cifar_shapes_are_fed_from_the_device():
@@ -174,9 +176,13 @@ def test_autocast_is_compared_both_ways_with_the_meta_layer_in_its_precision(mon
     assert set(seen) == {(torch.float64, False)}  # also under the backbone's bf16 autocast
     saving = autocast_saving(off, on, "bf16")
     assert saving["step_ratio"] == pytest.approx(on["step_s"] / off["step_s"])
-    assert 0 < off["memory_added_mb"] < off["peak_memory_mb"]  # above the imports' RSS
-    added = on["memory_added_mb"] / off["memory_added_mb"]
-    assert saving["memory_ratio"] == pytest.approx(added)
+    assert 0 <= off["memory_added_mb"] < off["peak_memory_mb"]  # 0: this warm process had it
+    if off["memory_added_mb"] > 0 and on["memory_added_mb"] > 0:
+        assert saving["memory_ratio"] == pytest.approx(
+            on["memory_added_mb"] / off["memory_added_mb"]
+        )
+    else:  # nothing measurably added: the peaks' ratio
+        assert saving["memory_ratio"] == pytest.approx(on["peak_memory_mb"] / off["peak_memory_mb"])
     assert saving["memory_kind"] == "process RSS" and saving["failures_on"] == 0
 
 
