@@ -21,7 +21,7 @@ from svdablate.cli.app import (
     app,
     console,
 )
-from svdablate.training.rehearse import PHASES
+from svdablate.schema.metrics import PHASES
 
 AutocastMode = Literal["bf16", "fp16"]
 

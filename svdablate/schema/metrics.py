@@ -36,6 +36,9 @@ class Metric:
     FINAL_KAPPA_RIDGED = "final_kappa_ridged"
 
 
+#: The phases of a step a rehearsal times (training.rehearse writes them, its table reads them).
+PHASES: Final = ("data", "forward", "metalayer", "backward", "optimizer")
+
 #: What a trial reports each epoch and the writer logs (numbers only).
 EPOCH_METRICS: Final = (
     Metric.TRAIN_LOSS,

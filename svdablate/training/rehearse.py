@@ -40,6 +40,7 @@ from torch.utils.data import TensorDataset
 
 from svdablate.data.datasets import FAKE_SHAPES, NORMALIZATIONS, DataInfo, build_datasets
 from svdablate.data.device_batches import DeviceBatches
+from svdablate.schema.metrics import PHASES
 from svdablate.training.batches import make_batches
 from svdablate.training.step import (
     STEPPED,
@@ -50,7 +51,6 @@ from svdablate.training.step import (
     train_step,
 )
 
-PHASES = ("data", "forward", "metalayer", "backward", "optimizer")
 SYNTHETIC_CIFAR_IMAGES = 4096
 SYNTHETIC_DIGITS_IMAGES = 1437  # the digits training split's size
 
