@@ -2,6 +2,8 @@
 module or inside a function (or under TYPE_CHECKING), read from the source's syntax tree."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -53,3 +55,14 @@ def test_a_circle_is_found(tmp_path, monkeypatch):
     (package / "b.py").write_text("def g():\n    from svdablate import a\n")
     monkeypatch.setattr(f"{__name__}.PACKAGE", package)
     assert list(nx.simple_cycles(import_graph())) != []
+
+
+def test_the_cli_starts_without_torch_ray_or_mlflow():
+    """`svdablate --help`, `status` and `report` start in a fraction of a second: the commands'
+    modules import torch, Ray and MLflow only in the commands that use them."""
+    program = (
+        "import sys, svdablate.cli; print(sorted({'torch', 'ray', 'mlflow'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip() == "[]"
