@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-e2e test-deploy test-fast lint format bench docs clean
+.PHONY: install demo test test-unit test-e2e test-deploy test-fast lint format bench docs clean
 
 # uv installs everything: from its cache (~/.cache/uv, hard links) a fresh venv took 91-108 s here,
 # where pip's torch and its CUDA wheels (~3 GB, unpacked each time) made it 223 s (both under a
@@ -28,32 +28,37 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/svdablate run --preset demo --results-dir $(RESULTS)
 
-# Four pytest workers on any core count: the end-to-end tests spend much of their time waiting on
-# Ray, MLflow and subprocesses, so four keep two cores busy (`make test TEST_WORKERS=0`: serial).
+# `make test` is the whole suite CI runs: tests/unit/ (every unit test, every preset's smoke study)
+# and tests/e2e/ (the end-to-end scenarios: a killed driver, a lost node, a server outage,
+# concurrent studies, real Ray and MLflow processes), in one pool of pytest-xdist workers: the
+# end-to-end tests wait on Ray, MLflow and subprocesses while unit tests use the cores. Four
+# workers on any core count (`make test TEST_WORKERS=0`: one process). `loadgroup` keeps the tests
+# that share a cached full-size network on one worker. The deployment scenarios (marked `deploy`)
+# are `make test-deploy`; `make test-unit` and `make test-e2e` run one folder each.
 TEST_WORKERS ?= 4
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-# `make test`: tests/unit/, every unit test and every preset's smoke study; tests/e2e/, the
-# end-to-end scenarios (a killed driver, a lost node, a server outage, concurrent studies: real Ray
-# and MLflow processes), is `make test-e2e`, which CI runs after it. They select by the `e2e`
-# marker, which tests/e2e/conftest.py gives its folder, so a test file outside both folders still
-# runs in one of them.
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not e2e" $(PYTEST_ARGS)
+	$(PYTEST) -m "not deploy" $(PYTEST_ARGS)
+
+test-unit: install
+	$(PYTEST) -m "not e2e" $(PYTEST_ARGS)
 
 test-e2e: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "e2e and not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "e2e and not deploy" $(PYTEST_ARGS)
 
 # The deployment scenarios (a worker node blind to the storage, a Ray job, the MLflow UI in
-# headless Chromium, an MLflow server on PostgreSQL, the SLURM script: ~10 min on 2 cores) are marked `slow` and
-# kept out of CI's 10 minutes; `make test-deploy` runs them (it installs chromium and postgresql).
+# headless Chromium, an MLflow server on PostgreSQL, the SLURM script: ~10 min on 2 cores) are marked
+# `deploy` and kept out of CI's 10 minutes; `make test-deploy` runs them (it installs chromium and
+# postgresql).
 test-deploy: install
 	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium postgresql >/dev/null; fi
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "e2e and slow" $(PYTEST_ARGS)
+	$(PYTEST) -m deploy $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow and not e2e" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check svdablate tests benchmarks scripts

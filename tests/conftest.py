@@ -26,9 +26,14 @@ ISOLATED_ENV = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked `slow` (the presets' smoke studies: minutes each) start first, so that
-    the pytest-xdist workers do not wait at the end for one of them started last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: else as found
+    """The long tests start first (the end-to-end scenarios, tens of seconds each; then those
+    marked `slow`, the presets' smoke studies and full-size steps), so that the pytest-xdist
+    workers do not wait at the end for one of them started last."""
+
+    def starts_late(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=starts_late)  # stable: else as found
 
 
 @pytest.fixture(autouse=True)

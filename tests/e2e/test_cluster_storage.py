@@ -13,7 +13,7 @@ from ray_nodes import RAY, free_port, reachable, start_node, stop_node
 
 from svdablate.runtime.ray_cluster import resolve_address
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.deploy]
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 the server (`--artifacts-destination`, `mlflow-artifacts:` URIs), one server shared by the module
 (conftest's `module_mlflow_server`). A study and its `resume` (the lean scenario `make test-e2e`
 runs where PostgreSQL is installed, skipped otherwise); two studies at once and the server killed
-and restarted mid-study, no epoch lost, are `slow` (`make test-deploy`)."""
+and restarted mid-study, no epoch lost, are `deploy` scenarios (`make test-deploy`)."""
 
 import glob
 import json
@@ -138,7 +138,7 @@ def test_a_study_and_its_resume(tmp_path, module_mlflow_server, shared_ray):
     assert len(published(client, parent)) == len(first) >= 1
 
 
-@pytest.mark.slow
+@pytest.mark.deploy
 def test_two_studies_at_once(tmp_path, module_mlflow_server):
     server = module_mlflow_server
     first = study(tmp_path / "a", server.url, "--seeds", "2", "--epochs", "2")
@@ -153,7 +153,7 @@ def test_two_studies_at_once(tmp_path, module_mlflow_server):
         assert statuses == ["finished", "finished"], statuses
 
 
-@pytest.mark.slow
+@pytest.mark.deploy
 def test_the_server_killed_mid_study_loses_no_epoch(tmp_path, module_mlflow_server):
     server = module_mlflow_server
     faults = faults_env([{"sleep_per_epoch": 1.0}])

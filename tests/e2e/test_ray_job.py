@@ -14,7 +14,7 @@ from ray_nodes import RAY, free_port, reachable, start_node, stop_node
 from svdablate.runtime.ray_cluster import resolve_address
 from svdablate.training.faults import faults_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.deploy]
 
 
 def test_a_study_submitted_as_a_ray_job_logs_while_it_runs(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 from ray_nodes import free_port, reachable
 
 # A deployment scenario, like the Ray job and the UI: 27-69 s on 2 cores, run by make test-deploy.
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.deploy
 
 RECIPE = Path(__file__).parents[2] / "docs" / "deploy" / "slurm.sbatch"
 SHIMS = {

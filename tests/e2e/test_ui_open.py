@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from svdablate.schema import Role, Tag
 
-pytestmark = pytest.mark.slow  # MLflow's UI server starts 11 processes: ~35 s of CPU
+pytestmark = pytest.mark.deploy  # MLflow's UI server starts 11 processes: ~35 s of CPU
 
 RECORDER = """\
     #!{python}

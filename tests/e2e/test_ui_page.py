@@ -14,7 +14,7 @@ import pytest
 from polling import poll as wait_for
 from ray_nodes import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.deploy]
 SCRIPT = Path(__file__).parents[2] / "scripts" / "mlflow_ui_screenshot.py"
 
 

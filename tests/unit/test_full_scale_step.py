@@ -46,6 +46,11 @@ def _one_preset_per_network() -> list[str]:
 
 
 FULL_SCALE = _one_preset_per_network()
+#: Each network's tests on one pytest-xdist worker (`--dist loadgroup`): they share its cached
+#: build.
+ONE_WORKER_PER_NETWORK = [
+    pytest.param(n, marks=pytest.mark.xdist_group(f"full-scale-{n}")) for n in FULL_SCALE
+]
 
 
 def _methods(preset: Preset) -> list[str]:
@@ -106,7 +111,7 @@ def _head_input(preset_name: str) -> torch.Tensor:
     return seen[0]
 
 
-@pytest.mark.parametrize("preset_name", FULL_SCALE)
+@pytest.mark.parametrize("preset_name", ONE_WORKER_PER_NETWORK)
 def test_one_training_step_of_the_full_size_network(preset_name: str) -> None:
     preset = PRESETS[preset_name]
     model, images, labels = _network(preset_name)
@@ -123,7 +128,7 @@ def test_one_training_step_of_the_full_size_network(preset_name: str) -> None:
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("preset_name", FULL_SCALE)
+@pytest.mark.parametrize("preset_name", ONE_WORKER_PER_NETWORK)
 def test_every_method_gives_a_sane_pre_svd_gradient_at_full_size(preset_name: str) -> None:
     preset = PRESETS[preset_name]
     exact = _pre_svd_grad_norm(preset, "svd", "float64")

@@ -78,6 +78,13 @@ def _config(run: on.Run) -> TrialConfig:
     return next(c for c in configs if c.protocol == "standalone")
 
 
+#: The runs' names, each run's tests on one pytest-xdist worker (`--dist loadgroup`): they share its
+#: cached step of the full-size network.
+ONE_WORKER_PER_RUN = [
+    pytest.param(n, marks=pytest.mark.xdist_group(f"official-{n}")) for n in on.RUN_NAMES
+]
+
+
 @functools.cache
 def _our_step(name: str) -> dict[str, torch.Tensor]:
     """Our side of the run: the same summaries as the recording, from our preset's network,
@@ -170,7 +177,7 @@ def _assert_summaries_close(ours: torch.Tensor, theirs: torch.Tensor, what: str)
     )
 
 
-@pytest.mark.parametrize("name", on.RUN_NAMES)
+@pytest.mark.parametrize("name", ONE_WORKER_PER_RUN)
 def test_initialisation_follows_the_official_rules(name: str) -> None:
     """Each tensor's (mean, std, max |x|) at construction, within sampling error: a constant
     (BN's 1 and 0) exactly, a drawn tensor's std within 5/√n, its mean within 5 std/√n, and its
@@ -187,7 +194,7 @@ def test_initialisation_follows_the_official_rules(name: str) -> None:
         assert abs(a - ao) <= 0.25 * ao, f"tensor {i} (n {n}): max |x| {a} vs {ao}"
 
 
-@pytest.mark.parametrize("name", on.RUN_NAMES)
+@pytest.mark.parametrize("name", ONE_WORKER_PER_RUN)
 def test_one_training_step_equals_the_official_one(name: str) -> None:
     ours, theirs = _our_step(name), RECORDED["runs"][name]
     _assert_summaries_close(ours["logits"], theirs["logits"], "logits (norm, lse, first 32)")
@@ -200,7 +207,7 @@ def test_one_training_step_equals_the_official_one(name: str) -> None:
     _assert_summaries_close(ours["buffers"], theirs["buffers"], "BN running statistics")
 
 
-@pytest.mark.parametrize("name", on.RUN_NAMES)
+@pytest.mark.parametrize("name", ONE_WORKER_PER_RUN)
 def test_the_recipe_is_the_official_scripts(name: str) -> None:
     """Per parameter lr, weight decay and momentum (the classifier factor), the gradient
     clipping, the per-epoch lr factors, batch size and epochs of the script."""
