@@ -68,6 +68,11 @@ def finished_study(tmp_path_factory, cli, session_cluster) -> Path:
     return results
 
 
+#: The tests that copy `finished_study` run on one pytest-xdist worker (`--dist loadgroup`): one
+#: study for all of them, not one per worker they land on.
+SHARES_THE_FINISHED_STUDY = pytest.mark.xdist_group("finished-study")
+
+
 def copy_of(study: Path, folder: Path) -> Path:
     target = folder / "results"
     shutil.copytree(study, target)
@@ -75,6 +80,7 @@ def copy_of(study: Path, folder: Path) -> Path:
 
 
 # ---- item 5: damaged and read-only stores ---------------------------------------------------
+@SHARES_THE_FINISHED_STUDY
 @pytest.mark.parametrize("damage", ["truncated", "random"])
 def test_a_damaged_store_is_one_line_for_status_resume_and_run(
     finished_study, tmp_path, cli, damage
@@ -87,6 +93,7 @@ def test_a_damaged_store_is_one_line_for_status_resume_and_run(
         refused(timed(cli, *command, "--results-dir", str(results)), str(db))
 
 
+@SHARES_THE_FINISHED_STUDY
 def test_a_read_only_results_dir_reads_but_is_one_line_for_resume_and_run(
     finished_study, tmp_path, cli
 ):
@@ -103,6 +110,7 @@ def test_a_read_only_results_dir_reads_but_is_one_line_for_resume_and_run(
             )
 
 
+@SHARES_THE_FINISHED_STUDY
 def test_an_immutable_store_or_results_dir_is_one_line_for_resume(finished_study, tmp_path, cli):
     results = copy_of(finished_study, tmp_path)
     for path in (results / "mlflow.db", results):

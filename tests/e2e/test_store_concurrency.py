@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from svdablate.schema import Tag, TrialStatus
+from svdablate.schema import Metric, Tag, TrialStatus
 from svdablate.store.tracking import check_store, read_store_state
 
 
@@ -47,6 +47,9 @@ def _assert_all_complete(results: Path, drivers: list[subprocess.Popen], studies
         )
         assert [t.data.tags[Tag.STATUS] for t in trials] == [TrialStatus.FINISHED] * 2
         assert parent.data.tags[Tag.STATUS] == "finished"
+        for trial in trials:  # the telemetry a smoke trial logs like a real one
+            assert {Metric.KAPPA_MEDIAN, Metric.PRE_SVD_LR} <= trial.data.metrics.keys()
+    assert not list((results / "ray").rglob("checkpoint_*")), "finished trials drop checkpoints"
 
 
 def test_two_first_runs_into_one_fresh_results_dir_both_succeed(tmp_path, cli, shared_ray):
