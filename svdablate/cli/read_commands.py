@@ -242,6 +242,9 @@ def ui(
     sys.stdout.flush()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", host, "--port", str(port)]
+    # MLflow's job runner (GenAI evaluation jobs: ~10 huey worker processes, ~14 CPU-s to start)
+    # serves nothing a study's pages need; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings it back.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if open_:
         local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # a wildcard is no address
         raise typer.Exit(_open_when_up(command, f"http://{local}:{port}", url or base))

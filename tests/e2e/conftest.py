@@ -42,6 +42,11 @@ def port() -> int:
     return free_port()
 
 
+#: A tracking server without MLflow's job runner (GenAI jobs: ~10 huey processes, ~14 CPU-s a
+#: start), as `svdablate ui` starts one.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 class MlflowServer:
     """`mlflow server` on 127.0.0.1 over a SQLite store in `folder` (or `backend_store`, e.g. a
     PostgreSQL URI), artifacts proxied to `folder/artifacts`; it can be killed (its whole process
@@ -75,6 +80,7 @@ class MlflowServer:
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,
+            env={**os.environ, **MLFLOW_SERVER_ENV},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # uvicorn runs as its child: the group goes together

@@ -1,6 +1,7 @@
 """The CLI behaves as CLIs do: --version, shell completion, typed choices listed in --help,
 examples under every command, one line for a wrong option or type."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,30 @@ def test_shell_completion_is_typers_own(tmp_path):
         "demo,iccv21-gcp-resnet50",
     ]
     assert "SVD+NOG" in cli._complete_rows("SVD+")
+
+
+@pytest.mark.parametrize("exported", [None, "true"])
+def test_ui_starts_mlflow_without_its_job_runner_unless_asked(
+    exported, monkeypatch, run_main, tmp_path
+):
+    """`svdablate ui` execs `mlflow ui` with MLflow's GenAI job runner off (~10 processes and
+    ~14 CPU-s a start, nothing a study's page needs); an exported value is the user's."""
+    from svdablate.cli import read_commands
+
+    if exported is None:
+        monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", exported)
+    started = []
+
+    def execvp(program, command):
+        started.append((command, os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION")))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(read_commands.os, "execvp", execvp)
+    (tmp_path / "mlflow.db").touch()
+    code, _, err = run_main("ui", "--results-dir", str(tmp_path))
+    assert code == 0 and started, err
+    command, job_execution = started[0]
+    assert command[1:4] == ["-m", "mlflow", "ui"]
+    assert job_execution == (exported or "false")
