@@ -280,7 +280,11 @@ def main() -> None:
             if run.name in args.runs.split(","):
                 runs[run.name] = record_run(run, official, copy, work)
         shutil.rmtree(work, ignore_errors=True)
-    meta = {"official_commit": commit or "unknown", "torch": str(torch.__version__)}
+    meta = {
+        "official_commit": commit or "unknown",
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),  # the test computes ours with as many
+    }
     torch.save({"meta": meta, "runs": runs}, out)
     print(f"wrote {out} ({out.stat().st_size} bytes)")
 

@@ -25,6 +25,18 @@ ISOLATED_ENV = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker computes with one thread, and so do the processes it starts: the
+    workers share the cores, and torch's default (a thread per core in each) has their OpenMP
+    threads spin against each other (the unit tests took twice the CPU in 4 workers on 2 cores
+    as in one process). A study's trials set their own (`cpus_per_trial`)."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long tests start first (the end-to-end scenarios, tens of seconds each; then those
     marked `slow`, the presets' smoke studies and full-size steps), so that the pytest-xdist

@@ -37,7 +37,7 @@ def test_every_preset_trains_every_smoke_trial():
     ]
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(_train, configs))
-    assert len(results) == len(configs) > 100
+    assert len(results) == len(configs) > 90
     broken = [(t, s) for t, s, _ in results if s != "finished"]
     assert not broken, broken
     for trial_id, _, metrics in results:
