@@ -1,10 +1,13 @@
 """A real `mlflow server` on loopback killed and restarted mid-study (issue 14, item 2): trials
 keep running while it is away, their writes wait in the spool and reach the server once each when
-it is back. Two load-independent bounds say no trial waited for the server: while it was away the
-trials logged epochs at (at least 70 % of) their own pace in the same study, and the study took
-less extra time over an undisturbed one than the outage lasted (a trial that waited for the server
-would add the whole outage; a wall-time ratio failed under a load of 17 on 2 cores)."""
+it is back. A load-independent bound says no trial waited for the server: while it was away the
+study's two slots logged epochs at (at least 70 % of) the trials' own pace in that study, up to
+the epochs it had left. A trial blocked on the server, or one whose start waited for it (its run
+created there), would leave a slot idle for the outage. (An earlier second bound, the study's
+extra time over an undisturbed one against the outage's length, compared two studies run minutes
+apart: under a load of 4-15 it failed, 104 s extra for a 20 s outage with every epoch on time.)"""
 
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +19,7 @@ from svdablate.training.faults import faults_env
 
 EPOCHS = 16  # 4 trials on 2 slots, 1 s an epoch: ~40 s of trials around a ~20 s outage
 TRIALS = 4
+SLOTS = 2  # the shared cluster's CPUs, a trial's one each
 
 
 def _study(cli, results: Path, url: str) -> subprocess.Popen:
@@ -47,17 +51,21 @@ def _trial_runs(client: MlflowClient, parent_id: str):
 
 
 def _epochs_while_away(runs, client: MlflowClient, down_at: float, up_at: float):
-    """(epochs the trials logged while the server was away, epochs their own pace predicts for
-    that window): the pace is each trial's mean time per epoch over its whole run."""
-    logged = predicted = 0.0
-    for run in runs:
-        history = client.get_metric_history(run.info.run_id, Metric.EPOCHS_COMPLETED)
-        stamps = sorted(m.timestamp for m in history)
-        pace = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-        overlap = min(up_at, stamps[-1]) - max(down_at, stamps[0])
-        predicted += max(0.0, overlap) / pace
-        logged += sum(down_at < t < up_at for t in stamps)
-    return logged, predicted
+    """(epochs the trials logged while the server was away, epochs the study's slots would have
+    run meanwhile at the trials' own pace, at most the epochs it had left): the pace is the
+    median of each trial's mean time per epoch over its whole run (the metrics' own timestamps,
+    spooled with them)."""
+    stamps = [
+        sorted(
+            m.timestamp for m in client.get_metric_history(r.info.run_id, Metric.EPOCHS_COMPLETED)
+        )
+        for r in runs
+    ]
+    pace = statistics.median((s[-1] - s[0]) / (len(s) - 1) for s in stamps)
+    every = [t for trial in stamps for t in trial]
+    logged = sum(down_at < t < up_at for t in every)
+    left = sum(t > down_at for t in every)
+    return logged, min(SLOTS * (up_at - down_at) / pace, left)
 
 
 def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
@@ -65,21 +73,17 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
 ):
     server = mlflow_server
     client = MlflowClient(server.url)
-    began = time.perf_counter()
-    undisturbed = _finish(_study(cli, tmp_path / "undisturbed", server.url))
-    undisturbed_s = time.perf_counter() - began
-    earlier = {r.info.run_id for r in _trial_runs(client, _parent_id(undisturbed))}
-
     results = tmp_path / "outage"
-    began = time.perf_counter()
     driver = _study(cli, results, server.url)
 
     def an_epoch_logged() -> bool:
         experiment = client.get_experiment_by_name("demo")
+        if experiment is None:
+            return False
         runs = client.search_runs(
-            [experiment.experiment_id], "metrics.epochs_completed >= 1", max_results=100
+            [experiment.experiment_id], "metrics.epochs_completed >= 1", max_results=1
         )
-        return any(r.info.run_id not in earlier for r in runs)
+        return bool(runs)
 
     assert wait_for(an_epoch_logged, 300), "no epoch was logged"
     down_at = time.time() * 1000
@@ -91,7 +95,6 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
     server.start()
     up_at = time.time() * 1000
     output = _finish(driver)
-    outage_s = time.perf_counter() - began
 
     runs = _trial_runs(client, _parent_id(output))
     assert len(runs) == TRIALS, "one child run per trial"
@@ -108,11 +111,10 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
     logged, predicted = _epochs_while_away(runs, client, down_at, up_at)
     away_s = (up_at - down_at) / 1000
     print(
-        f"undisturbed {undisturbed_s:.1f} s, outage run {outage_s:.1f} s, server away {away_s:.1f}"
-        f" s, {logged:.0f} epochs logged meanwhile ({predicted:.1f} at the trials' own pace)"
+        f"server away {away_s:.1f} s, {logged:.0f} epochs logged meanwhile ({predicted:.1f} at"
+        " the trials' own pace on the study's slots)"
     )
     assert predicted >= 2 * 5, f"the outage overlapped only {predicted:.1f} epochs of trials"
     assert logged >= 0.7 * predicted, f"{logged} epochs while away, {predicted:.1f} at pace"
-    assert outage_s - undisturbed_s < away_s, (outage_s, undisturbed_s, away_s)
     assert spooled > 0, "no write waited in the spool while the server was away"
     assert not list(results.glob("studies/*.spool*")), "the spool was sent and removed"
