@@ -168,6 +168,6 @@ ECCV22_UNTESTABLE = (
     ),
     Untestable(
         "eccv22", "§5.2, Proposition 1", "η* is bounded when W and its gradient are orthogonal",
-        "a theorem, not a measurement (tests/unit/test_treatments.py checks the bounds on η*)",
+        "a theorem, not a measurement (tests/unit/test_treatments_nog_olr.py checks η*'s bounds)",
     ),
 )  # fmt: skip
