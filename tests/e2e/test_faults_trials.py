@@ -2,11 +2,11 @@
 checkpoint that runs code when unpickled, a trial that crashes, a driver killed with SIGKILL and
 the trial checkpoints it left truncated (SIGTERM: tests/e2e/test_study_lifecycle.py)."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -96,21 +96,42 @@ def _kill_mid_study(cli, wait_for, results: Path, log: Path) -> None:
 
     try:
         assert wait_for(finished_one_and_checkpointed_another, 300), "no trial finished"
-        # Tune writes its experiment state every few seconds (later under load); killed before
-        # it records the checkpoints, a resume cannot restore the run and restarts every trial.
-        seen = time.time()
-        assert wait_for(
-            lambda: any(
-                p.stat().st_mtime > seen for p in results.glob("ray/*/experiment_state-*.json")
-            ),
-            120,
-        ), "Tune never wrote its experiment state"
+        # Tune restores a trial from the checkpoint its experiment state records: killed before
+        # the state records each trial's checkpoint on disk, a resume restarts that trial from
+        # scratch (CI, under load: no checkpoint was set aside). Tune writes it every few seconds.
+        assert wait_for(lambda: _state_records_the_checkpoints(results, log), 120), (
+            "Tune's experiment state never recorded the checkpoints on disk"
+        )
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(180)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait(30)
+
+
+def _state_records_the_checkpoints(results: Path, log: Path) -> bool:
+    """Tune's newest experiment state names, as the last result of every unfinished trial that
+    has a checkpoint on disk, that checkpoint (Tune keeps a trial's latest only)."""
+    finished = set(log.read_text().split()[0::2]) if log.exists() else set()
+    on_disk = {
+        p.parent.name: p.name
+        for p in sorted(results.glob("ray/*/*/checkpoint_*"))
+        if p.parent.name not in finished and not p.name.endswith(".unreadable")
+    }
+    states = sorted(results.glob("ray/*/experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not on_disk or not states:
+        return False
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"]
+    except (OSError, ValueError, KeyError):  # being written
+        return False
+    recorded = {}
+    for trial_json, runtime_json in trials:
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        last = runtime.get("last_result") or {}
+        recorded[trial["relative_logdir"]] = last.get("checkpoint_dir_name")
+    return all(recorded.get(trial) == name for trial, name in on_disk.items())
 
 
 def _val_err(client: MlflowClient, run) -> list[tuple[int, float]]:
