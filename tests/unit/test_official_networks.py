@@ -22,10 +22,14 @@ What a departure fails: the network (layers, order, shapes, strides: the logits 
 gradient), the initialisation (each tensor's mean, std and max |x| within sampling error), the
 meta-layer's forward and backward for iSQRT-COV and SVD-Newton, and the recipe: the parameter
 groups (classifier lr factor), momentum, weight decay, the gradient clipping, the lr schedule,
-batch size and epochs. Tolerance: 1e-5 of each tensor's norm (float32 networks). Measured:
-iSQRT-COV's three steps equal to the last bit; SVD-Newton's logits within 2.1e-8, gradients 3.4e-7
-and updates 1.1e-6 (`torch.svd` there, `eigh` here). The deliberate differences are the named
-`EXCEPTIONS`. Not covered: the hybrid protocol (no official script runs it).
+batch size and epochs. Tolerance: 1e-5 of each tensor's norm (float32 networks), and for the
+step's changes (`p_after - p_before`, which keeps only the float32 rounding of `p`) also one ulp
+of each parameter entry (`_round_off_of_a_change`). Measured on the recording's CPU: iSQRT-COV's
+three steps equal to the last bit; SVD-Newton's logits within 2.1e-8, gradients 3.4e-7 and
+updates 1.1e-6 (`torch.svd` there, `eigh` here). On an AMD EPYC, ResNet-50's and the fine-grained
+run's gradients agree within 1e-5 but a few changes land one ulp of their parameter apart (4e-5
+and 6e-5 of a change's norm). The deliberate differences are the named `EXCEPTIONS`. Not
+covered: the hybrid protocol (no official script runs it).
 """
 
 from __future__ import annotations
@@ -150,10 +154,21 @@ def _step_with_the_recordings_threads(name: str) -> dict[str, torch.Tensor]:
     out["deltas"] = torch.stack(
         [on.summary(p.detach() - b) for p, b in zip(params, before, strict=True)]
     )
+    out["delta_round_off"] = torch.stack([_round_off_of_a_change(b) for b in before])
     out["buffers"] = torch.stack(
         [on.summary(b) for n, b in model.state_dict().items() if "running" in n]
     )
     return out
+
+
+def _round_off_of_a_change(parameter: torch.Tensor) -> torch.Tensor:
+    """What float32 storage alone lets two equal steps' changes of `parameter` differ by, as a
+    summary row: each side rounds `p + update` to a float32, and exact updates that differ at
+    1e-7 (another CPU's kernels) round to neighbouring floats, one ulp of p apart. An entry: its
+    ulp; the norm: the norm of every entry's ulp."""
+    flat = parameter.detach().reshape(-1).float().abs()
+    ulps = (torch.nextafter(flat, torch.tensor(math.inf)) - flat).double()
+    return torch.cat([ulps.norm().reshape(1), ulps[on.sample_index(flat.numel())]])
 
 
 def _convs_with_bias_before_bn(model: torch.nn.Module) -> list[torch.nn.Conv2d]:
@@ -179,11 +194,20 @@ def _split_round_off(ours: dict[str, torch.Tensor], rows: torch.Tensor, what: st
     return keep
 
 
-def _assert_summaries_close(ours: torch.Tensor, theirs: torch.Tensor, what: str) -> None:
-    """Rows of (norm, entries…): every number within TOLERANCE of its row's norm."""
+def _assert_summaries_close(
+    ours: torch.Tensor,
+    theirs: torch.Tensor,
+    what: str,
+    round_off: torch.Tensor | None = None,
+) -> None:
+    """Rows of (norm, entries…): every number within TOLERANCE of its row's norm, past the
+    round-off a row may carry (`round_off`: per row, that of its norm and of each entry)."""
     assert ours.shape == theirs.shape, f"{what}: {tuple(ours.shape)} vs {tuple(theirs.shape)}"
     scale = theirs[:, :1].double().abs().clamp_min(1e-30)
-    error = ((ours.double() - theirs.double()).abs() / scale).max(dim=1).values
+    difference = (ours.double() - theirs.double()).abs()
+    if round_off is not None:
+        difference = (difference - round_off).clamp_min(0)
+    error = (difference / scale).max(dim=1).values
     worst = int(error.argmax())
     assert float(error[worst]) <= TOLERANCE, (
         f"{what}: tensor {worst} of {len(error)} differs by {float(error[worst]):.2e} of its norm "
@@ -217,7 +241,12 @@ def test_one_training_step_equals_the_official_one(name: str) -> None:
     keep = _split_round_off(ours, theirs["grads"], "grads")
     _assert_summaries_close(ours["grads"][keep], theirs["grads"][keep], "gradients, not clipped")
     assert float(ours["grad_norm"]) == pytest.approx(theirs["grad_norm"], rel=TOLERANCE)
-    _assert_summaries_close(ours["deltas"][keep], theirs["deltas"][keep], "changes of the step")
+    _assert_summaries_close(
+        ours["deltas"][keep],
+        theirs["deltas"][keep],
+        "changes of the step",
+        ours["delta_round_off"][keep],
+    )
     _assert_summaries_close(ours["buffers"], theirs["buffers"], "BN running statistics")
 
 
