@@ -96,11 +96,11 @@ def _kill_mid_study(cli, wait_for, results: Path, log: Path) -> None:
 
     try:
         assert wait_for(finished_one_and_checkpointed_another, 300), "no trial finished"
-        # Tune restores a trial from the checkpoint its experiment state records: killed before
-        # the state records each trial's checkpoint on disk, a resume restarts that trial from
-        # scratch (CI, under load: no checkpoint was set aside). Tune writes it every few seconds.
-        assert wait_for(lambda: _state_records_the_checkpoints(results, log), 120), (
-            "Tune's experiment state never recorded the checkpoints on disk"
+        # Tune restores a trial from the checkpoint its experiment state records: under load it
+        # records one a few seconds after the trial wrote it (CI: killed before, no checkpoint
+        # was set aside). The test then expects only the checkpoints the killed state records.
+        assert wait_for(lambda: _restorable_checkpoints(results, log), 120), (
+            "Tune's experiment state never recorded an unfinished trial's checkpoint"
         )
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(180)
@@ -110,28 +110,25 @@ def _kill_mid_study(cli, wait_for, results: Path, log: Path) -> None:
             driver.wait(30)
 
 
-def _state_records_the_checkpoints(results: Path, log: Path) -> bool:
-    """Tune's newest experiment state names, as the last result of every unfinished trial that
-    has a checkpoint on disk, that checkpoint (Tune keeps a trial's latest only)."""
+def _restorable_checkpoints(results: Path, log: Path) -> dict[str, Path]:
+    """The checkpoints a resume restores from: those that Tune's newest experiment state names
+    as the last result of a trial that has not finished, and that are on disk."""
     finished = set(log.read_text().split()[0::2]) if log.exists() else set()
-    on_disk = {
-        p.parent.name: p.name
-        for p in sorted(results.glob("ray/*/*/checkpoint_*"))
-        if p.parent.name not in finished and not p.name.endswith(".unreadable")
-    }
     states = sorted(results.glob("ray/*/experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    if not on_disk or not states:
-        return False
+    if not states:
+        return {}
     try:
         trials = json.loads(states[-1].read_text())["trial_data"]
     except (OSError, ValueError, KeyError):  # being written
-        return False
-    recorded = {}
+        return {}
+    restorable = {}
     for trial_json, runtime_json in trials:
         trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-        last = runtime.get("last_result") or {}
-        recorded[trial["relative_logdir"]] = last.get("checkpoint_dir_name")
-    return all(recorded.get(trial) == name for trial, name in on_disk.items())
+        name = (runtime.get("last_result") or {}).get("checkpoint_dir_name")
+        checkpoint = states[-1].parent / trial["relative_logdir"] / str(name)
+        if name and trial["relative_logdir"] not in finished and checkpoint.is_dir():
+            restorable[trial["relative_logdir"]] = checkpoint
+    return restorable
 
 
 def _val_err(client: MlflowClient, run) -> list[tuple[int, float]]:
@@ -169,12 +166,9 @@ def test_a_killed_driver_resumes_without_rerunning_and_sets_truncated_checkpoint
         if tags[Tag.TRIAL_ID] not in done:
             unfinished[tags[Tag.TRIAL_ID]] = run
 
-    states = [
-        state
-        for state in sorted(results.glob("ray/*/*/checkpoint_*/state.pt"))
-        if state.parent.parent.name in unfinished
-    ]
-    assert states, "no unfinished trial left a checkpoint"
+    restorable = _restorable_checkpoints(results, log)
+    states = [restorable[trial] / "state.pt" for trial in unfinished.keys() & restorable.keys()]
+    assert states, f"no unfinished trial left a checkpoint Tune recorded: {restorable}"
     for state in states:  # what a disk that filled, or a copy cut short, leaves
         state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     resumed = cli(
