@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -291,6 +292,7 @@ def _create_store(uri: str, db: Path) -> None:
             _dispose_engine(f"sqlite:///{staging}")
             save_empty_store(staging)
         os.replace(staging, db)
+        _dispose_engine(uri)  # one this process kept on a store deleted since: its file is gone
     finally:
         _remove_files(staging)
 
@@ -334,9 +336,13 @@ def _remove_store(uri: str, db: Path) -> None:
 
 
 def _dispose_engine(uri: str) -> None:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow's engine cache
+    """Close the engine MLflow caches for `uri` in this process, if any: its pooled connections
+    hold the file they opened, and SQLite refuses their writes once another file takes the path
+    ("attempt to write a readonly database"). Imports nothing: no MLflow loaded, no engine."""
+    module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    if module is None:
+        return
+    engine = module.SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow's engine cache
     if engine is not None:
         engine.dispose()
 

@@ -173,3 +173,18 @@ def test_an_open_that_fails_on_its_thread_for_another_reason_is_done_again_here(
     with tracking.opening_store("sqlite:///x"):
         pass
     assert calls == ["svdablate-open-store", threading.main_thread().name]
+
+
+def test_a_store_deleted_and_made_again_in_one_process_takes_writes(tmp_path):
+    """MLflow caches one engine per URI; its connections hold the deleted file, which SQLite
+    refuses to write ("attempt to write a readonly database"): making the store drops it."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    check_store(uri)
+    MlflowClient(uri).create_experiment("before")
+    for path in tmp_path.iterdir():
+        path.unlink()
+    check_store(uri)
+    client = MlflowClient(uri)
+    client.create_run(client.create_experiment("after"))
+    assert read_store_state(db).records == 2
