@@ -3,7 +3,8 @@
 Every test in this folder is marked `e2e` (`make test-e2e`). A study starts a Ray of its own
 unless RAY_ADDRESS names one: the tests of Ray's own start, stop or death (a killed driver,
 Ctrl-C, a lost node, token auth, fake GPUs) keep that or start a cluster with `ray_cluster`; the
-others take `shared_ray`, one cluster per pytest worker, which saves each study Ray's start-up.
+others take `shared_ray`, one cluster for all the run's pytest workers (shared_cluster.py), which
+saves each study Ray's start-up.
 """
 
 import os
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import shared_cluster
 from polling import poll
 
 HERE = Path(__file__).parent
@@ -125,16 +127,6 @@ def module_mlflow_server(
         server.kill()
 
 
-def start_cluster(**head_node_args: object):
-    """A `ray.cluster_utils.Cluster` whose head node runs on 127.0.0.1 without a dashboard."""
-    from ray.cluster_utils import Cluster
-
-    head = {"node_ip_address": "127.0.0.1", "include_dashboard": False, **head_node_args}
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    cluster.wait_for_nodes()
-    return cluster
-
-
 @pytest.fixture
 def ray_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
     """`ray_cluster(num_cpus=…, num_gpus=…)` starts a cluster of the test's own (a
@@ -143,7 +135,7 @@ def ray_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., objec
     started = []
 
     def start(**head_node_args: object):
-        started.append(start_cluster(**head_node_args))
+        started.append(shared_cluster.start_cluster(**head_node_args))
         return started[-1]
 
     try:
@@ -154,18 +146,17 @@ def ray_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., objec
 
 
 @pytest.fixture(scope="session")
-def session_cluster() -> Iterator[object]:
-    """This pytest worker's one Ray cluster, configured as the local Ray a study starts (this
-    machine's CPUs, no prestarted workers)."""
-    from svdablate.runtime.ray_cluster import LOCAL_RAY_CONFIG
-
+def session_cluster(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
+    """The address of the run's one Ray cluster, shared by its pytest workers (shared_cluster.py),
+    configured as the local Ray a study starts (this machine's CPUs, no prestarted workers)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = base if worker_id == "master" else base.parent  # the workers' common folder
     env = pytest.MonkeyPatch()
     env.setenv(*LOOPBACK_CLUSTER)
-    cluster = start_cluster(num_cpus=os.cpu_count(), _system_config=LOCAL_RAY_CONFIG)
     try:
-        yield cluster
+        yield shared_cluster.join(folder, worker_id)
     finally:
-        cluster.shutdown()
+        shared_cluster.leave(folder, worker_id)
         env.undo()
 
 
@@ -173,5 +164,5 @@ def session_cluster() -> Iterator[object]:
 def shared_ray(session_cluster, monkeypatch: pytest.MonkeyPatch) -> str:
     """RAY_ADDRESS names the worker's shared cluster for every study the test starts, in this
     process or a subprocess; returns the address."""
-    monkeypatch.setenv("RAY_ADDRESS", session_cluster.address)
-    return session_cluster.address
+    monkeypatch.setenv("RAY_ADDRESS", session_cluster)
+    return session_cluster

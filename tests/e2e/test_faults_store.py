@@ -62,7 +62,7 @@ def finished_study(tmp_path_factory, cli, session_cluster) -> Path:
     results = tmp_path_factory.mktemp("finished") / "results"
     run = cli(
         "run", *SMALL, "--no-report", "--results-dir", str(results),
-        env={"RAY_ADDRESS": session_cluster.address},
+        env={"RAY_ADDRESS": session_cluster},
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     return results
@@ -139,7 +139,7 @@ def test_a_tracking_server_that_is_down_is_said_in_seconds(
 
 # ---- item 3: a full disk --------------------------------------------------------------------
 def test_a_disk_that_fills_mid_study_stops_it_in_one_line_and_resume_finishes(
-    tmp_path, cli, wait_for
+    tmp_path, cli, wait_for, shared_ray
 ):
     disk = tmp_path / "disk"
     tmpfs = ["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(disk)]

@@ -136,11 +136,12 @@ def _val_err(client: MlflowClient, run) -> list[tuple[int, float]]:
 
 
 def test_a_killed_driver_resumes_without_rerunning_and_sets_truncated_checkpoints_aside(
-    tmp_path, cli, wait_for
+    tmp_path, cli, wait_for, session_cluster
 ):
-    """`status` tags the dead study's running trials interrupted; `resume` keeps the finished
-    trials (not re-run, their metrics untouched), sets a truncated checkpoint aside, and finishes
-    every trial with one child run and each epoch once."""
+    """`status` tags the dead study's running trials interrupted (the driver and the Ray it
+    started killed together); `resume` (on the shared cluster) keeps the finished trials (not
+    re-run, their metrics untouched), sets a truncated checkpoint aside, and finishes every trial
+    with one child run and each epoch once."""
     results, log = tmp_path / "results", tmp_path / "completions.log"
     _kill_mid_study(cli, wait_for, results, log)
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
@@ -173,7 +174,7 @@ def test_a_killed_driver_resumes_without_rerunning_and_sets_truncated_checkpoint
         state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     resumed = cli(
         "resume", "--latest", "--results-dir", str(results), "--no-progress", "--no-report",
-        env=faults_env([{"completion_log": str(log)}]),
+        env={**faults_env([{"completion_log": str(log)}]), "RAY_ADDRESS": session_cluster},
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for trial_dir in {state.parent.parent for state in states}:  # the one Tune restores from

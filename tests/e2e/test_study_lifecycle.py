@@ -61,7 +61,7 @@ def test_failed_trials_exit_1_everywhere_and_a_bad_value_is_never_retried(
     hooks = [{"rows": ["NS"], "bad_value_at_epoch": 0, "start_log": str(starts)}]
     args = ["--results-dir", str(tmp_path)]
     run = cli(
-        "run", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "1", "--no-progress",
+        "run", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "1", "--smoke", "--no-progress",
         "--max-failures", "2", *args, env=faults_env(hooks),
     )  # fmt: skip
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
@@ -130,15 +130,18 @@ def _interrupt(cli, wait_for, results: Path, args: list[str], sig: int, group: b
     return driver.returncode, out, err
 
 
-def test_ctrl_c_and_sigterm_leave_a_resumable_study_that_resume_finishes(tmp_path, cli, wait_for):
-    """Ctrl-C stops `run` (exit 130), SIGTERM the `resume` that follows (exit 1): both leave the
-    study interrupted with the command that resumes it, SIGTERM its running trials too (no child
-    run is left running), and a last resume finishes every trial once."""
+def test_ctrl_c_and_sigterm_leave_a_resumable_study_that_resume_finishes(
+    tmp_path, cli, wait_for, session_cluster
+):
+    """Ctrl-C stops `run` (exit 130), SIGTERM the `resume` that follows (exit 1), each with a Ray
+    of its own: both leave the study interrupted with the command that resumes it, SIGTERM its
+    running trials too (no child run is left running), and a last resume (on the shared
+    cluster: a Ray started for it is not what this tests) finishes every trial once."""
     results = tmp_path / "results"
     hooks = [{"sleep_per_epoch": 1.5}]
     run = [
-        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3", "--results-dir", str(results),
-        "--no-progress", "--no-report",
+        "run", "--rows", "SVD,NS", "--seeds", "2", "--epochs", "3", "--smoke",
+        "--results-dir", str(results), "--no-progress", "--no-report",
     ]  # fmt: skip
     code, out, err = _interrupt(
         cli, wait_for, results, run, signal.SIGINT, group=True, env=faults_env(hooks)
@@ -164,7 +167,7 @@ def test_ctrl_c_and_sigterm_leave_a_resumable_study_that_resume_finishes(tmp_pat
     assert ("running", "RUNNING") not in statuses and ("interrupted", "KILLED") in statuses
 
     began = time.time()
-    resumed = cli(*resume, env=faults_env(hooks))
+    resumed = cli(*resume, env={**faults_env(hooks), "RAY_ADDRESS": session_cluster})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = trial_runs(results)
     assert len(after) == 4, "one MLflow child run per trial"
