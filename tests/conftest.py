@@ -11,7 +11,7 @@ one set it with ``monkeypatch.setenv`` or pass it to the subprocess they start.
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from polling import poll
@@ -52,6 +52,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_engine_outlives_its_test(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After a test, close the engines MLflow caches (per URI, in this process) on stores in
+    the tests' temp dirs. pytest deletes a passed test's tmp_path, and a later test of this
+    worker whose name starts alike gets the same path: an engine left open there holds the
+    deleted file (SQLite refused its writes as "attempt to write a readonly database")."""
+    yield
+    module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    if module is None:
+        return
+    base = str(tmp_path_factory.getbasetemp())
+    engines = module.SqlAlchemyStore._engine_map
+    for uri in [uri for uri in engines if base in uri]:
+        engines.pop(uri).dispose()
 
 
 class Cli:
