@@ -3,8 +3,10 @@ that do not test Ray's own start, stop or death (`shared_ray` in conftest.py).
 
 The first worker that needs it starts it in a process of its own (this file run as a script: it
 holds a `ray.cluster_utils.Cluster` until SIGTERM); each worker counts itself in a state file
-beside the workers' temp dirs, and the last one to leave stops it. A cluster per worker cost
-each of four workers a start (~5 CPU-s) and ~1.8 CPU-s a minute idle, on 2 cores.
+beside the workers' temp dirs, and the last one to leave stops it. A run cut short (Ctrl-C, a
+crashed worker) leaves no cluster behind: the host stops it once no worker it counts runs.
+One cluster instead of one per worker: a start (~5 CPU-s) and ~1.8 CPU-s a minute idle fewer
+for each other worker.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-STATE_FILE = "shared-ray.json"  # {"address", "pid", "workers"}
-START_TIMEOUT_S = 180
+STATE_FILE = "shared-ray.json"  # {"address", "pid", "workers": [[worker id, its pid], …]}
 STOP_TIMEOUT_S = 60
+WATCH_S = 5  # how often the host looks for a worker still running
+JOIN_S = 30  # the worker that started the host counts itself in within this
 
 
 def start_cluster(**head_node_args: object):
@@ -46,8 +49,16 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _read(folder: Path) -> dict | None:
-    path = folder / STATE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        return json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write(folder: Path, state: dict) -> None:
+    partial = folder / f"{STATE_FILE}.partial"
+    partial.write_text(json.dumps(state))
+    partial.replace(folder / STATE_FILE)  # the host reads it without the lock
 
 
 def _alive(pid: int) -> bool:
@@ -66,7 +77,7 @@ def join(folder: Path, worker: str) -> str:
         if state is None or not _alive(state["pid"]):
             with open(folder / "shared-ray.log", "a") as log:  # outlives the worker's stderr
                 host = subprocess.Popen(
-                    [sys.executable, __file__],
+                    [sys.executable, __file__, str(folder)],
                     stdout=subprocess.PIPE,
                     stderr=log,
                     text=True,
@@ -77,8 +88,8 @@ def join(folder: Path, worker: str) -> str:
                 host.stdout.close()
             assert line.startswith("address "), f"the shared Ray cluster did not start: {line!r}"
             state = {"address": line.split()[1], "pid": host.pid, "workers": []}
-        state["workers"].append(worker)
-        (folder / STATE_FILE).write_text(json.dumps(state))
+        state["workers"].append([worker, os.getpid()])
+        _write(folder, state)
         return state["address"]
 
 
@@ -88,9 +99,9 @@ def leave(folder: Path, worker: str) -> None:
         state = _read(folder)
         if state is None:
             return
-        state["workers"].remove(worker)
+        state["workers"] = [w for w in state["workers"] if w[0] != worker]
         if state["workers"]:
-            (folder / STATE_FILE).write_text(json.dumps(state))
+            _write(folder, state)
             return
         (folder / STATE_FILE).unlink()
         with contextlib.suppress(ProcessLookupError):
@@ -102,8 +113,18 @@ def leave(folder: Path, worker: str) -> None:
             os.killpg(state["pid"], signal.SIGKILL)
 
 
-def _host() -> None:
-    """Start the cluster, print its address, hold it until SIGTERM, then shut it down."""
+def _counted_worker_runs(folder: Path) -> bool:
+    """Whether a worker the state file counts still runs (a state being written counts)."""
+    path = folder / STATE_FILE
+    if not path.exists():
+        return False
+    state = _read(folder)
+    return state is None or any(_alive(pid) for _, pid in state["workers"])
+
+
+def _host(folder: Path) -> None:
+    """Start the cluster, print its address, hold it until SIGTERM or until no worker it
+    counts runs (after the first has joined), then shut it down."""
     from svdablate.runtime.ray_cluster import LOCAL_RAY_CONFIG
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
@@ -112,10 +133,13 @@ def _host() -> None:
     try:
         print("address", cluster.address, flush=True)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # its reader may go
-        signal.sigwait({signal.SIGTERM})
+        deadline = time.monotonic() + JOIN_S
+        while signal.sigtimedwait({signal.SIGTERM}, WATCH_S) is None:
+            if time.monotonic() > deadline and not _counted_worker_runs(folder):
+                break
     finally:
         cluster.shutdown()
 
 
 if __name__ == "__main__":
-    _host()
+    _host(Path(sys.argv[1]))
