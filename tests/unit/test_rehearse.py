@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import resource
 
 import pytest
@@ -55,9 +56,12 @@ def test_a_cpu_peak_is_the_rehearsals_own_not_the_processs_before_it():
     memory the shape adds over the RSS it started from) is the rehearsal's own."""
     config = next(c for c in _configs("demo") if c.row == "SVD")
     rehearse_shape(config, torch.device("cpu"), steps=1, warmup=0)  # first-use memory kept
-    before = torch.ones(64 * 2**20)  # 256 MiB resident, then freed: the process's old peak
-    before.add_(1)
-    del before
+    # 256 MiB made resident, then given back: the process's old peak. Mapped here, not taken
+    # from the heap: a worker whose heap held that much free (resident) memory served a tensor
+    # from it, and neither its RSS nor its peak moved (CI failed on it).
+    block = mmap.mmap(-1, 256 * 2**20)
+    torch.frombuffer(block, dtype=torch.uint8).fill_(1)
+    block.close()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = rehearse_shape(config, torch.device("cpu"), steps=1, warmup=0)
     assert result.peak_memory_mb < peak_before - 200
