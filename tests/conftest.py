@@ -64,10 +64,11 @@ def no_engine_outlives_its_test(tmp_path_factory: pytest.TempPathFactory) -> Ite
     module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
     if module is None:
         return
+    from svdablate.store.tracking import _dispose_engine
+
     base = str(tmp_path_factory.getbasetemp())
-    engines = module.SqlAlchemyStore._engine_map
-    for uri in [uri for uri in engines if base in uri]:
-        engines.pop(uri).dispose()
+    for uri in [uri for uri in module.SqlAlchemyStore._engine_map if base in uri]:
+        _dispose_engine(uri)
 
 
 class Cli:
