@@ -65,7 +65,20 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)  # waits between attempts while the store 
 JOIN_S = 20.0  # longest wait for an attempt in flight when the writer stops (> the HTTP timeout)
 FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 PERMANENT_HTTP = (400, 404)  # a bad value or a missing run: sending it again cannot help
+WRITER_THREAD = "mlflow-writer"
 log = logging.getLogger(__name__)
+
+
+class _HandledByTheWriter(logging.Filter):
+    """Drops what MLflow's SQL store logs from the writer thread: a traceback for each write
+    that failed (a full disk, a locked or vanished file), which the thread retries, or reports
+    in one line itself; the user saw 160 lines of it before a full disk's one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != WRITER_THREAD
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_HandledByTheWriter())
 
 
 def spool_path(results_dir: str | os.PathLike, parent_run_id: str) -> Path:
@@ -177,7 +190,7 @@ class SpooledWriter:
         if self.tracking_uri.startswith(("http://", "https://")):
             self._saved_env = {k: os.environ.get(k) for k in FAST_FAIL_ENV}
             os.environ.update(FAST_FAIL_ENV)
-        self._thread = threading.Thread(target=self._loop, name="mlflow-writer", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=WRITER_THREAD, daemon=True)
         self._thread.start()
         return self
 

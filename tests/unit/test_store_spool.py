@@ -143,6 +143,39 @@ def test_callbacks_never_wait_for_a_store_that_does_not_answer(study, faults, wa
     _assert_recorded_once(study.uri, study.parent, 2)
 
 
+def test_a_write_the_sql_store_fails_prints_no_traceback(study, monkeypatch, wait_for):
+    """MLflow's SQL store logs a traceback before it raises a failed write (SQLite's "database
+    or disk is full"); the writer retries it or reports it in one line of its own."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    store_log = logging.getLogger("mlflow.store.db.utils")  # MLflow's handler is its parent's
+    store_log.addHandler(handler)
+    recorder = MLflowRecorder(study.uri, study.parent, study.spool)
+    recorder.statuses()
+    attempts = []
+
+    def disk_full(*args, **kwargs):
+        attempts.append(1)
+        raise OperationalError("INSERT INTO tags", {}, Exception("database or disk is full"))
+
+    try:
+        monkeypatch.setattr(Session, "commit", disk_full)  # as SQLite fails a full disk's write
+        _train(recorder, study.configs[:1], epochs=range(1), complete=False)
+        assert wait_for(lambda: attempts, 10), "the writer never tried the write"
+        monkeypatch.undo()
+        recorder.close()
+        logging.getLogger("mlflow.store.db.utils").error("from another thread: kept")
+    finally:
+        store_log.removeHandler(handler)
+    assert [r.getMessage() for r in logged] == ["from another thread: kept"]
+
+
 def test_writes_left_when_the_store_never_answers_are_sent_by_the_next_driver(study, faults):
     first = MLflowRecorder(study.uri, study.parent, study.spool)
     first.statuses()
