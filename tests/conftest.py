@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
+import forked_cli
 import pytest
 from polling import poll
 
@@ -72,24 +73,35 @@ def no_engine_outlives_its_test(tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 class Cli:
-    """`svdablate ARGS` in a subprocess of this interpreter, with this test's environment plus
-    `env`: `cli(...)` waits for it (a CompletedProcess with text stdout and stderr),
-    `cli.start(...)` does not (a Popen)."""
+    """`svdablate ARGS` in a process of its own, with this test's environment plus `env`:
+    `cli(...)` waits for it (a CompletedProcess with text stdout and stderr) and runs it forked
+    from a server that has imported the libraries (forked_cli.py: ~6 CPU-s fewer a `run`);
+    `cli.start(...)` does not wait (a Popen of a fresh interpreter: the signal scenarios')."""
+
+    def __init__(self) -> None:
+        self.forked = forked_cli.ForkedCli()
 
     @staticmethod
     def command(*args: str) -> list[str]:
         return [sys.executable, "-m", "svdablate.cli", *args]
 
     def __call__(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 600, **kwargs
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 600,
+        cwd: str | os.PathLike | None = None,
     ) -> subprocess.CompletedProcess:
+        environment = {**os.environ, **(env or {})}
+        if forked_cli.enabled():
+            return self.forked.run(("module", "svdablate.cli"), args, environment, timeout, cwd)
         return subprocess.run(
             self.command(*args),
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, **(env or {})},
-            **kwargs,
+            env=environment,
+            cwd=cwd,
         )
 
     def start(self, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
@@ -97,8 +109,10 @@ class Cli:
 
 
 @pytest.fixture(scope="session")  # it holds nothing: module-scoped fixtures may run studies
-def cli() -> Cli:
-    return Cli()
+def cli() -> Iterator[Cli]:
+    runner = Cli()
+    yield runner
+    runner.forked.close()
 
 
 @pytest.fixture
