@@ -74,9 +74,12 @@ def no_engine_outlives_its_test(tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 class Cli:
     """`svdablate ARGS` in a process of its own, with this test's environment plus `env`:
-    `cli(...)` waits for it (a CompletedProcess with text stdout and stderr) and runs it forked
-    from a server that has imported the libraries (forked_cli.py: ~6 CPU-s fewer a `run`);
-    `cli.start(...)` does not wait (a Popen of a fresh interpreter: the signal scenarios')."""
+    `cli(...)` waits for it (a CompletedProcess with text stdout and stderr), `cli.start(...)`
+    does not (a Popen, or what stands in for one). Each is forked from a server that has
+    imported the libraries (forked_cli.py: ~6 CPU-s fewer a `run`), or is a fresh interpreter
+    under `SVDABLATE_TEST_FORK_CLI=0`."""
+
+    TARGET = ("module", "svdablate.cli")
 
     def __init__(self) -> None:
         self.forked = forked_cli.ForkedCli()
@@ -94,7 +97,7 @@ class Cli:
     ) -> subprocess.CompletedProcess:
         environment = {**os.environ, **(env or {})}
         if forked_cli.enabled():
-            return self.forked.run(("module", "svdablate.cli"), args, environment, timeout, cwd)
+            return self.forked.run(self.TARGET, args, environment, timeout, cwd)
         return subprocess.run(
             self.command(*args),
             capture_output=True,
@@ -104,8 +107,14 @@ class Cli:
             cwd=cwd,
         )
 
-    def start(self, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(self.command(*args), env={**os.environ, **(env or {})}, **kwargs)
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, **kwargs
+    ) -> subprocess.Popen | forked_cli.ForkedProcess:
+        """kwargs: Popen's `stdout`, `stderr`, `text`, `start_new_session`, `cwd`."""
+        environment = {**os.environ, **(env or {})}
+        if forked_cli.enabled():
+            return self.forked.start(self.TARGET, args, environment, **kwargs)
+        return subprocess.Popen(self.command(*args), env=environment, **kwargs)
 
 
 @pytest.fixture(scope="session")  # it holds nothing: module-scoped fixtures may run studies

@@ -1,14 +1,16 @@
 """`svdablate ARGS` in a process forked from a server that has imported the libraries a command
-imports (torch, MLflow, Ray Tune, scipy, pandas): the tests' `cli(...)` (tests/conftest.py).
+imports (torch, MLflow, Ray Tune, scipy, pandas): the tests' `cli(...)` and `cli.start(...)`
+(tests/conftest.py).
 
 A CLI process spends most of its CPU importing them (a `run` driver ~6 of its ~9 CPU-s, `status`
-~2.5 of 2.7), and the end-to-end tests start ~60: on CI's 2 cores that was ~2.5 minutes. Each
+~2.5 of 2.7), and the end-to-end tests start ~70: on CI's 2 cores that was ~2.5 minutes. Each
 call is still a process of its own running `python -m svdablate.cli` from the start (svdablate
-itself is not preloaded), with the call's environment, working directory, stdio and exit status,
-and a normal interpreter exit (atexit handlers, non-daemon threads). What differs from a fresh
-interpreter: the preloaded libraries read their import-time environment variables once, when the
-server started (from the pytest worker's environment), and the interpreter's hash seed is the
-server's. `SVDABLATE_TEST_FORK_CLI=0` runs every call as a plain subprocess.
+itself is not preloaded), with the call's environment, working directory, stdio, session and exit
+status, and a normal interpreter exit (atexit handlers, non-daemon threads). What differs from a
+fresh interpreter: the preloaded libraries read their import-time environment variables once,
+when the server started (from the pytest worker's environment), the interpreter's hash seed is
+the server's, and the process is the server's child, not the test's (`ForkedProcess` stands in
+for `subprocess.Popen`). `SVDABLATE_TEST_FORK_CLI=0` runs every call in a fresh interpreter.
 
 The server (one per pytest worker, started on first use) forks, per request, a waiter that forks
 the command and reports its pid and then its exit status on the request's socket; the server
@@ -17,6 +19,7 @@ itself only accepts and forks, so it stays single-threaded, and it exits when it
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -25,7 +28,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
+from typing import IO, Any
 
 #: What every command imports, or one of `run`/`resume`/`report`: imported once, by the server.
 PRELOAD = (
@@ -42,6 +47,7 @@ PRELOAD = (
 )
 ENABLE_ENV = "SVDABLATE_TEST_FORK_CLI"
 PARENT_CHECK_S = 2.0  # how often the server checks that the pytest worker that started it lives
+Target = tuple[str, str]  # ("module", "svdablate.cli") or ("path", "/a/script.py")
 
 
 def enabled() -> bool:
@@ -50,14 +56,15 @@ def enabled() -> bool:
 
 # ------------------------------------------------------------------------------------ the server
 def _run_command(request: dict, fds: list[int]) -> None:
-    """In the forked command process: become `python -m svdablate.cli ARGS` and run to exit."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    """In the forked command process: become `python -m MODULE ARGS` and run to exit."""
+    for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    null = os.open(os.devnull, os.O_RDONLY)
-    for source, target in ((null, 0), (fds[0], 1), (fds[1], 2)):
+    if request["new_session"]:
+        os.setsid()
+    for source, target in zip(fds, (0, 1, 2), strict=True):
         os.dup2(source, target)
-    for fd in (null, *fds):
+    for fd in set(fds):
         os.close(fd)
     os.chdir(request["cwd"])
     os.environ.clear()
@@ -83,7 +90,7 @@ def _wait_for(connection: socket.socket, request: dict, fds: list[int]) -> None:
     if pid == 0:
         connection.close()
         _run_command(request, fds)  # raises SystemExit: the interpreter exits as a command's does
-    for fd in fds:
+    for fd in set(fds):
         os.close(fd)
     try:
         connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
@@ -94,10 +101,23 @@ def _wait_for(connection: socket.socket, request: dict, fds: list[int]) -> None:
         os._exit(0)
 
 
+def _receive(connection: socket.socket) -> tuple[dict, list[int]]:
+    """A request: one JSON line, the command's stdin, stdout and stderr fds with its start."""
+    message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+    while not message.endswith(b"\n"):
+        more = connection.recv(1 << 16)
+        if not more:
+            raise ConnectionError("a request ended before its line did")
+        message += more
+    return json.loads(message), fds
+
+
 def serve(path: str, parent: int) -> None:
-    """The server's loop: accept a request (JSON line + the stdout/stderr fds), fork its waiter."""
+    """The server's loop: accept a request, fork its waiter."""
     for module in PRELOAD:
         __import__(module)
+    gc.collect()
+    gc.freeze()  # a command's collections skip (and so do not copy the pages of) what is preloaded
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)
@@ -111,18 +131,86 @@ def serve(path: str, parent: int) -> None:
         except TimeoutError:
             continue
         connection.settimeout(None)
-        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 2)
-        request = json.loads(message)
+        request, fds = _receive(connection)
         if os.fork() == 0:
             listener.close()
             _wait_for(connection, request, fds)
         connection.close()
-        for fd in fds:
+        for fd in set(fds):
             os.close(fd)
     os.unlink(path)
 
 
 # ------------------------------------------------------------------------------------ the client
+class ForkedProcess:
+    """A command started through the server, with what the tests use of `subprocess.Popen`:
+    `pid`, `returncode`, `poll`, `wait`, `communicate`, `send_signal`, `terminate`, `kill`."""
+
+    def __init__(
+        self, args: list[str], connection: socket.socket, pipes: dict[str, IO], text: bool
+    ) -> None:
+        self.args = args
+        self.returncode: int | None = None
+        self._connection = connection
+        self._replies = connection.makefile("r")
+        self.pid: int = json.loads(self._replies.readline())["pid"]
+        self.stdout, self.stderr = pipes.get("stdout"), pipes.get("stderr")
+        self._text = text
+        self._output: dict[str, bytes] = {}
+        self._readers = [  # started by `communicate`: until then the pipes are the caller's
+            threading.Thread(target=self._read, args=(name, pipe), daemon=True)
+            for name, pipe in pipes.items()
+        ]
+        self._waiter = threading.Thread(target=self._wait, daemon=True)
+        self._waiter.start()
+
+    def _read(self, name: str, pipe: IO) -> None:
+        with pipe:
+            self._output[name] = pipe.read()
+
+    def _wait(self) -> None:
+        line = self._replies.readline()
+        self.returncode = json.loads(line)["returncode"] if line else -signal.SIGKILL
+        self._connection.close()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._waiter.join(timeout)
+        if self._waiter.is_alive():
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self.returncode  # type: ignore[return-value]
+
+    def communicate(self, timeout: float | None = None) -> tuple[Any, Any]:
+        """(stdout, stderr) read to their end (None where not a pipe), once the command exits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reader in self._readers:
+            if reader.ident is None:
+                reader.start()
+        for thread in (*self._readers, self._waiter):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._decoded("stdout"), self._decoded("stderr")
+
+    def _decoded(self, name: str) -> Any:
+        if name not in self._output:
+            return None
+        raw = self._output[name]
+        return raw.decode(errors="replace") if self._text else raw
+
+    def send_signal(self, number: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 class ForkedCli:
     """Starts the server on first use (per process) and runs commands through it."""
 
@@ -146,48 +234,70 @@ class ForkedCli:
                     raise RuntimeError(f"the forked-CLI server did not start: {ready!r}")
             return self._path
 
+    def start(
+        self,
+        target: Target,
+        args: tuple[str, ...] | list[str],
+        env: dict[str, str],
+        *,
+        cwd: str | os.PathLike | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        text: bool = False,
+        start_new_session: bool = False,
+    ) -> ForkedProcess:
+        """Like `subprocess.Popen([python, "-m", module, *args], …)` for `target` ("module",
+        name), or `[python, path, *args]` for ("path", …); stdout and stderr: None (this
+        process's), `subprocess.PIPE`, `DEVNULL` or (stderr) `STDOUT`; stdin is /dev/null."""
+        kind, name = target
+        command = [sys.executable, *(["-m"] if kind == "module" else []), name, *args]
+        request = {
+            "target": [kind, name],
+            "args": list(args),
+            "env": env,
+            "cwd": str(Path(cwd or os.getcwd()).absolute()),
+            "new_session": start_new_session,
+        }
+        null = os.open(os.devnull, os.O_RDWR)
+        ends: list[int] = [null]  # what the command gets as 0, 1, 2
+        ours: dict[str, IO] = {}
+        for name, where in (("stdout", stdout), ("stderr", stderr)):
+            if where == subprocess.PIPE:
+                read, write = os.pipe()
+                ours[name] = os.fdopen(read, "rb")
+                ends.append(write)
+            elif where == subprocess.STDOUT:
+                ends.append(ends[1])
+            else:
+                ends.append(null if where == subprocess.DEVNULL else (1 if name == "stdout" else 2))
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(self._ensure_server())
+            socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], ends)
+        finally:
+            for fd in set(ends) - {1, 2}:
+                os.close(fd)
+        return ForkedProcess(command, connection, ours, text)
+
     def run(
         self,
-        target: tuple[str, str],
+        target: Target,
         args: tuple[str, ...] | list[str],
         env: dict[str, str],
         timeout: float,
         cwd: str | os.PathLike | None = None,
     ) -> subprocess.CompletedProcess:
-        """Like `subprocess.run([python, "-m", module, *args], capture_output=True, text=True,
-        timeout=…)` for `target` ("module", name), or `[python, path, *args]` for ("path", …)."""
-        path = self._ensure_server()
-        kind, name = target
-        command = [sys.executable, *(["-m"] if kind == "module" else []), name, *args]
-        request = {"target": [kind, name], "args": list(args), "env": env}
-        request["cwd"] = str(Path(cwd or os.getcwd()).absolute())
-        with (
-            tempfile.TemporaryFile() as out,
-            tempfile.TemporaryFile() as err,
-            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection,
-        ):
-            connection.connect(path)
-            socket.send_fds(
-                connection, [json.dumps(request).encode()], [out.fileno(), err.fileno()]
-            )
-            replies = connection.makefile("r")
-            pid = json.loads(replies.readline())["pid"]
-            connection.settimeout(timeout)
-            try:
-                code = json.loads(replies.readline())["returncode"]
-            except TimeoutError:
-                os.kill(pid, signal.SIGKILL)
-                out.seek(0)
-                err.seek(0)
-                raise subprocess.TimeoutExpired(command, timeout, out.read(), err.read()) from None
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(
-                command,
-                code,
-                out.read().decode(errors="replace"),
-                err.read().decode(errors="replace"),
-            )
+        """Like `subprocess.run(…, capture_output=True, text=True, timeout=…)` (see `start`)."""
+        process = self.start(
+            target, args, env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            out, err = process.communicate(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            raise subprocess.TimeoutExpired(process.args, timeout, out, err) from None
+        return subprocess.CompletedProcess(process.args, process.wait(), out, err)
 
     def close(self) -> None:
         if self._server is not None and self._server.poll() is None:

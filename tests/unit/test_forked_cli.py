@@ -1,14 +1,15 @@
 """The tests' forked CLI (tests/forked_cli.py) behaves as `subprocess.run` of a fresh interpreter:
 the call's arguments, environment and working directory, its stdout, stderr and exit status, an
-interpreter exit that runs atexit handlers and waits for threads, and a timeout that kills."""
+interpreter exit that runs atexit handlers and waits for threads, a timeout that kills, and a
+started command (`cli.start`) with its own session that signals reach."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 
-import forked_cli
 import pytest
 
 SCRIPT = textwrap.dedent(
@@ -34,11 +35,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def forked():
-    runner = forked_cli.ForkedCli()
-    yield runner
-    runner.close()
+@pytest.fixture
+def forked(cli):
+    """The worker's server, the one `cli` runs commands through."""
+    return cli.forked
 
 
 def test_a_script_sees_its_call_and_exits_as_a_fresh_interpreter(forked, tmp_path):
@@ -93,3 +93,42 @@ def test_a_call_past_its_timeout_is_killed(forked, tmp_path):
             return
         time.sleep(0.05)
     pytest.fail(f"the timed-out command {pid} still runs")
+
+
+def _interrupted(start) -> tuple[int, str]:
+    """Start the sleeper, Ctrl-C its process group once it runs: (exit status, its output)."""
+    started = start(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    first = started.stdout.readline().decode()  # stderr's line: it goes first
+    ready = started.stdout.readline().decode()
+    pid, group = map(int, ready.split())
+    assert pid == group == started.pid  # a session and group of its own
+    assert started.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        started.wait(0.2)
+    os.killpg(started.pid, signal.SIGINT)  # what Ctrl-C does to a foreground process group
+    rest, err = started.communicate(timeout=60)
+    assert err is None and started.poll() == started.returncode
+    return started.returncode, first + ready + rest.decode()
+
+
+def test_a_started_command_has_its_session_pipes_and_signals(forked, tmp_path):
+    """As a `svdablate run` driver does, the sleeper imports Ray (whose import sets the
+    excepthook, and so the exit status of a KeyboardInterrupt: 1, not -SIGINT)."""
+    script = tmp_path / "sleeper.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "import ray\n"
+        "print('to stderr', file=sys.stderr, flush=True)\n"
+        "print(os.getpid(), os.getpgid(0), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = dict(os.environ)
+    forked_code, forked_output = _interrupted(
+        lambda **kw: forked.start(("path", str(script)), [], env, cwd=tmp_path, **kw)
+    )
+    fresh_code, fresh_output = _interrupted(
+        lambda **kw: subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path, **kw)
+    )
+    assert forked_code == fresh_code
+    for output in (forked_output, fresh_output):
+        assert "to stderr" in output and output.rstrip().endswith("KeyboardInterrupt")
