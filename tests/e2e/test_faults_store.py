@@ -8,40 +8,18 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from refusals import refused, timed
 
 from svdablate.schema import Tag
 from svdablate.training.faults import faults_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and chattr need root")
 SMALL = ["--rows", "SVD", "--seeds", "1", "--epochs", "1", "--smoke", "--no-progress"]
-# "Within seconds", not the minutes of retries they took: a fault found before any trial runs
-# (`run` checks the grid and its data first: 5-10 s alone, up to 30 s on a machine shared by six)
-QUICK_S = 60
-
-
-def timed(result_of, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """`result_of(*args, **kwargs)` (the `cli` fixture, `subprocess.run`) with its `seconds`."""
-    began = time.monotonic()
-    result = result_of(*args, **kwargs)
-    result.seconds = time.monotonic() - began
-    return result
-
-
-def refused(result, *words: str) -> str:
-    """The one error line of a command that stopped with exit code 2 within seconds."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
-    for word in words:
-        assert word in lines[0], lines[0]
-    assert result.seconds < QUICK_S, f"{result.seconds:.1f} s: {lines[0]}"
-    return lines[0]
 
 
 @contextmanager
@@ -122,19 +100,7 @@ def test_an_immutable_store_or_results_dir_is_one_line_for_resume(finished_study
             subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
-# ---- item 4: a tracking server that is down -------------------------------------------------
-def test_a_tracking_server_that_is_down_is_said_in_seconds(
-    tmp_path, cli, mlflow_server, shared_ray
-):
-    results = tmp_path / "results"
-    run = cli(
-        "run", *SMALL, "--no-report", "--results-dir", str(results),
-        "--tracking-uri", mlflow_server.url,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    mlflow_server.kill()
-    for command in (["status"], ["resume", "--latest", "--no-progress"]):
-        refused(timed(cli, *command, "--results-dir", str(results)), mlflow_server.url, "is down")
+# ---- item 4: a tracking server that is down: test_store_outage.py, after its study -----------
 
 
 # ---- item 3: a full disk --------------------------------------------------------------------
