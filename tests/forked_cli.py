@@ -1,6 +1,6 @@
 """`svdablate ARGS` in a process forked from a server that has imported the libraries a command
-imports (torch, MLflow, Ray Tune, scipy, pandas): the tests' `cli(...)` and `cli.start(...)`
-(tests/conftest.py).
+imports (torch, torchvision, MLflow, Ray Tune, scipy, pandas, matplotlib): the tests' `cli(...)`
+and `cli.start(...)` (tests/conftest.py).
 
 A CLI process spends most of its CPU importing them (a `run` driver ~6 of its ~9 CPU-s, `status`
 ~2.5 of 2.7), and the end-to-end tests start ~70: on CI's 2 cores that was ~2.5 minutes. Each
@@ -12,9 +12,11 @@ when the server started (from the pytest worker's environment), the interpreter'
 the server's, and the process is the server's child, not the test's (`ForkedProcess` stands in
 for `subprocess.Popen`). `SVDABLATE_TEST_FORK_CLI=0` runs every call in a fresh interpreter.
 
-The server (one per pytest worker, started on first use) forks, per request, a waiter that forks
+The server (one for the run, started by pytest-xdist's controller; else one per process, started
+on first use) forks, per request, a waiter that forks
 the command and reports its pid and then its exit status on the request's socket; the server
-itself only accepts and forks, so it stays single-threaded, and it exits when its parent does.
+itself only accepts and forks, so it stays single-threaded (its preloaded objects frozen out of
+the commands' garbage collections, which would copy their pages), and exits when its parent does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,14 +42,18 @@ PRELOAD = (
     "mlflow.store.tracking.sqlalchemy_store",
     "ray",
     "ray.tune",
+    "torchvision",  # FakeData: a smoke study's data check
     "scipy.stats",
     "pandas",
+    "matplotlib.figure",  # the figures a study publishes
+    "matplotlib.backends.backend_agg",
     "pydantic",
     "typer",
     "rich",
 )
 ENABLE_ENV = "SVDABLATE_TEST_FORK_CLI"
-PARENT_CHECK_S = 2.0  # how often the server checks that the pytest worker that started it lives
+PARENT_CHECK_S = 2.0  # how often the server checks that the process that started it lives
+READY_S = 300.0  # how long a client waits for a server to listen (its imports: ~6 CPU-s)
 Target = tuple[str, str]  # ("module", "svdablate.cli") or ("path", "/a/script.py")
 
 
@@ -123,8 +130,6 @@ def serve(path: str, parent: int) -> None:
     listener.listen(16)
     listener.settimeout(PARENT_CHECK_S)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the waiters are reaped by the kernel
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
     while os.getppid() == parent:
         try:
             connection, _ = listener.accept()
@@ -212,27 +217,39 @@ class ForkedProcess:
 
 
 class ForkedCli:
-    """Starts the server on first use (per process) and runs commands through it."""
+    """A client of one server: the one at `path` (pytest-xdist's controller starts one for all
+    its workers, tests/conftest.py), else one it starts itself on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None) -> None:
         self._server: subprocess.Popen | None = None
-        self._path = ""
+        self._path = path or ""
         self._lock = threading.Lock()
 
-    def _ensure_server(self) -> str:
+    def launch(self) -> str:
+        """Start a server, without waiting for its imports; returns the path it will listen at."""
+        folder = tempfile.mkdtemp(prefix="svdablate-forked-cli-")
+        self._path = str(Path(folder) / "socket")
+        self._server = subprocess.Popen([sys.executable, __file__, self._path, str(os.getpid())])
+        return self._path
+
+    def _connect(self) -> socket.socket:
+        """A connection to the server, once it listens (it binds its path after its imports)."""
         with self._lock:
-            if self._server is None or self._server.poll() is not None:
-                folder = tempfile.mkdtemp(prefix="svdablate-forked-cli-")
-                self._path = str(Path(folder) / "socket")
-                self._server = subprocess.Popen(
-                    [sys.executable, __file__, self._path, str(os.getpid())],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                ready = self._server.stdout.readline()  # type: ignore[union-attr]
-                if ready.strip() != "ready":
-                    raise RuntimeError(f"the forked-CLI server did not start: {ready!r}")
-            return self._path
+            if not self._path:
+                self.launch()
+        deadline = time.monotonic() + READY_S
+        while True:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                connection.connect(self._path)
+                return connection
+            except (FileNotFoundError, ConnectionRefusedError):
+                connection.close()
+            if self._server is not None and self._server.poll() is not None:
+                raise RuntimeError(f"the forked-CLI server exited ({self._server.returncode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no forked-CLI server listens at {self._path}")
+            time.sleep(0.05)
 
     def start(
         self,
@@ -270,9 +287,8 @@ class ForkedCli:
                 ends.append(ends[1])
             else:
                 ends.append(null if where == subprocess.DEVNULL else (1 if name == "stdout" else 2))
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            connection.connect(self._ensure_server())
+            connection = self._connect()
             socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], ends)
         finally:
             for fd in set(ends) - {1, 2}:
@@ -300,9 +316,12 @@ class ForkedCli:
         return subprocess.CompletedProcess(process.args, process.wait(), out, err)
 
     def close(self) -> None:
-        if self._server is not None and self._server.poll() is None:
-            self._server.terminate()
-            self._server.wait()
+        """Stop the server this client started (none: nothing to do)."""
+        if self._server is not None:
+            if self._server.poll() is None:
+                self._server.terminate()
+                self._server.wait()
+            shutil.rmtree(Path(self._path).parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
