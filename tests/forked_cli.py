@@ -1,5 +1,5 @@
 """`svdablate ARGS` in a process forked from a server that has imported the libraries a command
-imports (torch, torchvision, MLflow, Ray Tune, scipy, pandas, matplotlib): the tests' `cli(...)`
+imports (torch, torchvision, MLflow, Ray, scipy, pandas, matplotlib): the tests' `cli(...)`
 and `cli.start(...)` (tests/conftest.py).
 
 A CLI process spends most of its CPU importing them (a `run` driver ~6 of its ~9 CPU-s, `status`
@@ -40,8 +40,7 @@ PRELOAD = (
     "torch",
     "mlflow",
     "mlflow.store.tracking.sqlalchemy_store",
-    "ray",
-    "ray.tune",
+    "ray",  # not ray.tune: its import draws from Ray's ID generator, which forks would then share
     "torchvision",  # FakeData: a smoke study's data check
     "scipy.stats",
     "pandas",

@@ -132,3 +132,20 @@ def test_a_started_command_has_its_session_pipes_and_signals(forked, tmp_path):
     assert forked_code == fresh_code
     for output in (forked_output, fresh_output):
         assert "to stderr" in output and output.rstrip().endswith("KeyboardInterrupt")
+
+
+def test_each_command_draws_its_own_random_ids(forked, tmp_path):
+    """numpy's global generator and Ray's ID generator (C++, seeded on first use: had a preloaded
+    module drawn from it, every fork would draw the same IDs, and two drivers on one cluster
+    put the same object: "Check failed: WarmupStore()")."""
+    script = tmp_path / "draw.py"
+    script.write_text(
+        "import numpy\n"
+        "from ray._raylet import ObjectID\n"
+        "print(numpy.random.randint(1 << 30), ObjectID.from_random().hex())\n"
+    )
+    env = dict(os.environ)
+    draws = [forked.run(("path", str(script)), [], env, 60, cwd=tmp_path) for _ in range(2)]
+    assert all(d.returncode == 0 for d in draws), draws[0].stderr
+    first, second = (d.stdout.split() for d in draws)
+    assert first[0] != second[0] and first[1] != second[1]
