@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_configure_node(node) -> None:
     """Each pytest-xdist worker is told where the run's forked-CLI server listens."""
     if FORKED_CLI in node.config.stash:
-        node.workerinput[FORKED_CLI_INPUT] = node.config.stash[FORKED_CLI]._path
+        node.workerinput[FORKED_CLI_INPUT] = node.config.stash[FORKED_CLI].path
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -221,33 +221,33 @@ class ForkedCli:
 
     def __init__(self, path: str | None = None) -> None:
         self._server: subprocess.Popen | None = None
-        self._path = path or ""
+        self.path = path or ""
         self._lock = threading.Lock()
 
     def launch(self) -> str:
         """Start a server, without waiting for its imports; returns the path it will listen at."""
         folder = tempfile.mkdtemp(prefix="svdablate-forked-cli-")
-        self._path = str(Path(folder) / "socket")
-        self._server = subprocess.Popen([sys.executable, __file__, self._path, str(os.getpid())])
-        return self._path
+        self.path = str(Path(folder) / "socket")
+        self._server = subprocess.Popen([sys.executable, __file__, self.path, str(os.getpid())])
+        return self.path
 
     def _connect(self) -> socket.socket:
         """A connection to the server, once it listens (it binds its path after its imports)."""
         with self._lock:
-            if not self._path:
+            if not self.path:
                 self.launch()
         deadline = time.monotonic() + READY_S
         while True:
             connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                connection.connect(self._path)
+                connection.connect(self.path)
                 return connection
             except (FileNotFoundError, ConnectionRefusedError):
                 connection.close()
             if self._server is not None and self._server.poll() is not None:
                 raise RuntimeError(f"the forked-CLI server exited ({self._server.returncode})")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no forked-CLI server listens at {self._path}")
+                raise RuntimeError(f"no forked-CLI server listens at {self.path}")
             time.sleep(0.05)
 
     def start(
@@ -289,6 +289,10 @@ class ForkedCli:
         try:
             connection = self._connect()
             socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], ends)
+        except BaseException:
+            for pipe in ours.values():
+                pipe.close()
+            raise
         finally:
             for fd in set(ends) - {1, 2}:
                 os.close(fd)
@@ -320,7 +324,7 @@ class ForkedCli:
             if self._server.poll() is None:
                 self._server.terminate()
                 self._server.wait()
-            shutil.rmtree(Path(self._path).parent, ignore_errors=True)
+            shutil.rmtree(Path(self.path).parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
