@@ -8,9 +8,10 @@ call is still a process of its own running `python -m svdablate.cli` from the st
 itself is not preloaded), with the call's environment, working directory, stdio, session and exit
 status, and a normal interpreter exit (atexit handlers, non-daemon threads). What differs from a
 fresh interpreter: the preloaded libraries read their import-time environment variables once,
-when the server started (from the pytest worker's environment), the interpreter's hash seed is
-the server's, and the process is the server's child, not the test's (`ForkedProcess` stands in
-for `subprocess.Popen`). `SVDABLATE_TEST_FORK_CLI=0` runs every call in a fresh interpreter.
+when the server started (but torch's thread count follows the call's OMP_NUM_THREADS, which the
+pytest workers set to 1), the interpreter's hash seed is the server's, and the process is the
+server's child, not the test's (`ForkedProcess` stands in for `subprocess.Popen`).
+`SVDABLATE_TEST_FORK_CLI=0` runs every call in a fresh interpreter.
 
 The server (one for the run, started by pytest-xdist's controller; else one per process, started
 on first use) forks, per request, a waiter that forks
@@ -76,6 +77,10 @@ def _run_command(request: dict, fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.path[0] = request["cwd"]  # as `python -m` puts it
+    if "torch" in sys.modules:  # a fresh interpreter sizes torch's pool: OMP_NUM_THREADS, ≤ cores
+        asked = os.environ.get("OMP_NUM_THREADS", "")
+        count = min(int(asked), request["threads"]) if asked.isdigit() and int(asked) > 0 else 0
+        sys.modules["torch"].set_num_threads(count or request["threads"])
     if "numpy" in sys.modules:  # a fresh interpreter seeds numpy's global generator by entropy
         sys.modules["numpy"].random.seed()
     import runpy
@@ -122,6 +127,7 @@ def serve(path: str, parent: int) -> None:
     """The server's loop: accept a request, fork its waiter."""
     for module in PRELOAD:
         __import__(module)
+    threads = sys.modules["torch"].get_num_threads()  # its default (the server's environment)
     gc.collect()
     gc.freeze()  # a command's collections skip (and so do not copy the pages of) what is preloaded
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -136,6 +142,7 @@ def serve(path: str, parent: int) -> None:
             continue
         connection.settimeout(None)
         request, fds = _receive(connection)
+        request["threads"] = threads
         if os.fork() == 0:
             listener.close()
             _wait_for(connection, request, fds)
@@ -257,14 +264,15 @@ class ForkedCli:
         env: dict[str, str],
         *,
         cwd: str | os.PathLike | None = None,
-        stdout: int | None = None,
-        stderr: int | None = None,
+        stdout: int | IO | None = None,
+        stderr: int | IO | None = None,
         text: bool = False,
         start_new_session: bool = False,
     ) -> ForkedProcess:
         """Like `subprocess.Popen([python, "-m", module, *args], …)` for `target` ("module",
         name), or `[python, path, *args]` for ("path", …); stdout and stderr: None (this
-        process's), `subprocess.PIPE`, `DEVNULL` or (stderr) `STDOUT`; stdin is /dev/null."""
+        process's), `subprocess.PIPE`, `DEVNULL`, (stderr) `STDOUT`, or a file object or
+        descriptor; stdin is /dev/null."""
         kind, name = target
         command = [sys.executable, *(["-m"] if kind == "module" else []), name, *args]
         request = {
@@ -284,6 +292,8 @@ class ForkedCli:
                 ends.append(write)
             elif where == subprocess.STDOUT:
                 ends.append(ends[1])
+            elif hasattr(where, "fileno") or (isinstance(where, int) and where >= 0):
+                ends.append(os.dup(where if isinstance(where, int) else where.fileno()))
             else:
                 ends.append(null if where == subprocess.DEVNULL else (1 if name == "stdout" else 2))
         try:

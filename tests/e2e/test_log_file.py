@@ -1,9 +1,7 @@
 """A study sent to a file is readable there while it runs: plain, timestamped, flushed lines."""
 
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 from polling import poll as wait_for
@@ -15,17 +13,16 @@ pytestmark = pytest.mark.e2e
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d ")
 
 
-def test_the_log_file_grows_while_the_study_runs(tmp_path, monkeypatch, shared_ray):
+def test_the_log_file_grows_while_the_study_runs(tmp_path, monkeypatch, shared_ray, cli):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     hooks = [{"sleep_per_epoch": 2.0}, {"rows": ["NS"], "bad_value_at_epoch": 1}]
     log = tmp_path / "study.log"
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD,NS", "--seeds", "1",
-        "--epochs", "3", "--results-dir", str(tmp_path / "results"), "--no-report",
+    arguments = [
+        "run", "--rows", "SVD,NS", "--seeds", "1", "--epochs", "3",
+        "--results-dir", str(tmp_path / "results"), "--no-report",
     ]  # fmt: skip
     with log.open("w") as out:
-        env = {**os.environ, **faults_env(hooks)}
-        study = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        study = cli.start(*arguments, env=faults_env(hooks), stdout=out, stderr=subprocess.STDOUT)
         try:
             started = wait_for(lambda: "trial SVD · seed 0 started" in log.read_text(), 240, 0.2)
             running = study.poll() is None

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -74,27 +73,20 @@ def mlflow_backend_store(postgres: str) -> str:
 
 
 def study(
-    results: Path, tracking: str, *extra: str, env: dict[str, str] | None = None
+    cli, results: Path, tracking: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD", "--results-dir",
-        str(results), "--tracking-uri", tracking, "--no-report", "--no-progress", *extra,
+    arguments = [
+        "run", "--rows", "SVD", "--results-dir", str(results), "--tracking-uri", tracking,
+        "--no-report", "--no-progress", *extra,
     ]  # fmt: skip
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    return cli.start(*arguments, env=env, **output)
+
+
+def resume(cli, results: Path, parent: str) -> subprocess.CompletedProcess:
+    return cli(
+        "resume", parent, "--results-dir", str(results), "--no-report", "--no-progress", timeout=300
     )
-
-
-def resume(results: Path, parent: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "svdablate.cli", "resume", parent, "--results-dir", str(results),
-         "--no-report", "--no-progress"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def parent_of(output: str) -> str:
@@ -120,18 +112,18 @@ def children(client: MlflowClient, parent: str) -> list:
     return client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
 
 
-def test_a_study_and_its_resume(tmp_path, module_mlflow_server, shared_ray):
+def test_a_study_and_its_resume(tmp_path, module_mlflow_server, shared_ray, cli):
     """The lean scenario `make test-e2e` runs where PostgreSQL is installed: one trial of one
     epoch, its report published through the proxied artifact store, then `resume`, which
     publishes the report again in place (the MLflow table replaced, not appended to)."""
-    running = study(tmp_path / "a", module_mlflow_server.url, "--seeds", "1", "--epochs", "1")
+    running = study(cli, tmp_path / "a", module_mlflow_server.url, "--seeds", "1", "--epochs", "1")
     output = running.communicate(timeout=300)[0]
     assert running.returncode == 0 and "warning:" not in output, output[-3000:]
     parent = parent_of(output)
     client = MlflowClient(module_mlflow_server.url)
     first = published(client, parent)
     assert [r.data.tags[Tag.STATUS] for r in children(client, parent)] == ["finished"]
-    again = resume(tmp_path / "a", parent)
+    again = resume(cli, tmp_path / "a", parent)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "1 already finished before" in again.stdout, again.stdout[-2000:]
     assert "warning:" not in again.stdout + again.stderr, again.stderr[-2000:]
@@ -139,10 +131,10 @@ def test_a_study_and_its_resume(tmp_path, module_mlflow_server, shared_ray):
 
 
 @pytest.mark.deploy
-def test_two_studies_at_once(tmp_path, module_mlflow_server):
+def test_two_studies_at_once(tmp_path, module_mlflow_server, cli):
     server = module_mlflow_server
-    first = study(tmp_path / "a", server.url, "--seeds", "2", "--epochs", "2")
-    second = study(tmp_path / "b", server.url, "--seeds", "2", "--epochs", "2")
+    first = study(cli, tmp_path / "a", server.url, "--seeds", "2", "--epochs", "2")
+    second = study(cli, tmp_path / "b", server.url, "--seeds", "2", "--epochs", "2")
     outputs = [process.communicate(timeout=480)[0] for process in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], [o[-2000:] for o in outputs]
     client = MlflowClient(server.url)
@@ -154,10 +146,10 @@ def test_two_studies_at_once(tmp_path, module_mlflow_server):
 
 
 @pytest.mark.deploy
-def test_the_server_killed_mid_study_loses_no_epoch(tmp_path, module_mlflow_server):
+def test_the_server_killed_mid_study_loses_no_epoch(tmp_path, module_mlflow_server, cli):
     server = module_mlflow_server
     faults = faults_env([{"sleep_per_epoch": 1.0}])
-    running = study(tmp_path / "c", server.url, "--seeds", "2", "--epochs", "8", env=faults)
+    running = study(cli, tmp_path / "c", server.url, "--seeds", "2", "--epochs", "8", env=faults)
     client = MlflowClient(server.url)
 
     def training() -> bool:
@@ -179,7 +171,7 @@ def test_the_server_killed_mid_study_loses_no_epoch(tmp_path, module_mlflow_serv
     parent = parent_of(output)
     if running.returncode != 0:  # the server came back after the study ended: resume sends
         assert "writes wait in" in output, output[-3000:]
-        resumed = resume(tmp_path / "c", parent)
+        resumed = resume(cli, tmp_path / "c", parent)
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     for run in children(client, parent):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_err"))

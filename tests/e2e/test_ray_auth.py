@@ -61,29 +61,28 @@ def cluster_with_token(tmp_path, port):
             CURRENT_CLUSTER.write_text(recorded)
 
 
-def run(address: str, results: Path, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    command = [
-        sys.executable, "-m", "svdablate.cli", "run", "--rows", "SVD", "--seeds", "1",
-        "--epochs", "1", "--set", "max_steps_per_epoch=2", "--address", address,
-        "--results-dir", str(results), "--no-progress", "--no-report",
-    ]  # fmt: skip
-    return subprocess.run(
-        command, env={**clean, **env}, capture_output=True, text=True, timeout=300
-    )
+def run(cli, address: str, results: Path, **env: str) -> subprocess.CompletedProcess:
+    """A one-trial study on `address` with `env` for its token (this test has no RAY_AUTH_*)."""
+    return cli(
+        "run", "--rows", "SVD", "--seeds", "1", "--epochs", "1", "--set", "max_steps_per_epoch=2",
+        "--address", address, "--results-dir", str(results), "--no-progress", "--no-report",
+        env=env, timeout=300,
+    )  # fmt: skip
 
 
 def test_a_cluster_with_token_auth_is_joined_with_the_token_and_refuses_others(
-    tmp_path, cluster_with_token
+    tmp_path, cluster_with_token, cli, monkeypatch
 ):
     address, token = cluster_with_token
-    joined = run(address, tmp_path / "joined", RAY_AUTH_TOKEN_PATH=str(token))
+    for name in [n for n in os.environ if n.startswith("RAY_AUTH")]:
+        monkeypatch.delenv(name)
+    joined = run(cli, address, tmp_path / "joined", RAY_AUTH_TOKEN_PATH=str(token))
     assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
     assert "1 finished" in " ".join(joined.stdout.split())
     assert "InvalidAuthToken" not in joined.stderr, "the probe's refusal is not shown"
 
-    wrong = run(address, tmp_path / "wrong", RAY_AUTH_TOKEN=secrets.token_hex(32))
-    missing = run(address, tmp_path / "missing", RAY_AUTH_TOKEN_PATH=str(tmp_path / "none"))
+    wrong = run(cli, address, tmp_path / "wrong", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    missing = run(cli, address, tmp_path / "missing", RAY_AUTH_TOKEN_PATH=str(tmp_path / "none"))
     for result, folder, needle in (
         (wrong, "wrong", "refused this machine's token"),
         (missing, "missing", "asks for a token"),

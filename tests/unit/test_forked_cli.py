@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +96,19 @@ def test_a_call_past_its_timeout_is_killed(forked, tmp_path):
     pytest.fail(f"the timed-out command {pid} still runs")
 
 
+def _state_of(pid: int) -> str:
+    """What /proc says of `pid` and its threads (state, where it waits), or that it is gone."""
+    try:
+        threads = sorted(Path(f"/proc/{pid}/task").iterdir())
+        return "; ".join(
+            f"{t.name} {(t / 'stat').read_text().rsplit(')', 1)[1].split()[0]} "
+            f"{(t / 'wchan').read_text()}"
+            for t in threads
+        )
+    except OSError as exc:
+        return f"gone ({exc})"
+
+
 def _interrupted(start) -> tuple[int, str]:
     """Start the sleeper, Ctrl-C its process group once it runs: (exit status, its output)."""
     started = start(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -106,7 +120,11 @@ def _interrupted(start) -> tuple[int, str]:
     with pytest.raises(subprocess.TimeoutExpired):
         started.wait(0.2)
     os.killpg(started.pid, signal.SIGINT)  # what Ctrl-C does to a foreground process group
-    rest, err = started.communicate(timeout=60)
+    try:
+        rest, err = started.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        started.kill()
+        pytest.fail(f"no exit 60 s after Ctrl-C: {_state_of(started.pid)}")
     assert err is None and started.poll() == started.returncode
     return started.returncode, first + ready + rest.decode()
 
@@ -149,3 +167,34 @@ def test_each_command_draws_its_own_random_ids(forked, tmp_path):
     assert all(d.returncode == 0 for d in draws), draws[0].stderr
     first, second = (d.stdout.split() for d in draws)
     assert first[0] != second[0] and first[1] != second[1]
+
+
+@pytest.mark.parametrize("threads", ["1", "3", None])
+def test_torch_uses_the_threads_a_fresh_interpreter_would(forked, tmp_path, threads):
+    """OMP_NUM_THREADS sizes torch's pool when an interpreter starts: the server's was sized
+    before the call's environment came (the pytest workers set 1: a command that computes with
+    two threads on a loaded machine spins them against the other workers)."""
+    script = tmp_path / "threads.py"
+    script.write_text("import torch\nprint(torch.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = threads
+    forked_run = forked.run(("path", str(script)), [], env, 60, cwd=tmp_path)
+    fresh = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert forked_run.returncode == fresh.returncode == 0, forked_run.stderr + fresh.stderr
+    assert forked_run.stdout == fresh.stdout
+
+
+def test_a_file_takes_a_started_commands_output(forked, tmp_path):
+    """As `Popen(stdout=file, stderr=STDOUT)`: both streams in the file, none in the worker's."""
+    script = tmp_path / "talk.py"
+    script.write_text("import sys\nprint('out', flush=True)\nprint('err', file=sys.stderr)\n")
+    log = tmp_path / "talk.log"
+    with log.open("w") as out:
+        started = forked.start(
+            ("path", str(script)), [], dict(os.environ), stdout=out, stderr=subprocess.STDOUT
+        )
+        assert started.wait(60) == 0
+    assert log.read_text().split() == ["out", "err"]
