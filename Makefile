@@ -6,6 +6,13 @@ BIN := $(VENV)/bin
 # them, e.g. `make TORCH_SPEC="torch torchvision" demo`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
+# Bytecode: make's commands write each module's .pyc the first time one imports it (Python's
+# default). Where PYTHONDONTWRITEBYTECODE is set (this VM), every process had recompiled every
+# module it imports that had no .pyc: svdablate's and the tests' in each of the suite's ~300
+# processes; uv's --compile-bytecode compiled the venv's 18,000 modules at install (~36 s of CI's
+# 2 cores) for the ~7,500 the suite imports. Fresh clones, one CI each, back to back: 608 s
+# and 1,183 CPU-s of the machine before, 557 s and 1,081 after (docs/benchmarks.md).
+export PYTHONDONTWRITEBYTECODE :=
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-unit test-e2e test-deploy test-fast lint format bench docs clean
@@ -13,14 +20,12 @@ PYTEST_ARGS ?=
 # uv installs everything: from its cache (~/.cache/uv, hard links) a fresh venv took 91-108 s here,
 # where pip's torch and its CUDA wheels (~3 GB, unpacked each time) made it 223 s (both under a
 # load of 16-18 on 2 cores). torch first, in a step of its own, as pip did: the rest then keeps
-# its sympy/mpmath (together, uv picks mpmath 1.4 and so sympy 1.14.0rc1). --compile-bytecode
-# as pip does: where PYTHONDONTWRITEBYTECODE is set (this VM), a venv without .pyc files
-# recompiles every module in every process (CI's CPU doubled).
+# its sympy/mpmath (together, uv picks mpmath 1.4 and so sympy 1.14.0rc1).
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(TORCH_SPEC)
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python $(TORCH_SPEC)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
