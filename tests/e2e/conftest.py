@@ -9,7 +9,6 @@ saves each study Ray's start-up.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import shared_cluster
 from polling import poll
+from ray_nodes import free_port
 
 HERE = Path(__file__).parent
 #: Every Ray process of a test (nodes, drivers, workers) resolves this node to loopback.
@@ -30,12 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a node, a server, a driver)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
