@@ -181,17 +181,24 @@ class ForkedProcess:
 
     def _wait(self) -> None:
         line = self._replies.readline()
-        self.returncode = json.loads(line)["returncode"] if line else -signal.SIGKILL
+        if line:
+            self.returncode = json.loads(line)["returncode"]
         self._connection.close()
 
-    def poll(self) -> int | None:
+    def _status(self) -> int | None:
+        """The exit status; an error where the waiter ended without sending it (no made-up one)."""
+        if self.returncode is None and not self._waiter.is_alive():
+            raise ChildProcessError(f"the forked-CLI waiter of {self.pid} ended without its status")
         return self.returncode
+
+    def poll(self) -> int | None:
+        return self._status()
 
     def wait(self, timeout: float | None = None) -> int:
         self._waiter.join(timeout)
         if self._waiter.is_alive():
             raise subprocess.TimeoutExpired(self.args, timeout or 0)
-        return self.returncode  # type: ignore[return-value]
+        return self._status()  # type: ignore[return-value]
 
     def communicate(self, timeout: float | None = None) -> tuple[Any, Any]:
         """(stdout, stderr) read to their end (None where not a pipe), once the command exits."""

@@ -198,3 +198,16 @@ def test_a_file_takes_a_started_commands_output(forked, tmp_path):
         )
         assert started.wait(60) == 0
     assert log.read_text().split() == ["out", "err"]
+
+
+def test_a_waiter_that_ends_without_the_status_is_an_error_not_a_made_up_status(forked, tmp_path):
+    script = tmp_path / "sleeper.py"
+    script.write_text("import time\ntime.sleep(600)\n")
+    started = forked.start(("path", str(script)), [], dict(os.environ), start_new_session=True)
+    try:
+        waiter = int(Path(f"/proc/{started.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(waiter, signal.SIGKILL)
+        with pytest.raises(ChildProcessError, match="ended without its status"):
+            started.wait(30)
+    finally:
+        os.killpg(started.pid, signal.SIGKILL)
