@@ -8,9 +8,9 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results
 # Bytecode: make's commands write each module's .pyc the first time one imports it (Python's
 # default). Where PYTHONDONTWRITEBYTECODE is set (this VM), every process had recompiled every
-# module it imports that had no .pyc: svdablate's and the tests' in each of the suite's ~300
-# processes; uv's --compile-bytecode compiled the venv's 18,000 modules at install (~36 s of CI's
-# 2 cores) for the ~7,500 the suite imports. Fresh clones, one CI each, back to back: 608 s
+# module it imports that had no .pyc: svdablate's and the tests' in each Ray worker, driver and
+# pytest worker; uv's --compile-bytecode compiled the venv's 18,000 modules at install (~36 s of
+# CI's 2 cores) for the ~7,500 the suite imports. Fresh clones, one CI each, back to back: 608 s
 # and 1,183 CPU-s of the machine before, 557 s and 1,081 after (docs/benchmarks.md).
 export PYTHONDONTWRITEBYTECODE :=
 PYTEST_ARGS ?=
