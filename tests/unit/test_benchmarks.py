@@ -107,3 +107,18 @@ def test_gpu_step_times_the_trial_against_its_floor_without_ray_or_mlflow(capsys
     assert "trial step vs its network's floor on cpu" in out
     assert out.count("│ demo ") == 2 and "step/floor" in out  # both trials, against the floor
     assert "auto picks" in out and out.strip().endswith("[]")
+
+
+def test_a_backward_swamped_by_the_load_is_timed_again_never_negative(bench, monkeypatch):
+    """A sample whose backward is not above the engine's fixed cost (a load spike in a timing)
+    is timed again; when every sample is, the benchmark says so instead of a negative BP."""
+    p = torch.eye(4, dtype=torch.float64).unsqueeze(0)
+    monkeypatch.setattr(bench, "_floors", lambda *a: (1.0, 1.0))
+    engines = iter([5.0, 0.5])  # the first sample's engine caught by a spike
+    monkeypatch.setattr(bench, "_engine_cost", lambda *a: next(engines))
+    monkeypatch.setattr(bench, "_timed_pair", lambda *a: (1.0, 2.0))
+    _, bp, bp_raw, engine, *_ = bench.measure("svd", p, p, 1)
+    assert (bp, bp_raw, engine) == (1.5, 2.0, 0.5)
+    monkeypatch.setattr(bench, "_engine_cost", lambda *a: 5.0)
+    with pytest.raises(RuntimeError, match="load swamps the timings"):
+        bench.measure("svd", p, p, 1)
