@@ -1,16 +1,19 @@
 """A real `mlflow server` on loopback killed and restarted mid-study (issue 14, item 2): trials
 keep running while it is away, their writes wait in the spool and reach the server once each when
-it is back. A load-independent bound says no trial waited for the server: while it was away the
-study's two slots logged epochs at (at least 70 % of) the trials' own pace in that study, up to
-the epochs it had left. A trial blocked on the server, or one whose start waited for it (its run
-created there), would leave a slot idle for the outage. (An earlier second bound, the study's
-extra time over an undisturbed one against the outage's length, compared two studies run minutes
-apart: under a load of 4-15 it failed, 104 s extra for a 20 s outage with every epoch on time.
-The window ends when the restart begins: with the restart in it, a CI run under full load
+it is back. A load-independent bound says no trial waited for the server: while it was away,
+no trial went without logging an epoch for 60 % of the outage (from the window's start, or from
+when its slot freed, to its first epoch; between epochs; to the window's end). A trial blocked on
+the server, or one whose start waited for it (its run created there), is silent for the whole
+outage; one that does not wait logs an epoch every 1-3 s. (Earlier bounds read the load: the
+study's extra time over an undisturbed one, run minutes apart, failed under a load of 4-15, 104 s
+extra for a 20 s outage with every epoch on time; then the epochs logged in the window against
+70 % of the trials' own pace over their run failed in CI at 10 for 20.8, the window's load
+halving the pace. The window ends when the restart begins: with the restart in it, a CI run
 logged 7 epochs for 17.7 at pace, the server's start taking the trials' CPU.)
 Then the server goes down for good, and `status` and `resume` on the study say so in one line
 within seconds (issue 28 item 4)."""
 
+import itertools
 import statistics
 import subprocess
 import time
@@ -28,6 +31,10 @@ TRIALS = 4
 #: The CPUs of the test's own cluster, a trial's one each: the bound needs the study to hold them
 #: all (on the run's shared cluster other tests' trials took one: 21 epochs logged for 50 at pace).
 SLOTS = 2
+#: A trial that logged no epoch for this share of the outage waited for the server. A trial that
+#: does not wait logs one every 1-3 s (1 s of sleep; CI's full load slowed the trials to a third),
+#: one that waits is silent for the whole outage.
+SILENT_SHARE = 0.6
 
 
 def _study(cli, results: Path, url: str, address: str) -> subprocess.Popen:
@@ -59,22 +66,46 @@ def _trial_runs(client: MlflowClient, parent_id: str):
     return client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'")
 
 
-def _epochs_while_away(runs, client: MlflowClient, down_at: float, up_at: float):
-    """(epochs the trials logged while the server was away, epochs the study's slots would have
-    run meanwhile at the trials' own pace, at most the epochs it had left): the pace is the
-    median of each trial's mean time per epoch over its whole run (the metrics' own timestamps,
-    spooled with them)."""
-    stamps = [
+def _epoch_stamps(runs, client: MlflowClient) -> list[list[int]]:
+    """Per trial, the times (ms) its epochs were logged: the metrics' own timestamps, spooled
+    with them while the server was away."""
+    return [
         sorted(
             m.timestamp for m in client.get_metric_history(r.info.run_id, Metric.EPOCHS_COMPLETED)
         )
         for r in runs
     ]
+
+
+def _epochs_while_away(stamps: list[list[int]], down_at: float, up_at: float):
+    """(epochs the trials logged while the server was away, epochs the study's slots would have
+    run meanwhile at the trials' own pace, at most the epochs it had left): the pace is the
+    median of each trial's mean time per epoch over its whole run."""
     pace = statistics.median((s[-1] - s[0]) / (len(s) - 1) for s in stamps)
     every = [t for trial in stamps for t in trial]
     logged = sum(down_at < t < up_at for t in every)
     left = sum(t > down_at for t in every)
     return logged, min(SLOTS * (up_at - down_at) / pace, left)
+
+
+def _silences(stamps: list[list[int]], down_at: float, up_at: float) -> list[float]:
+    """Per trial that ran while the server was away, the longest time (s) in that window it
+    logged no epoch: from the window's start (or, for a trial that began in it, the last end of
+    another trial before its first epoch: its slot freed then at the latest) to its first epoch
+    there, between its epochs, and from its last to the window's end (if it ran on) or, if it
+    ended there and a trial started after it, to that trial's first epoch (its slot's next)."""
+    silences = []
+    for trial in stamps:
+        if trial[0] >= up_at or trial[-1] <= down_at:
+            continue
+        freed = [s[-1] for s in stamps if s is not trial and s[-1] < trial[0]]
+        first = down_at if trial[0] <= down_at else max([down_at, *freed])
+        points = [first, *(t for t in trial if down_at < t < up_at)]
+        later = [s[0] for s in stamps if s[0] > trial[-1]]
+        if trial[-1] >= up_at or later:
+            points.append(min([up_at, *later]))
+        silences.append(max(b - a for a, b in itertools.pairwise(points)) / 1000)
+    return silences
 
 
 def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
@@ -117,14 +148,17 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
             else:
                 assert key in (*EPOCH_METRICS, Metric.EPOCHS_COMPLETED), key
                 assert steps == list(range(EPOCHS)), (key, steps)
-    logged, predicted = _epochs_while_away(runs, client, down_at, up_at)
+    stamps = _epoch_stamps(runs, client)
+    logged, predicted = _epochs_while_away(stamps, down_at, up_at)
+    silences = _silences(stamps, down_at, up_at)
     away_s = (up_at - down_at) / 1000
     print(
         f"server away {away_s:.1f} s, {logged:.0f} epochs logged meanwhile ({predicted:.1f} at"
-        " the trials' own pace on the study's slots)"
+        f" the trials' own pace on the study's slots); longest silences {silences} s"
     )
     assert predicted >= 2 * 5, f"the outage overlapped only {predicted:.1f} epochs of trials"
-    assert logged >= 0.7 * predicted, f"{logged} epochs while away, {predicted:.1f} at pace"
+    assert len(silences) >= SLOTS, f"{len(silences)} trials ran while the server was away"
+    assert max(silences) < SILENT_SHARE * away_s, f"a trial waited: {silences} s of {away_s:.1f}"
     assert spooled > 0, "no write waited in the spool while the server was away"
     assert not list(results.glob("studies/*.spool*")), "the spool was sent and removed"
 
