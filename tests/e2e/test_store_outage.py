@@ -8,13 +8,13 @@ outage; one that does not wait logs an epoch every 1-3 s. (Earlier bounds read t
 study's extra time over an undisturbed one, run minutes apart, failed under a load of 4-15, 104 s
 extra for a 20 s outage with every epoch on time; then the epochs logged in the window against
 70 % of the trials' own pace over their run failed in CI at 10 for 20.8, the window's load
-halving the pace. The window ends when the restart begins: with the restart in it, a CI run
-logged 7 epochs for 17.7 at pace, the server's start taking the trials' CPU.)
+halving the pace, and a check that the window held 10 epochs at that pace failed at 9.4. The
+window ends when the restart begins: with the restart in it, a CI run logged 7 epochs for 17.7
+at pace, the server's start taking the trials' CPU.)
 Then the server goes down for good, and `status` and `resume` on the study say so in one line
 within seconds (issue 28 item 4)."""
 
 import itertools
-import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -75,17 +75,6 @@ def _epoch_stamps(runs, client: MlflowClient) -> list[list[int]]:
         )
         for r in runs
     ]
-
-
-def _epochs_while_away(stamps: list[list[int]], down_at: float, up_at: float):
-    """(epochs the trials logged while the server was away, epochs the study's slots would have
-    run meanwhile at the trials' own pace, at most the epochs it had left): the pace is the
-    median of each trial's mean time per epoch over its whole run."""
-    pace = statistics.median((s[-1] - s[0]) / (len(s) - 1) for s in stamps)
-    every = [t for trial in stamps for t in trial]
-    logged = sum(down_at < t < up_at for t in every)
-    left = sum(t > down_at for t in every)
-    return logged, min(SLOTS * (up_at - down_at) / pace, left)
 
 
 def _silences(stamps: list[list[int]], down_at: float, up_at: float) -> list[float]:
@@ -149,15 +138,15 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
                 assert key in (*EPOCH_METRICS, Metric.EPOCHS_COMPLETED), key
                 assert steps == list(range(EPOCHS)), (key, steps)
     stamps = _epoch_stamps(runs, client)
-    logged, predicted = _epochs_while_away(stamps, down_at, up_at)
+    logged = sum(down_at < t < up_at for trial in stamps for t in trial)
     silences = _silences(stamps, down_at, up_at)
     away_s = (up_at - down_at) / 1000
     print(
-        f"server away {away_s:.1f} s, {logged:.0f} epochs logged meanwhile ({predicted:.1f} at"
-        f" the trials' own pace on the study's slots); longest silences {silences} s"
+        f"server away {away_s:.1f} s, {logged} epochs logged meanwhile, each trial's longest"
+        f" silence {[round(s, 1) for s in silences]} s"
     )
-    assert predicted >= 2 * 5, f"the outage overlapped only {predicted:.1f} epochs of trials"
     assert len(silences) >= SLOTS, f"{len(silences)} trials ran while the server was away"
+    assert logged >= 2 * SLOTS, f"{logged} epochs logged while the server was away"
     assert max(silences) < SILENT_SHARE * away_s, f"a trial waited: {silences} s of {away_s:.1f}"
     assert spooled > 0, "no write waited in the spool while the server was away"
     assert not list(results.glob("studies/*.spool*")), "the spool was sent and removed"
