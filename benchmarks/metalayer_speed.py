@@ -61,6 +61,8 @@ PAPER_NAMES = {
 }
 K_RULES = ("svd", "svd-topn", "svd-trunc", "svd-taylor", "svd-pade")
 FP_TARGET, BP_TARGET = 1.15, 2.0
+ENGINE_TIMINGS = 3  # the engine's fixed cost: the least of this many timings
+SAMPLE_TRIES = 3  # a sample whose backward is not above the engine's cost is timed again
 
 
 @dataclass
@@ -118,9 +120,6 @@ def _timed_pair(
     return fp, bp
 
 
-ENGINE_TIMINGS = 3  # the engine's fixed cost: the least of this many timings
-
-
 def _engine_cost(p: torch.Tensor, g: torch.Tensor, number: int) -> float:
     """Seconds of ``torch.autograd.grad`` through a one-node view, the engine's fixed cost: the
     least of ``ENGINE_TIMINGS`` means (load only adds to a fixed cost; one timing caught by a
@@ -142,9 +141,6 @@ def _floors(p: torch.Tensor, cdt: torch.dtype, number: int) -> tuple[float, floa
     eigh = _seconds(lambda: torch.linalg.eigh(a), number)
     matmuls = _seconds(lambda: torch.matmul(torch.matmul(torch.matmul(u, a), u), a), number)
     return eigh, matmuls
-
-
-SAMPLE_TRIES = 3  # a sample whose backward is not above the engine's cost is timed again
 
 
 def measure(method: str, p: torch.Tensor, g: torch.Tensor, number: int) -> tuple[float, ...]:
