@@ -44,7 +44,12 @@ def get_or_create_experiment(
                 raise
             experiment_id = experiment.experiment_id
     if experiment is None or EXPERIMENT_KIND_TAG not in experiment.tags:
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        try:
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        except MlflowException:  # two first studies tagging at once: SQLite's UNIQUE refuses one
+            tags = client.get_experiment(experiment_id).tags
+            if tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                raise
     return experiment_id
 
 

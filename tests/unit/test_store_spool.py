@@ -304,3 +304,37 @@ def test_a_merged_batch_the_store_refuses_is_sent_again_one_epoch_at_a_time(
     assert recorder.close() == 0
     assert sent == [[0], [2]], "the batch was split and only the refused epoch dropped"
     assert "dropped" in caplog.text
+
+
+def test_two_first_studies_tagging_one_new_experiment_both_go_on(tmp_path):
+    """Two first studies into one fresh store both find the experiment untagged; SQLite's UNIQUE
+    refuses the second tag (CI: `UNIQUE constraint failed: experiment_tags`): once the tag is
+    there, the refused study goes on; a refusal that left no tag is raised."""
+    from mlflow.exceptions import MlflowException
+
+    from svdablate.schema import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from svdablate.store.runs import get_or_create_experiment
+
+    real = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = real.create_experiment("demo")
+
+    class Racing:
+        """Reads the experiment as the other study saw it (untagged), then loses the insert."""
+
+        def __init__(self, other_tags: bool) -> None:
+            self.other_tags = other_tags
+
+        def get_experiment_by_name(self, name):
+            return SimpleNamespace(experiment_id=experiment_id, tags={})
+
+        def set_experiment_tag(self, *args):
+            if self.other_tags:
+                real.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed")
+
+        def get_experiment(self, experiment_id):
+            return real.get_experiment(experiment_id)
+
+    with pytest.raises(MlflowException, match="UNIQUE"):
+        get_or_create_experiment(Racing(other_tags=False), "demo")
+    assert get_or_create_experiment(Racing(other_tags=True), "demo") == experiment_id
