@@ -30,6 +30,11 @@ from svdablate.report import (
     summary_table,
 )
 
+#: The module's tests on one pytest-xdist worker (`--dist loadgroup`): one `store` for them,
+#: not one per worker they land on (~1.8 CPU-s a build: a run built 12 for the four modules that
+#: use it, where one group each builds 4).
+pytestmark = pytest.mark.xdist_group("report")
+
 T0 = 1_700_000_000_000
 ROWS = ["SVD", "SVD+NOG", "SVD+OW", "NS", "SVD+NOG+SN"]
 BEST_GAIN = 0.5  # every run's best epoch is this much below its final epoch

@@ -13,6 +13,9 @@ from test_report import store  # noqa: F401  (store: the fixture)
 from svdablate.report import layout_table, load_runs, make_report, render
 from svdablate.report.tables.recipe import split_recipe
 
+#: One `store` for the module's tests (test_report.py's `pytestmark` says why).
+pytestmark = pytest.mark.xdist_group("report-page")
+
 PROVENANCE = {
     "mlflow.user": "ada",
     "mlflow.source.git.commit": "0123456789abcdef0123456789abcdef01234567",

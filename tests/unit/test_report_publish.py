@@ -14,6 +14,9 @@ from test_report import BEST_GAIN, KEPT, _child, _final, store  # noqa: F401  (s
 from svdablate.report import publish_study, report_table
 from svdablate.schema import ROW_STATS, Metric, Tag, row_metric_key
 
+#: One `store` for the module's tests (test_report.py's `pytestmark` says why).
+pytestmark = pytest.mark.xdist_group("report-publish")
+
 MEAN, STD, KAPPA, N = ROW_STATS
 TABLE = "report/eccv22-t4.json"  # the preset eccv22-dbn-cifar100 reproduces ECCV'22 Table 4
 FILES = {

@@ -23,6 +23,9 @@ from svdablate.report import (
 )
 from svdablate.schema import Tag
 
+#: One `store` for the module's tests (test_report.py's `pytestmark` says why).
+pytestmark = pytest.mark.xdist_group("report-store")
+
 # --------------------------------------------------------------------------- canonical order
 
 
