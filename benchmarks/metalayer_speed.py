@@ -18,11 +18,12 @@ BP/floor ≤ 2.
 BP is the layer's own backward: ``torch.autograd.grad`` through the method's graph (built once
 per sample, kept with ``retain_graph``) minus the engine's fixed cost per call (``engine``: the
 least of three timings, in the same sample, of ``torch.autograd.grad`` through a one-node view;
-a sample whose backward is not above it is timed again), because a training step
-pays that cost once for the whole network, not once per layer (at 1×64 it is of the order of the
-three matmuls); ``BP raw`` keeps it in. Under each table a line gives, per size, what no forward
-can beat: eigh followed by the one d×d matmul that forms U f(Λ) Uᵀ, timed in sequence, as a
-multiple of eigh alone. One torch thread unless ``--threads`` says otherwise (0: torch's default).
+a sample whose backward is not above it is timed again, three times, then the run stops in
+one line that names the load), because a training step pays that cost once for the whole
+network, not once per layer (at 1×64 it is of the order of the three matmuls); ``BP raw`` keeps
+it in. Under each table a line gives, per size, what no forward can beat: eigh followed by the
+one d×d matmul that forms U f(Λ) Uᵀ, timed in sequence, as a multiple of eigh alone. One torch
+thread unless ``--threads`` says otherwise (0: torch's default).
 
     python benchmarks/metalayer_speed.py [--quick] [--device cuda] [--tracking-uri URI]
         [--methods a,b] [--sizes gcp,dbn] [--dtypes float64,float32]
@@ -143,6 +144,10 @@ def _floors(p: torch.Tensor, cdt: torch.dtype, number: int) -> tuple[float, floa
     return eigh, matmuls
 
 
+class SwampedByLoad(RuntimeError):
+    """Every sample of a backward was swamped by the machine's load (`main` says so in a line)."""
+
+
 def measure(method: str, p: torch.Tensor, g: torch.Tensor, number: int) -> tuple[float, ...]:
     """(fp, bp, bp raw, engine, fp/eigh-AG, bp/eigh-AG, fp/floor, bp/floor), timed back to back.
 
@@ -158,7 +163,7 @@ def measure(method: str, p: torch.Tensor, g: torch.Tensor, number: int) -> tuple
         if min(bp_raw, e_bp) > engine:
             bp, e_bp = bp_raw - engine, e_bp - engine
             return fp, bp, bp_raw, engine, fp / e_fp, bp / e_bp, fp / f_fp, bp / f_bp
-    raise RuntimeError(
+    raise SwampedByLoad(
         f"{method}: a backward timed at most the engine's fixed cost in {SAMPLE_TRIES} samples "
         "(the machine's load swamps the timings): rerun on a quieter machine"
     )
@@ -310,6 +315,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     torch.set_num_threads(args.threads or threads)
     try:
         rows, floors = run(methods, sizes, dtypes, reps, torch.device(args.device))
+    except SwampedByLoad as exc:
+        ap.exit(1, f"{ap.prog}: {exc}\n")
     finally:
         torch.set_num_threads(threads)
     print_table(rows, floors)

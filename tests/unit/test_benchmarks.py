@@ -122,3 +122,12 @@ def test_a_backward_swamped_by_the_load_is_timed_again_never_negative(bench, mon
     monkeypatch.setattr(bench, "_engine_cost", lambda *a: 5.0)
     with pytest.raises(RuntimeError, match="load swamps the timings"):
         bench.measure("svd", p, p, 1)
+
+
+def test_a_run_swamped_by_the_load_stops_in_one_line(bench, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "_engine_cost", lambda *a: 5.0)  # above any backward here
+    with pytest.raises(SystemExit) as stopped:
+        bench.main(["--quick", "--sizes", "dbn", "--dtypes", "float64", "--methods", "svd"])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "load swamps the timings" in err, err
