@@ -35,11 +35,12 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from svdablate.errors import UserError
 from svdablate.metalayers import CovariancePooling, sqrtm
 from svdablate.metalayers.eigh_placement import measure_eigh, spd_batch
 from svdablate.spec.config import StudySpec, TrialConfig
 from svdablate.spec.grid import expand, resolve_preset
-from svdablate.spec.presets import PRESETS
+from svdablate.spec.presets import PRESETS, get_preset
 from svdablate.training.rehearse import PHASES, rehearse_shape, synthetic_batches
 from svdablate.training.step import build_network, to_device
 
@@ -56,6 +57,12 @@ def preset_config(name: str, row_name: str, batch: int | None = None) -> TrialCo
     spec = StudySpec(preset=name, seeds=1, rows=(row_name,))
     config = next(c for c in expand(resolve_preset(spec), spec) if c.protocol == "standalone")
     return config.model_copy(update={"batch_size": batch}) if batch else config
+
+
+def _trial_config(trial_name: str, batch: int | None) -> TrialConfig:
+    """`preset:row` (the preset's first row when no row is named) as `preset_config` makes it."""
+    preset, _, row = trial_name.partition(":")
+    return preset_config(preset, row or get_preset(preset).rows[0], batch)
 
 
 class _PlainPooling(nn.Module):
@@ -126,12 +133,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--batch", type=int, default=None, help="every preset's batch (a CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.steps < 1 or (args.batch is not None and args.batch < 1):
+        parser.error("--steps and --batch must be 1 or more")
+    try:  # every trial resolved before any is timed: a typo stops the run in one line
+        configs = [_trial_config(name, args.batch) for name in args.trials.split(",")]
+    except (UserError, ValueError) as exc:
+        parser.error(str(exc))
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     rows = []
-    for trial_name in args.trials.split(","):
-        preset, _, row = trial_name.partition(":")
-        config = preset_config(preset, row or PRESETS[preset].rows[0], args.batch)
+    for config in configs:
+        preset = config.study
         trial = rehearse_shape(config, device, steps=args.steps, warmup=2)
         floor = floor_step_seconds(config, device, args.steps)
         rows.append({"preset": preset, "config": config, "trial": trial, "floor_s": floor})

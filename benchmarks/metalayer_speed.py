@@ -301,7 +301,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible to this process")
-    methods = [resolve_method(m) for m in args.methods.split(",") if m]
+    if args.reps < 1 or args.threads < 0:
+        ap.error("--reps must be 1 or more and --threads 0 or more")
+    try:
+        methods = [resolve_method(m) for m in args.methods.split(",") if m]
+    except ValueError as exc:
+        ap.error(str(exc))
     sizes = [s for s in args.sizes.split(",") if s]
     for s in sizes:
         if s not in SIZES:
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for d in dtypes:
         if d not in ("float32", "float64"):
             ap.error(f"unknown dtype {d!r}; valid: float32, float64")
-    reps = 1 if args.quick else max(1, args.reps)
+    reps = 1 if args.quick else args.reps
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or threads)
     try:

@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=200, help="seeds per row (5 rows)")
     parser.add_argument("--results-dir", type=Path, default=None, help="default: a temp dir")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be 1 or more")
     folder = args.results_dir or Path(tempfile.mkdtemp(prefix="study-scale-"))
     console = Console()
 

@@ -44,6 +44,7 @@ from rich.markup import escape
 from rich.table import Table
 from scipy import stats
 
+from svdablate.errors import UserError
 from svdablate.metalayers.modules import _MetaLayerBase
 from svdablate.schema import Metric
 from svdablate.spec.config import TrialConfig
@@ -228,12 +229,17 @@ def main(argv: list[str] | None = None) -> list[Arm]:
     ap.add_argument("--row", default="SVD", help="demo row to train")
     ap.add_argument("--steps", type=int, default=None, help="cap on an epoch's steps (smoke)")
     args = ap.parse_args(argv)
-    default_every = demo_config(args.row, args.epochs).kappa_every
+    if min(args.rounds, args.epochs, args.steps or 1) < 1:
+        ap.error("--rounds, --epochs and --steps must be 1 or more")
+    try:
+        default_every = demo_config(args.row, args.epochs).kappa_every
+    except (UserError, ValueError) as exc:
+        ap.error(str(exc))
     arms = [Arm("off", None), Arm("default", default_every), Arm("every", 1)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_rounds(arms, args.row, args.epochs, max(1, args.rounds), args.steps)
+        run_rounds(arms, args.row, args.epochs, args.rounds, args.steps)
         sample_s, steps = kappa_path_cost(args.row, args.epochs, args.steps)
     finally:
         torch.set_num_threads(threads)

@@ -131,3 +131,33 @@ def test_a_run_swamped_by_the_load_stops_in_one_line(bench, monkeypatch, capsys)
     assert stopped.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "load swamps the timings" in err, err
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "words"),
+    [
+        ("metalayer_speed", ["--methods", "foo"], "unknown meta-layer method 'foo'"),
+        ("metalayer_speed", ["--reps", "-2"], "--reps must be 1 or more"),
+        ("metalayer_speed", ["--threads", "-1"], "--threads 0 or more"),
+        ("gpu_step", ["--device", "cpu", "--steps", "0"], "--steps and --batch must be 1"),
+        ("gpu_step", ["--device", "cpu", "--batch", "-1"], "--steps and --batch must be 1"),
+        ("gpu_step", ["--device", "cpu", "--trials", "demo,nope"], "unknown preset 'nope'"),
+        ("gpu_step", ["--device", "cpu", "--trials", "demo:XYZ"], "row 'XYZ'"),
+        ("telemetry_overhead", ["--rounds", "0"], "--rounds, --epochs and --steps must be 1"),
+        ("telemetry_overhead", ["--steps", "-1"], "--rounds, --epochs and --steps must be 1"),
+        ("telemetry_overhead", ["--row", "XYZ"], "row 'XYZ'"),
+        ("study_scale", ["--seeds", "0"], "--seeds must be 1 or more"),
+    ],
+)
+def test_a_benchmark_refuses_a_bad_value_before_it_times_anything(
+    script, argv, words, monkeypatch, capsys
+):
+    """A typo or a value out of range: argparse's usage and one error line, exit 2 (they were
+    tracebacks, a division by zero, or a silent clamp to 1)."""
+    module = _load(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])  # study_scale reads sys.argv
+    with pytest.raises(SystemExit) as stopped:
+        module.main(*([] if script == "study_scale" else [argv]))
+    sys.modules.pop(script, None)
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert stopped.value.code == 2 and len(errors) == 1 and words in errors[0], errors
