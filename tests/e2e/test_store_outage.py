@@ -4,14 +4,10 @@ it is back. A load-independent bound says no trial waited for the server: while 
 no trial went without logging an epoch for 60 % of the outage (from the window's start, or from
 when its slot freed, to its first epoch; between epochs; to the window's end). A trial blocked on
 the server, or one whose start waited for it (its run created there), is silent for the whole
-outage; one that does not wait logs an epoch every 1-3 s. (Earlier bounds read the load: the
-study's extra time over an undisturbed one, run minutes apart, failed under a load of 4-15, 104 s
-extra for a 20 s outage with every epoch on time; then the epochs logged in the window against
-70 % of the trials' own pace over their run failed in CI at 10 for 20.8, the window's load
-halving the pace, and a check that the window held 10 epochs at that pace failed at 9.4. The
-window ends when the restart begins: with the restart in it, a CI run logged 7 epochs for 17.7
-at pace, the server's start taking the trials' CPU. It opens once both slots' trials log: opened
-at the first trial's first epoch, a CI run's second trial was still starting 15 s later.)
+outage; one that does not wait logs an epoch every 1-3 s. The window opens once both slots'
+trials log and ends as the restart begins (the server's start takes the trials' CPU). Bounds
+that read the load (the study's time against an undisturbed one, the epochs in the window
+against the trials' pace) failed under CI's load: docs/reliability.md.
 Then the server goes down for good, and `status` and `resume` on the study say so in one line
 within seconds (issue 28 item 4)."""
 
@@ -114,9 +110,8 @@ def test_a_server_outage_mid_study_stalls_no_trial_and_loses_no_write(
         running = f"{epochs} >= 1 and {epochs} < {EPOCHS}"
         return len(client.search_runs([experiment.experiment_id], running)) >= SLOTS
 
-    # The window opens once every slot's trial runs: in CI, a second trial's worker still
-    # starting (importing torch at a third of its speed) 15 s after the first trial's first
-    # epoch left one trial in the window. Trials that start in it (a slot freed) are still read.
+    # Opened at the first trial's first epoch, a CI run's window held one trial: the other's
+    # worker was still starting (importing torch at a third of its speed) 15 s later.
     assert wait_for(every_slot_runs_a_trial, 300), f"never {SLOTS} trials logging at once"
     down_at = time.time() * 1000
     server.kill()
